@@ -1,0 +1,1 @@
+"""sfumato benchmarks: speed and quality measurements, benchmark datasets."""

@@ -1,0 +1,1 @@
+"""sfumato command-line interface (click)."""

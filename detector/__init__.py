@@ -1,0 +1,1 @@
+"""sfumato detector package (lands with the detector issue)."""
