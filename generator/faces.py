@@ -20,6 +20,7 @@ import numpy as np
 
 from generator.errors import MissingWeightsError, SfumatoError
 
+FALLBACK_MAX_SIDE = 1280  # long side of the second, slower detection pass
 FAN_WEIGHTS_ENV = "SFUMATO_FAN_WEIGHTS"
 FAN_WEIGHTS_FILE = "2DFAN4-11f355bf06.pth.tar"
 FAN_WEIGHTS_URL = "https://www.adrianbulat.com/downloads/python-fan/" + FAN_WEIGHTS_FILE
@@ -98,13 +99,18 @@ class DlibDetector:
         h, w = image.shape[:2]
         if min(h, w) < 16:
             return []
-        k = min(1.0, self.max_side / max(h, w))
-        small = image if k == 1.0 else cv2.resize(image, (round(w * k), round(h * k)),
-                                                  interpolation=cv2.INTER_AREA)
-        found = [Detection(d.box / k, d.score) for d in self._run(small, 0)]
-        if not found and (k < 1.0 or max(h, w) < 400):
-            found = self._run(image, 1)
+        found = self._at_scale(image, min(1.0, self.max_side / max(h, w)), 0)
+        if not found and max(h, w) > self.max_side // 2:
+            # Second chance for small faces: a larger copy (capped, so an 8000 px photo stays
+            # tractable) with one upsampling pass.
+            found = self._at_scale(image, min(1.0, FALLBACK_MAX_SIDE / max(h, w)), 1)
         return sorted(found, key=lambda d: -d.area)
+
+    def _at_scale(self, image: np.ndarray, k: float, upsample: int) -> list[Detection]:
+        h, w = image.shape[:2]
+        small = image if k == 1.0 else cv2.resize(image, (max(1, round(w * k)), max(1, round(h * k))),
+                                                  interpolation=cv2.INTER_AREA)
+        return [Detection(d.box / k, d.score) for d in self._run(small, upsample)]
 
 
 class FaceBackend:
@@ -179,7 +185,8 @@ class FanBackend(FaceBackend):
 
     def landmarks(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
         """68 points from FAN's heatmaps for the face in ``box``."""
-        out = self._fa.get_landmarks_from_image(image, detected_faces=[np.asarray(box, np.float32)])
+        # Boxes go in as face-alignment's own dlib detector passes them: plain floats, as is.
+        out = self._fa.get_landmarks_from_image(image, detected_faces=[[float(v) for v in box]])
         if not out:
             raise SfumatoError("FAN returned no landmarks for a detected face")
         return np.asarray(out[0][:, :2], dtype=np.float32)

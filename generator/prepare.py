@@ -243,12 +243,14 @@ def prepare_video(job: VideoJob, out_dir: str | os.PathLike, config: PrepareConf
         digest = sha256_file(job.path) if Path(job.path).is_file() else ""
         outcome.video_id = f"{slug(Path(job.path).stem)}-{digest[:8]}"
         final = video_dir(out_dir, job.identity, outcome.video_id)
-        if (final / RECORD).is_file():
-            record = json.loads((final / RECORD).read_text())
+        record = _read_record(final / RECORD)
+        if record is not None:
             outcome.status = "exists"
             outcome.frames_kept = len(record["frames_kept"])
             outcome.frames_skipped = len(record["frames_skipped"])
             return outcome
+        if final.exists():  # damaged from outside (finished videos are renamed in whole): redo it
+            shutil.rmtree(final)
         tmp = out_dir / TMP_DIR / f"{outcome.video_id}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
@@ -367,10 +369,20 @@ def check_config_stamp(out_dir: Path, config: PrepareConfig) -> None:
         write_bytes_atomic(path, json.dumps(stamp, indent=1).encode())
 
 
+def _read_record(path: Path) -> dict | None:
+    """A video's record, or None when it is absent or unreadable."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "frames_kept" in record else None
+
+
 def read_corpus(out_dir: str | os.PathLike) -> list[dict]:
     """The records of every finished video in a corpus folder, sorted by identity and id."""
     out = Path(out_dir)
-    records = [json.loads(p.read_text()) for p in out.glob(f"*/*/{RECORD}")]
+    paths = [p for p in out.glob(f"*/*/{RECORD}") if not p.parts[-3].startswith(".")]
+    records = [r for r in map(_read_record, paths) if r is not None]
     return sorted(records, key=lambda r: (r["identity"], r["video_id"]))
 
 

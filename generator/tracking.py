@@ -3,16 +3,20 @@
 Detection is the expensive step (tens of ms a frame); the 68-point fit is cheap (~2 ms with dlib).
 Between detections the face box is predicted from the previous frame's landmarks, using the offset
 between landmark box and detector box measured at the last detection, so the shape predictor sees the
-kind of box it was trained on. A tracked face that jumps or shrinks implausibly triggers detection.
+kind of box it was trained on. A landmark fit always returns 68 points, even on a blank frame, so each
+tracked frame is also checked: the box must not jump or change size implausibly, and a small
+landmark-aligned patch must still look like the previous frame's (normalised cross-correlation);
+otherwise the detector runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import cv2
 import numpy as np
 
-from generator.crop import box_from_points
+from generator.crop import CropParams, box_from_points, crop_transform
 from generator.faces import Detection, FaceBackend
 
 OK, NO_FACE = "ok", "no_face"
@@ -27,6 +31,7 @@ class TrackerConfig:
     min_iou: float = 0.3  # a detection continues the track if it overlaps it at least this much
     max_scale_change: float = 1.35  # tracked box growing/shrinking more than this per frame = lost
     max_missed_detections: int = 2  # detector runs in a row that may miss a still-tracked face
+    min_patch_similarity: float = 0.5  # NCC of aligned face patches between frames, else re-detect
 
     def __post_init__(self):
         if self.detect_every < 1:
@@ -57,19 +62,33 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
+_PATCH = CropParams(size=24, margin=1.1, align=True, shift_y=0.0)
+
+
+def face_patch(frame: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """A 24x24 grey patch aligned to the landmarks, zero mean and unit variance (flat -> zeros)."""
+    t = crop_transform(points, _PATCH)
+    grey = cv2.warpAffine(frame, t.matrix, (t.size, t.size), flags=cv2.INTER_LINEAR
+                          ).astype(np.float32).mean(-1)
+    grey -= grey.mean()
+    std = float(grey.std())
+    return grey / std if std > 2.0 else np.zeros_like(grey)
+
+
 class FaceTracker:
     """Feed frames in order with ``step``; each returns the followed face or the reason for none."""
 
     def __init__(self, backend: FaceBackend, config: TrackerConfig = TrackerConfig()):
         self.backend, self.config = backend, config
         self._points: np.ndarray | None = None  # last frame's landmarks
+        self._patch: np.ndarray | None = None  # last frame's normalised face patch
         self._offset: np.ndarray | None = None  # detector box relative to landmark box
         self._since_detect = 0
         self._unconfirmed = 0  # detections in a row that missed the tracked face
 
     def reset(self) -> None:
         """Forget the followed face (e.g. after a seek to a distant frame)."""
-        self._points, self._offset = None, None
+        self._points, self._offset, self._patch = None, None, None
         self._since_detect = self._unconfirmed = 0
 
     def _select(self, faces: list[Detection]) -> Detection | None:
@@ -86,11 +105,12 @@ class FaceTracker:
         wh = np.tile(b[2:] - b[:2], 2)
         return b + self._offset * wh
 
-    def _remember(self, points: np.ndarray, box: np.ndarray) -> None:
+    def _remember(self, frame: np.ndarray, points: np.ndarray, box: np.ndarray) -> None:
         b = box_from_points(points)
         wh = np.maximum(np.tile(b[2:] - b[:2], 2), 1e-3)
         self._offset = (box - b) / wh
         self._points = points
+        self._patch = face_patch(frame, points)
 
     def _plausible(self, new: np.ndarray, old: np.ndarray) -> bool:
         a, b = box_from_points(new), box_from_points(old)
@@ -103,7 +123,10 @@ class FaceTracker:
         points = self.backend.landmarks(frame, box)
         if not self._plausible(points, self._points):
             return None
-        self._points = points
+        patch = face_patch(frame, points)
+        if float((patch * self._patch).mean()) < self.config.min_patch_similarity:
+            return None  # the content under the landmarks changed: a cut, an occlusion, no face
+        self._points, self._patch = points, patch
         return FrameFace(index, OK, points, box, "track")
 
     def _detect(self, frame: np.ndarray, index: int) -> FrameFace:
@@ -122,7 +145,9 @@ class FaceTracker:
             chosen = self._select(faces) if faces else None
         if chosen is None:
             self.reset()
-            if not faces:
+            if min(frame.shape[:2]) < 16:
+                reason = f"image too small to hold a face ({frame.shape[1]}x{frame.shape[0]} px)"
+            elif not faces:
                 reason = "no face detected"
             else:
                 reason = (f"face index {self.config.face_index} requested but only "
@@ -130,7 +155,7 @@ class FaceTracker:
             return FrameFace(index, NO_FACE, faces_seen=len(faces), reason=reason)
         self._unconfirmed = 0
         points = self.backend.landmarks(frame, chosen.box)
-        self._remember(points, chosen.box)
+        self._remember(frame, points, chosen.box)
         return FrameFace(index, OK, points, chosen.box, "detect", len(faces))
 
     def step(self, frame: np.ndarray, index: int) -> FrameFace:
