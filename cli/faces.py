@@ -209,6 +209,9 @@ def _print_prepare(summary, settings: Settings) -> None:
             table.add_row(Path(o.path).name, o.identity, f"[{style}]{status}[/]",
                           str(o.frames_kept), str(o.frames_skipped), o.reason)
         console.print(table)
+    else:
+        for o in summary.failed:
+            click.echo(f"failed: {o.path}: {o.reason}", err=True)
     d = summary.to_dict()
     console.print(f"{d['done']} done, {d['already_done']} already done, {d['failed']} failed; "
                   f"{d['frames_kept']} frames in {d['seconds']:.1f} s -> {summary.out_dir}")

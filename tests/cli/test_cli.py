@@ -1,0 +1,151 @@
+"""The sfumato command: help and version, default run, JSON output, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from cli.main import EXIT_PARTIAL, cli
+from generator.samples import write_astronaut_clip, write_astronaut_image
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, cmd in group.commands.items():
+        yield prefix + (name,)
+        if isinstance(cmd, click.Group):
+            yield from all_commands(cmd, prefix + (name,))
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def test_version(runner):
+    from generator import __version__
+
+    result = runner.invoke(cli, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+@pytest.mark.parametrize("path", list(all_commands(cli)), ids=" ".join)
+def test_every_command_has_help(runner, path):
+    result = runner.invoke(cli, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output and len(result.output.splitlines()) > 3
+
+
+def test_reporting_commands_have_json(runner):
+    for path in [("landmarks",), ("prepare",), ("info",), ("bench", "faces")]:
+        assert "--json" in runner.invoke(cli, [*path, "--help"]).output, path
+
+
+def test_landmarks_default_runs_on_builtin_sample(runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(cli, ["-q", "landmarks", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    (res,) = doc["results"]
+    assert res["frames"] == res["frames_with_face"] == 50
+    out = tmp_path / "sfumato-output" / "landmarks"
+    for name in ("astronaut.mp4", "astronaut.overlay.mp4", "astronaut.landmarks.npz",
+                 "astronaut.landmarks.json"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_landmarks_human_output_and_partial_failure(runner, tmp_path):
+    img = write_astronaut_image(tmp_path / "astro.png")
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("text, not video")
+    result = runner.invoke(cli, ["landmarks", str(img), str(bad), "-o", str(tmp_path / "o")])
+    assert result.exit_code == EXIT_PARTIAL
+    assert "face in 1/1 frames" in result.stdout
+    assert "bad.mp4: not a video or image" in result.stderr
+    assert (tmp_path / "o" / "astro.overlay.png").is_file()
+
+
+@pytest.mark.parametrize("name,content,expected", [
+    ("missing.mp4", None, "no such file"),
+    ("zero.mp4", b"", "empty file"),
+    ("t.mp4", b"hello\n" * 9, "not a video or image"),
+])
+def test_errors_are_one_line_without_traceback(runner, tmp_path, name, content, expected):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    for args in (["info", str(path)], ["landmarks", str(path), "-o", str(tmp_path / "o")]):
+        result = runner.invoke(cli, args)
+        assert result.exit_code != 0
+        assert expected in result.stderr
+        assert "Traceback" not in result.output and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_output_is_one_line(runner, tmp_path):
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    img = write_astronaut_image(tmp_path / "a.png")
+    result = runner.invoke(cli, ["landmarks", str(img), "-o", str(a_file / "sub")])
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot create output folder")
+    result = runner.invoke(cli, ["prepare", str(img), "-o", str(a_file / "sub")])
+    assert result.exit_code == 1 and "cannot create output folder" in result.stderr
+
+
+def test_fan_without_weights_is_a_clear_error(runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("SFUMATO_FAN_WEIGHTS", raising=False)
+    img = write_astronaut_image(tmp_path / "a.png")
+    result = runner.invoke(cli, ["landmarks", str(img), "--backend", "fan", "-o", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "2DFAN4-11f355bf06.pth.tar" in result.stderr and "Traceback" not in result.output
+
+
+def test_internal_errors_are_one_line_and_debug_shows_traceback(runner, tmp_path, monkeypatch):
+    import generator.extract
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("simulated bug")
+
+    monkeypatch.setattr(generator.extract, "extract_landmarks", boom)
+    img = write_astronaut_image(tmp_path / "a.png")
+    result = runner.invoke(cli, ["landmarks", str(img), "-o", str(tmp_path)])
+    assert result.exit_code == 70 and "internal error: ZeroDivisionError" in result.stderr
+    result = runner.invoke(cli, ["--debug", "landmarks", str(img), "-o", str(tmp_path)])
+    assert isinstance(result.exception, ZeroDivisionError)
+
+
+def test_prepare_json_and_resume(runner, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    write_astronaut_clip(src / "a.mp4", n_frames=10, size=256)
+    (src / "broken.mp4").write_bytes(b"\x00" * 100)
+    args = ["-q", "prepare", str(src), "-o", str(tmp_path / "c"), "--frames", "4", "--size",
+            "64", "--json"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["done"], doc["failed"], doc["frames_kept"]) == (1, 1, 4)
+    again = json.loads(runner.invoke(cli, args).stdout)
+    assert (again["done"], again["already_done"]) == (0, 1)
+    table = runner.invoke(cli, args[1:-1])
+    assert "already done" in table.stdout and "broken.mp4" in table.stdout
+    quiet = runner.invoke(cli, args[:-1])  # quiet: no table, but failures still named
+    assert "broken.mp4" in quiet.stderr and "broken.mp4" not in quiet.stdout
+
+
+def test_info_json(runner, tmp_path):
+    clip = write_astronaut_clip(tmp_path / "a.mp4", n_frames=10, size=128)
+    doc = json.loads(runner.invoke(cli, ["info", str(clip), "--json"]).stdout)
+    (row,) = doc["results"]
+    assert (row["frame_count"], row["width"], row["fps"]) == (10, 128, 25.0)
+
+
+def test_verbosity_flags(runner, tmp_path):
+    img = write_astronaut_image(tmp_path / "a.png")
+    quiet = runner.invoke(cli, ["-q", "info", str(img)])
+    verbose = runner.invoke(cli, ["-vv", "info", str(img)])
+    assert quiet.exit_code == verbose.exit_code == 0
+    assert np.all([("image 512x512" in r.stdout) for r in (quiet, verbose)])
