@@ -50,3 +50,24 @@ def test_image_input_gives_png_overlay(tmp_path, dlib_backend):
     track = extract_landmarks(img, dlib_backend, overlay_path=tmp_path / "astro.overlay.png")
     assert track.info.kind == "image" and track.ok.tolist() == [True]
     assert probe(tmp_path / "astro.overlay.png").width == 512
+
+
+def test_tiny_huge_and_grayscale_images(tmp_path, dlib_backend, astronaut):
+    import cv2
+
+    from generator.video_io import write_image
+
+    tiny = tmp_path / "tiny.png"
+    write_image(tiny, np.zeros((1, 1, 3), np.uint8))
+    t = extract_landmarks(tiny, dlib_backend)
+    assert t.missing() == [{"index": 0, "reason": "image too small to hold a face (1x1 px)"}]
+    huge = tmp_path / "huge.jpg"
+    canvas = np.full((8000, 8000, 3), 60, np.uint8)
+    canvas[3000:4024, 3000:4024] = cv2.resize(astronaut, (1024, 1024))
+    write_image(huge, canvas)
+    t = extract_landmarks(huge, dlib_backend)
+    assert t.ok.tolist() == [True]
+    assert 3000 < t.points[0][:, 0].min() and t.points[0][:, 0].max() < 4024
+    gray = tmp_path / "gray.png"
+    cv2.imwrite(str(gray), cv2.cvtColor(astronaut, cv2.COLOR_RGB2GRAY))
+    assert extract_landmarks(gray, dlib_backend).ok.tolist() == [True]
