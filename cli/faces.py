@@ -73,7 +73,7 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise click.ClickException(f"cannot create output folder {out_dir}: {exc.strerror}")
+        raise click.ClickException(f"cannot create output folder {out_dir}: {exc.strerror}") from None
     check_writable(out_dir / "probe")
     if inputs:
         files = [f.path for f in collect_inputs(inputs)[0]]

@@ -13,9 +13,10 @@ from tqdm import tqdm
 
 from generator import __version__
 from generator.faces import FaceBackend, create_backend
+from generator.files import write_bytes_atomic
 from generator.landmarks import overlay
 from generator.tracking import NO_FACE, OK, FaceTracker, TrackerConfig
-from generator.video_io import MediaInfo, MediaReader, VideoWriter, write_bytes_atomic, write_image
+from generator.video_io import MediaInfo, MediaReader, VideoWriter, write_image
 
 
 @dataclasses.dataclass

@@ -19,7 +19,6 @@ import concurrent.futures as cf
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import multiprocessing
@@ -36,10 +35,10 @@ from generator import __version__
 from generator.crop import TRAINING_CROP, CropParams, crop_face
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.faces import FaceBackend, create_backend
+from generator.files import sha256_file, write_bytes_atomic
 from generator.landmarks import landmark_image
 from generator.tracking import OK, FaceTracker, TrackerConfig
-from generator.video_io import (MediaReader, evenly_spaced_indices, is_media_path,
-                                write_bytes_atomic, write_image)
+from generator.video_io import MediaReader, evenly_spaced_indices, is_media_path, write_image
 
 RECORD = "record.json"
 CONFIG_FILE = "prepare_config.json"
@@ -216,15 +215,6 @@ def slug(text: str) -> str:
     """A file-system-safe name (letters, digits, dot, dash, underscore)."""
     s = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
     return s or "unnamed"
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- one video ---------------------------------------------------------------------------------

@@ -7,10 +7,8 @@ still images use OpenCV, which applies EXIF orientation.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 
 from generator.errors import BadInputError, VideoReadError, VideoWriteError
+from generator.files import check_writable, temp_path_beside, write_bytes_atomic
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif"})
@@ -339,53 +338,6 @@ def _ffmpeg_reason(exc: Exception) -> str:
 
 
 # -- writing ---------------------------------------------------------------------------------
-def check_writable(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a Path if a file can be created there, else raise a clear error."""
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if p.exists() and p.is_dir():
-        raise VideoWriteError(f"{p}: is a folder, expected a file name")
-    if not parent.exists():
-        raise VideoWriteError(f"cannot write {p}: folder {parent} does not exist")
-    if not parent.is_dir():
-        raise VideoWriteError(f"cannot write {p}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK):
-        raise VideoWriteError(f"cannot write {p}: permission denied in {parent}")
-    return p
-
-
-def temp_path_beside(target: Path) -> Path:
-    """Create and return an empty hidden temporary file in ``target``'s folder (same filesystem)."""
-    for _ in range(100):
-        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}"
-        try:
-            # os.open with 0o666 honours the umask (mkstemp would force 0600 on the final file).
-            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise VideoWriteError(f"cannot create a temporary file beside {target}")
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``, else delete it."""
-    target = check_writable(path)
-    tmp_path = temp_path_beside(target)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file + rename)."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
 class VideoWriter:
     """Writes RGB uint8 frames to an H.264 mp4 (yuv420p) atomically; use as a context manager.
 

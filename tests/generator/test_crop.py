@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.crop import (DETECTOR_CROP, TRAINING_CROP, CropParams, CropTransform, crop_face,
-                            crop_transform, eye_angle)
+from generator.crop import (
+    DETECTOR_CROP,
+    TRAINING_CROP,
+    CropParams,
+    CropTransform,
+    crop_face,
+    crop_transform,
+    eye_angle,
+)
 
 
 def synthetic_face(rng, angle_deg: float = 0.0, centre=(300.0, 220.0), scale=120.0) -> np.ndarray:

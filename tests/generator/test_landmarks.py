@@ -5,8 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.landmarks import (PALETTE, PARTS, landmark_image, landmark_tensor, line_width,
-                                 overlay, to_unit_range)
+from generator.landmarks import (
+    PALETTE,
+    PARTS,
+    landmark_image,
+    landmark_tensor,
+    line_width,
+    overlay,
+    to_unit_range,
+)
 
 
 def mean_face(size: int = 256) -> np.ndarray:

@@ -10,8 +10,13 @@ import pytest
 
 from generator.crop import CropParams
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.prepare import (PrepareConfig, assign_identities, collect_inputs, prepare_corpus,
-                               read_corpus)
+from generator.prepare import (
+    PrepareConfig,
+    assign_identities,
+    collect_inputs,
+    prepare_corpus,
+    read_corpus,
+)
 from generator.samples import write_astronaut_clip, write_astronaut_image
 from generator.video_io import read_image
 from tests.conftest import SHARED_VIDEO, shared_file

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from generator.errors import BadInputError, VideoReadError, VideoWriteError
-from generator.video_io import (MediaReader, evenly_spaced_indices, probe, read_image, write_image,
-                                write_video)
+from generator.video_io import (
+    MediaReader,
+    evenly_spaced_indices,
+    probe,
+    read_image,
+    write_image,
+    write_video,
+)
 from tests.conftest import encode, numbered_frames, shared_file
 
 

@@ -1,0 +1,171 @@
+"""Model and training configuration: frozen dataclasses and a registry of named presets.
+
+``paper`` is the 256 px architecture of Zakharov et al. 2019 (E ~15M, G ~38M with P, D ~20M
+parameters); ``small`` trains on a CPU; ``test_tiny`` is for unit tests. Any power-of-two image size
+from 64 to 512 works: channel widths follow the paper's rule at every size (see ``channels_at``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+
+from generator.errors import SfumatoError
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of E, G and D."""
+
+    image_size: int = 256  # frames and landmark images are image_size x image_size
+    base_channels: int = 64  # width of the first down block (at image_size / 2)
+    max_channels: int = 512  # width cap; also the embedding size (E ends at 4x4 with this width)
+    res_blocks: int = 5  # AdaIN residual blocks in G's bottleneck (paper: 4-5)
+    attention: bool = True  # self-attention at image_size/8 (E, D, G down) and image_size/4 (G up)
+    num_videos: int = 1  # columns of D's projection matrix W (one per training video)
+
+    def __post_init__(self):
+        s = self.image_size
+        if s < 64 or s > 512 or s & (s - 1):
+            raise SfumatoError(f"image size must be a power of two from 64 to 512, got {s}")
+        if self.base_channels < 2 or self.max_channels < self.base_channels:
+            raise SfumatoError("need 2 <= base_channels <= max_channels")
+        if self.num_videos < 1:
+            raise SfumatoError(f"num_videos must be >= 1, got {self.num_videos}")
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of e_hat, V(x, y) and each column of W."""
+        return self.max_channels
+
+    def channels_at(self, resolution: int) -> int:
+        """Feature width at a spatial resolution: base at image_size/2, doubling per halving, capped.
+
+        For the paper preset: 64@128, 128@64, 256@32, 512@16/8/4 (E, D, G down), and the up path
+        mirrors it down to 32@256.
+        """
+        return min(self.max_channels, max(1, self.base_channels * self.image_size // (2 * resolution)))
+
+    @property
+    def down_resolutions(self) -> list[int]:
+        """Output resolutions of E's and D's down blocks: image_size/2 ... 4."""
+        return [self.image_size >> k for k in range(1, int(math.log2(self.image_size)) - 1)]
+
+    @property
+    def bottleneck(self) -> int:
+        """Resolution of G's AdaIN residual blocks (16 at 256 px)."""
+        return self.image_size // 16
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """Weights of the meta-learning objective (paper.md, authors' code values)."""
+
+    content: str = "vgg"  # "vgg": VGG19 + VGGFace (paper); "none": explicit CPU smoke-run choice
+    vgg19_weight: float = 1.5e-1
+    vggface_weight: float = 2.5e-2
+    fm_weight: float = 10.0  # L_FM
+    match_weight: float = 80.0  # L_MCH
+    pixel_weight: float = 0.0  # optional L1 on pixels (not in the paper; 0 = off)
+
+    def __post_init__(self):
+        if self.content not in ("vgg", "none"):
+            raise SfumatoError(f"content loss must be vgg or none, got {self.content!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Meta-training hyper-parameters (paper values by default)."""
+
+    k: int = 8  # frames per episode for the embedder (K)
+    batch_size: int = 1  # episodes per step
+    lr_g: float = 5e-5  # E, G and P
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    d_steps: int = 2  # discriminator updates per generator update
+    steps: int = 1000
+    checkpoint_every: int = 100
+    sample_every: int = 100
+    log_every: int = 10
+    amp: str = "none"  # "none", "bf16" (CPU or CUDA), "fp16" (CUDA)
+    seed: int = 0
+    max_bad_steps: int = 5  # non-finite losses in a row before training stops
+    losses: LossConfig = LossConfig()
+
+    def __post_init__(self):
+        if self.k < 1 or self.batch_size < 1 or self.d_steps < 0:
+            raise SfumatoError("k and batch size must be >= 1, d_steps >= 0")
+        if self.amp not in ("none", "bf16", "fp16"):
+            raise SfumatoError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A named model + training configuration."""
+
+    name: str
+    model: ModelConfig
+    train: TrainConfig
+    description: str = ""
+
+
+_PRESETS: dict[str, Callable[[], Preset]] = {}
+
+
+def register_preset(fn: Callable[[], Preset]) -> Callable[[], Preset]:
+    """Register a preset builder under its function name."""
+    if fn.__name__ in _PRESETS:
+        raise SfumatoError(f"preset {fn.__name__!r} registered twice")
+    _PRESETS[fn.__name__] = fn
+    return fn
+
+
+def list_presets() -> list[str]:
+    """Names of the registered presets."""
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name lists the valid ones."""
+    if name not in _PRESETS:
+        raise SfumatoError(f"unknown preset {name!r}; choose from {', '.join(list_presets())}")
+    return _PRESETS[name]()
+
+
+@register_preset
+def paper() -> Preset:
+    """Zakharov et al. 2019 at 256 px (VoxCeleb setting)."""
+    return Preset("paper", ModelConfig(), TrainConfig(),
+                  "the paper's 256 px architecture (E 15M, G 38M, D 20M parameters)")
+
+
+@register_preset
+def small() -> Preset:
+    """128 px, a quarter of the paper's width: meta-trains on a CPU in hours."""
+    return Preset(
+        "small",
+        ModelConfig(image_size=128, base_channels=32, max_channels=256, res_blocks=3),
+        TrainConfig(k=4, checkpoint_every=200, sample_every=200),  # K = 4: half the embedder cost
+        "128 px, narrow; trains on a CPU",
+    )
+
+
+@register_preset
+def test_tiny() -> Preset:
+    """64 px and a few channels: for unit tests only."""
+    return Preset(
+        "test_tiny",
+        ModelConfig(image_size=64, base_channels=8, max_channels=32, res_blocks=1),
+        TrainConfig(k=2, steps=10, checkpoint_every=5, sample_every=5, log_every=1,
+                    losses=LossConfig(content="none")),
+        "64 px, tiny; unit tests",
+    )

@@ -1,0 +1,124 @@
+"""Meta-learning episodes from a prepared corpus (paper sec. 3.2): one video i, K + 1 of its frames.
+
+The first K frames (with their landmark images) feed the embedder, the last is the target t.
+Frames are read from the corpus crops and resized to the model's size; landmark images are
+rasterised at that size from the stored points, so one corpus serves every preset.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from generator.errors import BadInputError
+from generator.landmarks import landmark_image, to_unit_range
+from generator.prepare import INDEX_FILE, RECORD, read_corpus
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoEntry:
+    """One video of the corpus: its folder, frame file names and landmarks (crop pixels)."""
+
+    video_id: str
+    identity: str
+    directory: Path
+    frame_files: tuple[str, ...]
+    points: np.ndarray  # (N, 68, 2) in crop pixels
+    crop_size: int
+
+
+@dataclasses.dataclass
+class Episode:
+    """A batch of episodes: x, y are (B, K + 1, 3, S, S) in [-1, 1]; video is (B,) W columns."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    video: torch.Tensor
+
+    @property
+    def sources(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The K frames and landmark images for E."""
+        return self.x[:, :-1], self.y[:, :-1]
+
+    @property
+    def target(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The target frame and its landmark image."""
+        return self.x[:, -1], self.y[:, -1]
+
+
+def load_corpus(corpus_dir: str | Path) -> list[VideoEntry]:
+    """Read every finished video of a corpus folder made by ``sfumato prepare``."""
+    root = Path(corpus_dir)
+    if not root.is_dir():
+        raise BadInputError(f"{root}: no such corpus folder")
+    if not (root / INDEX_FILE).is_file() and not any(root.glob(f"*/*/{RECORD}")):
+        raise BadInputError(f"{root}: not a corpus (no {INDEX_FILE}); make one with 'sfumato prepare'")
+    entries = []
+    for rec in read_corpus(root):
+        d = root / rec["identity"] / rec["video_id"]
+        with np.load(d / "landmarks.npz", allow_pickle=False) as z:
+            points, indices = z["points"], z["frame_indices"]
+        pattern = rec["files"]["frames"]
+        files = tuple(pattern.format(index=int(i)) for i in indices)
+        entries.append(VideoEntry(rec["video_id"], rec["identity"], d, files, points,
+                                  int(rec["crop"]["size"])))
+    if not entries:
+        raise BadInputError(f"{root}: the corpus holds no finished videos")
+    return entries
+
+
+class EpisodeSampler:
+    """Draws episodes: a random video, K + 1 random frames of it (with replacement if it is short).
+
+    Randomness comes from a generator seeded by (seed, rank, step), so a resumed or distributed run
+    draws exactly the episodes an uninterrupted one would, with no sampler state to save.
+    """
+
+    def __init__(self, videos: list[VideoEntry], image_size: int, k: int, cache_frames: int = 4096):
+        self.videos, self.image_size, self.k = videos, image_size, k
+        self._load = lru_cache(maxsize=cache_frames)(self._load_uncached)
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def _load_uncached(self, video: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        v = self.videos[video]
+        path = v.directory / v.frame_files[frame]
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise BadInputError(f"{path}: missing or unreadable corpus frame")
+        s = self.image_size
+        rgb = cv2.cvtColor(cv2.resize(bgr, (s, s), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        pts = v.points[frame] * (s / v.crop_size)
+        return to_unit_range(rgb), to_unit_range(landmark_image(pts, s))
+
+    def episode(self, video: int, frames: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """x, y (K + 1, 3, S, S) for the given video and frame numbers."""
+        pairs = [self._load(video, f) for f in frames]
+        return (torch.from_numpy(np.stack([p[0] for p in pairs])),
+                torch.from_numpy(np.stack([p[1] for p in pairs])))
+
+    def sample(self, batch_size: int, seed: int, step: int, rank: int = 0) -> Episode:
+        """``batch_size`` random episodes, determined by (seed, rank, step)."""
+        rng = np.random.default_rng([seed, rank, step])
+        xs, ys, vids = [], [], []
+        for _ in range(batch_size):
+            i = int(rng.integers(len(self.videos)))
+            n = len(self.videos[i].frame_files)
+            frames = rng.choice(n, self.k + 1, replace=n < self.k + 1).tolist()
+            x, y = self.episode(i, frames)
+            xs.append(x)
+            ys.append(y)
+            vids.append(i)
+        return Episode(torch.stack(xs), torch.stack(ys), torch.tensor(vids))
+
+
+def corpus_fingerprint(videos: list[VideoEntry]) -> str:
+    """A short description of the corpus for checkpoint metadata (which video is which W column)."""
+    return json.dumps([[v.identity, v.video_id] for v in videos])
