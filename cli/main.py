@@ -91,9 +91,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from cli import bench, faces
+    from cli import bench, faces, model
 
-    for command in (faces.landmarks, faces.prepare, faces.info, bench.bench):
+    for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.finetune,
+                    model.presets, bench.bench):
         cli.add_command(command)
 
 

@@ -35,7 +35,10 @@ class Embedder(nn.Module):
         self.blocks = down_trunk(cfg)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) frames and landmark images in [-1, 1] -> (B, embed_dim)."""
+        """(B, 3, S, S) frames and landmark images in [-1, 1] -> (B, embed_dim) embeddings;
+        (B, K, 3, S, S) -> e_hat (B, embed_dim), their mean over K (eq. 1)."""
+        if x.ndim == 5:
+            return self.embed(x, y)
         s = self.cfg.image_size
         assert_shape(x, (None, 3, s, s))
         assert_shape(y, (None, 3, s, s))
@@ -47,5 +50,5 @@ class Embedder(nn.Module):
     def embed(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(B, K, 3, S, S) -> e_hat (B, embed_dim): the mean of the K frame embeddings (eq. 1)."""
         b, k = x.shape[:2]
-        e = self.forward(x.flatten(0, 1), y.flatten(0, 1))
+        e = self.forward(x.flatten(0, 1), y.flatten(0, 1))  # all K frames in one batch
         return e.view(b, k, -1).mean(dim=1)

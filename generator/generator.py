@@ -69,8 +69,16 @@ class Generator(nn.Module):
     def _split(self, psi: torch.Tensor) -> list[torch.Tensor]:
         return list(psi.split([n.n_params for n in self.adain_layers], dim=1))
 
-    def forward(self, y: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
-        """Landmark images (B, 3, S, S) and psi_hat (B or 1, n_adain) -> frames in [-1, 1]."""
+    def forward(self, y: torch.Tensor, psi: torch.Tensor | None = None,
+                e_hat: torch.Tensor | None = None) -> torch.Tensor:
+        """Landmark images (B, 3, S, S) and psi_hat (B or 1, n_adain) -> frames in [-1, 1].
+
+        Give ``e_hat`` instead of ``psi`` to project inside the call (so P trains under DDP).
+        """
+        if psi is None:
+            if e_hat is None:
+                raise ValueError("give psi (person parameters) or e_hat (an embedding)")
+            psi = self.project(e_hat)
         s = self.cfg.image_size
         assert_shape(y, (None, 3, s, s))
         assert_shape(psi, (None, self.n_adain))

@@ -1,0 +1,141 @@
+"""Model commands: ``train`` (meta-learning), ``finetune`` (few-shot person) and ``presets``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import click
+
+from cli.main import Settings, emit_json, pass_settings
+
+
+def _preset_names() -> list[str]:
+    from generator.config import list_presets
+
+    return list_presets()
+
+
+def content_options(fn):
+    """Options choosing the content loss and its local weight files."""
+    fn = click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
+                      help="VGGFace (VGG16) weight file; env SFUMATO_VGGFACE.")(fn)
+    fn = click.option("--vgg19", type=click.Path(), envvar="SFUMATO_VGG19",
+                      help="torchvision VGG19 weight file (vgg19-dcbb9e9d.pth); env SFUMATO_VGG19.")(fn)
+    fn = click.option("--content-loss", type=click.Choice(["vgg", "none"]), default="vgg",
+                      show_default=True,
+                      help="vgg: the paper's VGG19 + VGGFace loss; none: CPU smoke runs only "
+                           "(logged).")(fn)
+    return fn
+
+
+@click.command()
+@click.argument("corpus", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Run folder: config, stats.csv, TensorBoard, samples, checkpoint.")
+@click.option("--preset", type=click.Choice(_preset_names()), default="small", show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), help="Total steps (default: the preset's).")
+@click.option("--k", type=click.IntRange(min=1), help="Frames per episode for E (paper: 8).")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--checkpoint-every", type=click.IntRange(min=1))
+@click.option("--sample-every", type=click.IntRange(min=1))
+@click.option("--log-every", type=click.IntRange(min=1))
+@click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
+              help="Autocast: bf16 on CPU or CUDA, fp16 on CUDA.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda if available.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@content_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_settings
+def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpoint_every,
+          sample_every, log_every, amp, seed, device, resume, content_loss, vgg19, vggface,
+          as_json):
+    """Meta-train E, G and D on a corpus made by 'sfumato prepare'.
+
+    Runs under torchrun too (one process per GPU, or gloo processes on a CPU):
+    torchrun --nproc_per_node 2 -m cli.main train CORPUS -o RUN
+    """
+    from generator.config import get_preset
+    from generator.meta_train import train as run_training
+
+    base = get_preset(preset).train
+    overrides = {k2: v for k2, v in dict(steps=steps, k=k, batch_size=batch_size,
+                                          checkpoint_every=checkpoint_every,
+                                          sample_every=sample_every, log_every=log_every).items()
+                 if v is not None}
+    losses = dataclasses.replace(base.losses, content=content_loss)
+    cfg = dataclasses.replace(base, amp=amp, seed=seed, losses=losses, **overrides)
+    if content_loss == "none" and settings.verbosity >= 0:
+        click.echo("warning: --content-loss none: no perceptual loss (a CPU smoke run, not a "
+                   "model to use)", err=True)
+    result = run_training(corpus, out, preset=preset, train_cfg=cfg, resume=resume, vgg19=vgg19,
+                          vggface=vggface, device=device, progress=settings.progress and not as_json)
+    summary = {"run_dir": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
+               "skipped_steps": result.skipped_steps, "checkpoint": str(result.checkpoint),
+               "last": result.last}
+    if as_json:
+        emit_json(summary)
+    else:
+        last = ", ".join(f"{k2} {v:.4g}" for k2, v in result.last.items() if k2 != "step")
+        click.echo(f"trained to step {result.step} in {result.seconds:.0f} s -> {result.checkpoint}")
+        if last:
+            click.echo(f"  last step: {last}")
+
+
+@click.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path())
+@click.option("--checkpoint", required=True, type=click.Path(),
+              help="Meta-training checkpoint (checkpoint.safetensors of a run).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Person file to write (.safetensors).")
+@click.option("--steps", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Fine-tuning steps; 0 = feed-forward (no fine-tuning).")
+@click.option("--shots", type=click.IntRange(min=1), help="Use at most T shots (default: all).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@content_options
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_settings
+def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_size, seed, device,
+             content_loss, vgg19, vggface, as_json):
+    """Make a person from T pictures or video frames (T = 1: one photo or painting).
+
+    Writes a self-contained person file: G with the person's AdaIN parameters, D with the
+    person's identity vector, and how it was made (source hashes, checkpoint hash, seed).
+    """
+    from generator.config import LossConfig
+    from generator.finetune import FinetuneConfig, finetune_to_file
+
+    cfg = FinetuneConfig(steps=steps, batch_size=batch_size, seed=seed,
+                         losses=LossConfig(content=content_loss))
+    result = finetune_to_file(checkpoint, list(sources), out, cfg, shots=shots, vgg19=vgg19,
+                              vggface=vggface, device=device,
+                              progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"{result['mode']} person from {result['shots']} shot(s) -> {result['out']} "
+                   f"(content loss {result['content_before']:.4g} -> {result['content_after']:.4g})")
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
+def presets(as_json):
+    """List the model presets with their sizes and parameter counts."""
+    from generator.config import get_preset, list_presets
+    from generator.model import TalkingHeadModel
+
+    rows = []
+    for name in list_presets():
+        p = get_preset(name)
+        counts = TalkingHeadModel(p.model).parameter_counts()
+        rows.append({"name": name, "image_size": p.model.image_size, "description": p.description,
+                     "parameters": counts, "k": p.train.k})
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        c = r["parameters"]
+        click.echo(f"{r['name']:10s} {r['image_size']:4d} px  E {c['E'] / 1e6:5.1f}M  "
+                   f"G {c['G'] / 1e6:5.1f}M  D {c['D'] / 1e6:5.1f}M  K={r['k']}  {r['description']}")

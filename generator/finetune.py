@@ -1,0 +1,165 @@
+"""Few-shot fine-tuning on a new face (paper sec. 3.3): ``sfumato finetune SOURCES...``.
+
+From T shots (T = 1 allowed: one photo or painting): e_hat_NEW = mean E(x, y); psi' = P e_hat_NEW;
+w' = w_0 + e_hat_NEW, b' = b. Then G (with psi' as a free parameter) and D (with w') are trained on
+the T shots with L_CNT + L_ADV (no L_MCH). ``steps=0`` is the feed-forward variant ("FF").
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator import __version__
+from generator.checkpoint import save_checkpoint
+from generator.config import LossConfig
+from generator.errors import SfumatoError
+from generator.files import sha256_file
+from generator.inference import Person
+from generator.losses import PerceptualLoss, adversarial_loss, feature_matching_loss, hinge_d_loss
+from generator.model import TalkingHeadModel, set_requires_grad
+from generator.sources import Shots, load_shots
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning hyper-parameters (the meta-training optimiser settings, sec. 3.3)."""
+
+    steps: int = 100  # 0 = feed-forward (no fine-tuning)
+    batch_size: int = 4  # shots per step (all of them when T is smaller)
+    lr_g: float = 5e-5
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.0, 0.999)
+    seed: int = 0
+    losses: LossConfig = LossConfig()
+
+    def __post_init__(self):
+        if self.steps < 0 or self.batch_size < 1:
+            raise SfumatoError("steps must be >= 0 and batch size >= 1")
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """The person and how fine-tuning went (content loss on the shots before and after)."""
+
+    person: Person
+    content_before: float
+    content_after: float
+    history: list[dict]
+
+
+def _content(perceptual: nn.Module | None, losses: LossConfig, x_hat, x) -> torch.Tensor:
+    loss = x_hat.new_zeros(())
+    if perceptual is not None:
+        loss = loss + perceptual(x_hat, x)
+    if losses.pixel_weight or perceptual is None:  # without VGG, pixels are the only content term
+        loss = loss + max(losses.pixel_weight, 1.0 if perceptual is None else 0.0) * (x_hat - x).abs().mean()
+    return loss
+
+
+def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Person:
+    """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3)."""
+    with torch.no_grad():
+        e_hat = model.E(x[None], y[None])  # (1, embed_dim), the mean over the T shots
+        psi = model.G.project(e_hat)
+        w = model.D.w_0 + e_hat[0]
+    G, D = copy.deepcopy(model.G), copy.deepcopy(model.D)
+    return Person(G, psi.clone(), D, w.clone(), {"e_hat": e_hat[0].tolist()})
+
+
+def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = FinetuneConfig(),
+             perceptual: nn.Module | None = None, progress: bool = False) -> FinetuneResult:
+    """Fine-tune G and D on the shots (or only initialise, when ``config.steps == 0``)."""
+    from tqdm import tqdm
+
+    dev = next(model.parameters()).device
+    x, y = shots.tensors(dev)
+    person = init_person(model, x, y)
+    G, D = person.G.train(), person.D.train()
+    psi = nn.Parameter(person.psi)
+    w = nn.Parameter(person.w)
+    L = config.losses
+
+    def content_now() -> float:
+        with torch.no_grad():
+            return float(_content(perceptual, L, G(y, psi=psi.expand(len(y), -1)), x))
+
+    before = content_now()
+    history = []
+    if config.steps:
+        g_params = [p for name, p in G.named_parameters() if name != "P"] + [psi]
+        opt_g = torch.optim.Adam(g_params, lr=config.lr_g, betas=config.betas)
+        opt_d = torch.optim.Adam([p for n, p in D.named_parameters() if n not in ("W", "w_0")] + [w],
+                                 lr=config.lr_d, betas=config.betas)
+        rng = np.random.default_rng(config.seed)
+        for step in tqdm(range(config.steps), disable=not progress, desc="fine-tune", unit="step"):
+            idx = torch.as_tensor(rng.choice(len(x), min(config.batch_size, len(x)), replace=False),
+                                  device=dev)
+            xb, yb = x[idx], y[idx]
+            # G step: L_CNT + L_ADV with the person's identity w' (no L_MCH in fine-tuning).
+            set_requires_grad(D, False)
+            x_hat = G(yb, psi=psi.expand(len(yb), -1))
+            out = D(torch.cat([x_hat, xb]), torch.cat([yb, yb]), w=w)
+            n = len(xb)
+            l_fm = feature_matching_loss([f[:n] for f in out.features], [f[n:] for f in out.features],
+                                         L.fm_weight)
+            l_cnt = _content(perceptual, L, x_hat, xb)
+            loss_g = l_cnt + adversarial_loss(out.r[:n], l_fm)
+            opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            opt_g.step()
+            set_requires_grad(D, True)
+            # D step: hinge on the shots against the fresh generation.
+            with torch.no_grad():
+                x_hat = G(yb, psi=psi.expand(len(yb), -1))
+            out = D(torch.cat([xb, x_hat]), torch.cat([yb, yb]), w=w)
+            loss_d = hinge_d_loss(out.r[:n], out.r[n:])
+            opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            opt_d.step()
+            history.append({"step": step + 1, "L_G": loss_g.item(), "L_CNT": l_cnt.item(),
+                            "L_D": loss_d.item()})
+    person.psi, person.w = psi.detach(), w.detach()
+    return FinetuneResult(person, before, content_now(), history)
+
+
+def finetune_to_file(checkpoint: str | Path, sources: list[str | Path], out: str | Path,
+                     config: FinetuneConfig = FinetuneConfig(), shots: int | None = None,
+                     vgg19: str | None = None, vggface: str | None = None,
+                     perceptual: nn.Module | None = None, backend=None, device: str = "cpu",
+                     progress: bool = False) -> dict:
+    """Load a meta checkpoint, fine-tune on the sources, write a self-contained person file."""
+    from generator.files import check_writable
+    from generator.meta_train import load_meta_model
+
+    check_writable(out)
+    model, meta = load_meta_model(checkpoint, device)
+    torch.manual_seed(config.seed)
+    if perceptual is None and config.steps and config.losses.content == "vgg":
+        perceptual = PerceptualLoss.from_files(vgg19, vggface, config.losses.vgg19_weight,
+                                               config.losses.vggface_weight)
+    if perceptual is not None:
+        perceptual = perceptual.to(device)
+    shot_set = load_shots(sources, model.cfg.image_size, shots, backend)
+    result = finetune(model, shot_set, config, perceptual, progress)
+    p = result.person
+    person_meta = {
+        "preset": meta.get("preset"), "model": model.cfg.to_dict(),
+        "mode": "fine-tuned" if config.steps else "feed-forward", "shots": len(shot_set),
+        "finetune": dataclasses.asdict(config), "seed": config.seed,
+        "checkpoint_sha256": sha256_file(checkpoint), "checkpoint_step": meta.get("step"),
+        "sources": shot_set.origins, "source_sha256": shot_set.source_sha256,
+        "content_before": result.content_before, "content_after": result.content_after,
+        "content_loss": "vgg" if perceptual is not None else "pixel L1",
+        "sfumato_version": __version__,
+    }
+    save_checkpoint(out, "person", {"G": p.G, "D": p.D}, person_meta,
+                    tensors={"psi": p.psi, "w": p.w})
+    return {"out": str(out), **{k: person_meta[k] for k in (
+        "preset", "mode", "shots", "seed", "content_before", "content_after", "content_loss")},
+        "steps": config.steps}

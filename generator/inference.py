@@ -1,0 +1,123 @@
+"""Rendering and realism scores from a person (few-shot fine-tuned or feed-forward).
+
+No training code here. A ``Person`` holds G with its AdaIN parameters psi already computed (E and P
+are never run per frame) and spectral norms baked into plain weights, plus D with the person's
+identity vector w' for the realism score r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generator.checkpoint import CheckpointError, load_checkpoint
+from generator.config import ModelConfig
+from generator.discriminator import Discriminator
+from generator.generator import Generator
+from generator.landmarks import landmark_image, to_unit_range
+from generator.model import bake_spectral_norm, to_uint8
+
+
+def landmark_batch(points: np.ndarray, size: int) -> torch.Tensor:
+    """(N, 68, 2) landmarks in crop pixels -> landmark images (N, 3, size, size) in [-1, 1]."""
+    return torch.from_numpy(np.stack([to_unit_range(landmark_image(p, size)) for p in points]))
+
+
+def frame_batch(frames: np.ndarray) -> torch.Tensor:
+    """(N, S, S, 3) uint8 -> (N, 3, S, S) in [-1, 1]."""
+    return torch.from_numpy(np.stack([to_unit_range(f) for f in frames]))
+
+
+@torch.inference_mode()
+def realism_score(D: Discriminator, frames: np.ndarray, points: np.ndarray,
+                  identity: int | torch.Tensor | None = None, batch_size: int = 16) -> np.ndarray:
+    """r per frame (eq. 3) for face crops (N, S, S, 3) and their landmarks (N, 68, 2).
+
+    ``identity``: None scores identity-agnostically (w_0 only); an int uses training video i's
+    column W_i + w_0; a vector is a person's w' (sec. 3.3).
+    """
+    size = D.cfg.image_size
+    if frames.shape[1:3] != (size, size):
+        raise ValueError(f"frames must be {size}x{size} face crops, got {frames.shape[1:3]}")
+    dev = next(D.parameters()).device
+    out = []
+    for k in range(0, len(frames), batch_size):
+        x = frame_batch(frames[k:k + batch_size]).to(dev)
+        y = landmark_batch(points[k:k + batch_size], size).to(dev)
+        if isinstance(identity, int):
+            r = D(x, y, video=torch.full((len(x),), identity, device=dev)).r
+        elif identity is not None:
+            r = D(x, y, w=identity.to(dev)).r
+        else:
+            r = D(x, y).r
+        out.append(r.float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+@dataclasses.dataclass
+class Person:
+    """A person ready to render: G, psi (1, n_adain), D and w' (embed_dim,)."""
+
+    G: Generator
+    psi: torch.Tensor
+    D: Discriminator
+    w: torch.Tensor
+    meta: dict
+
+    @property
+    def image_size(self) -> int:
+        """Side of the frames this person renders."""
+        return self.G.cfg.image_size
+
+    def prepare_for_inference(self) -> Person:
+        """Eval mode and spectral norms baked into plain weights (idempotent)."""
+        for net in (self.G, self.D):
+            bake_spectral_norm(net.eval())
+        self.psi, self.w = self.psi.detach(), self.w.detach()
+        return self
+
+    @torch.inference_mode()
+    def render_tensor(self, y: torch.Tensor) -> torch.Tensor:
+        """Landmark images (N, 3, S, S) in [-1, 1] -> frames (N, 3, S, S) in [-1, 1]."""
+        dev = self.psi.device
+        return self.G(y.to(dev), psi=self.psi)
+
+    def render(self, points: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Landmarks (N, 68, 2) in crop pixels -> frames (N, S, S, 3) uint8."""
+        frames = []
+        for k in range(0, len(points), batch_size):
+            y = landmark_batch(points[k:k + batch_size], self.image_size)
+            frames.append(to_uint8(self.render_tensor(y)))
+        return np.concatenate(frames) if frames else np.zeros((0, self.image_size,
+                                                                self.image_size, 3), np.uint8)
+
+    def realism(self, frames: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """r per frame with this person's identity vector w'."""
+        return realism_score(self.D, frames, points, identity=self.w)
+
+    def to(self, device: str | torch.device) -> Person:
+        """Move every tensor to ``device``."""
+        self.G.to(device)
+        self.D.to(device)
+        self.psi, self.w = self.psi.to(device), self.w.to(device)
+        return self
+
+
+def load_person(path: str | Path, device: str = "cpu") -> Person:
+    """Load a person file written by ``sfumato finetune`` (self-contained: no meta checkpoint)."""
+    ck = load_checkpoint(path, kind="person")
+    try:
+        cfg = ModelConfig(**ck.meta["model"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: person metadata lacks a usable model config") from exc
+    G, D = Generator(cfg), Discriminator(cfg)
+    ck.load_module("G", G)
+    ck.load_module("D", D)
+    for key in ("psi", "w"):
+        if key not in ck.tensors:
+            raise CheckpointError(f"{path}: person file lacks {key}")
+    person = Person(G, ck.tensors["psi"], D, ck.tensors["w"], ck.meta)
+    return person.to(device).prepare_for_inference()

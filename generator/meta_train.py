@@ -1,0 +1,365 @@
+"""Meta-learning on a corpus of talking-head videos (paper sec. 3.2): ``sfumato train CORPUS``.
+
+Each step draws episodes (one video, K + 1 frames), updates E, G and P once on
+L_CNT + L_ADV + L_MCH, then D ``d_steps`` times on the hinge loss (plus the match term that pulls
+W_i towards e_hat). A run folder holds config.json, stats.csv, TensorBoard logs, sample grids and
+the latest checkpoint; ``resume=True`` continues exactly where the checkpoint left off. Under
+torchrun every network is wrapped in DistributedDataParallel and each rank draws its own episodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import io
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator import __version__
+from generator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from generator.config import ModelConfig, Preset, TrainConfig, get_preset
+from generator.data import Episode, EpisodeSampler, corpus_fingerprint, load_corpus
+from generator.distributed import DistInfo, any_rank, barrier, init_distributed
+from generator.errors import ConfigMismatchError, SfumatoError
+from generator.files import write_bytes_atomic
+from generator.losses import PerceptualLoss, adversarial_loss, feature_matching_loss, hinge_d_loss, match_loss
+from generator.model import TalkingHeadModel, set_requires_grad
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.safetensors"
+STATS = "stats.csv"
+STAT_FIELDS = ("step", "L_G", "L_CNT", "L_ADV", "L_FM", "L_MCH", "L_D", "r_real", "r_fake",
+               "seconds")
+
+
+class TrainingDivergedError(SfumatoError):
+    """Losses stayed NaN or infinite for several steps in a row."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Where a run stands when ``train`` returns."""
+
+    run_dir: Path
+    step: int
+    last: dict
+    seconds: float
+    skipped_steps: int
+    checkpoint: Path
+
+
+class MetaTrainer:
+    """One run's networks, optimisers and step functions; ``train`` drives it."""
+
+    def __init__(self, model: TalkingHeadModel, train: TrainConfig, info: DistInfo,
+                 perceptual: nn.Module | None):
+        self.model, self.cfg, self.info = model, train, info
+        self.perceptual = perceptual
+        self.opt_g = torch.optim.Adam([*model.E.parameters(), *model.G.parameters()],
+                                      lr=train.lr_g, betas=train.betas)
+        self.opt_d = torch.optim.Adam(model.D.parameters(), lr=train.lr_d, betas=train.betas)
+        self.E, self.G, self.D = model.E, model.G, model.D
+        if info.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [info.device.index] if info.device.type == "cuda" else None
+            self.E, self.G, self.D = (DDP(m, device_ids=ids) for m in (model.E, model.G, model.D))
+        amp = train.amp
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        if amp == "fp16" and info.device.type != "cuda":
+            raise SfumatoError("fp16 autocast needs a CUDA device; use --amp bf16 on a CPU")
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=amp == "fp16")
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.info.device.type, dtype=self.autocast_dtype)
+
+    def _d_no_sync(self):
+        return self.D.no_sync() if hasattr(self.D, "no_sync") else contextlib.nullcontext()
+
+    def content_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """L_CNT (plus the optional pixel L1); zero when the content loss is switched off."""
+        losses = self.cfg.losses
+        loss = x_hat.new_zeros(())
+        if self.perceptual is not None:
+            loss = loss + self.perceptual(x_hat.float(), x.float())
+        if losses.pixel_weight:
+            loss = loss + losses.pixel_weight * (x_hat - x).abs().mean()
+        return loss
+
+    def g_step(self, ep: Episode) -> tuple[dict, torch.Tensor | None]:
+        """Update E, G, P on L_CNT + L_ADV + L_MCH; return the losses and e_hat for the D steps."""
+        L = self.cfg.losses
+        xs, ys = ep.sources
+        xt, yt = ep.target
+        set_requires_grad(self.model.D, False)  # D only passes gradients through in this step
+        with self._autocast():
+            e_hat = self.E(xs, ys)  # eq. (1)
+            x_hat = self.G(yt, e_hat=e_hat)  # eq. (2)
+            with self._d_no_sync():
+                out = self.D(torch.cat([x_hat, xt]), torch.cat([yt, yt]), torch.cat([ep.video] * 2))
+            n = xt.shape[0]
+            r_fake, r_real = out.r[:n], out.r[n:]
+            l_fm = feature_matching_loss([f[:n] for f in out.features],
+                                         [f[n:] for f in out.features], L.fm_weight)
+            l_adv = adversarial_loss(r_fake, l_fm)
+            l_cnt = self.content_loss(x_hat, xt)
+            w_i = self.model.D.W[:, ep.video].t().detach()
+            l_mch = match_loss(w_i, e_hat.float(), L.match_weight)
+            loss = l_cnt + l_adv + l_mch
+        set_requires_grad(self.model.D, True)
+        stats = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": l_adv, "L_FM": l_fm, "L_MCH": l_mch,
+                 "r_real": r_real.mean(), "r_fake": r_fake.mean()}
+        stats = {k: float(v.detach()) for k, v in stats.items()}
+        if any_rank(not math.isfinite(stats["L_G"]), self.info):
+            self.opt_g.zero_grad(set_to_none=True)
+            return stats, None
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._d_no_sync():  # no gradient sync for D here: they are discarded
+            self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_g)
+        self.scaler.update()
+        return stats, e_hat.detach()
+
+    def d_step(self, ep: Episode, e_hat: torch.Tensor) -> dict | None:
+        """Update D on the hinge loss (eq. 6) and pull W_i towards e_hat (eq. 5, D's side)."""
+        L = self.cfg.losses
+        xt, yt = ep.target
+        with torch.no_grad(), self._autocast():
+            x_hat = self.G(yt, e_hat=e_hat)
+        with self._autocast():
+            out = self.D(torch.cat([xt, x_hat.detach()]), torch.cat([yt, yt]),
+                         torch.cat([ep.video] * 2))
+            n = xt.shape[0]
+            l_dsc = hinge_d_loss(out.r[:n], out.r[n:])
+            w_i = self.model.D.W[:, ep.video].t()
+            loss = l_dsc + match_loss(w_i, e_hat.float(), L.match_weight)
+        if any_rank(not math.isfinite(float(loss.detach())), self.info):
+            self.opt_d.zero_grad(set_to_none=True)
+            return None
+        self.opt_d.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt_d)
+        self.scaler.update()
+        return {"L_D": float(l_dsc.detach())}
+
+    def step(self, ep: Episode) -> dict | None:
+        """One meta-learning step: a G update then ``d_steps`` D updates. None if skipped."""
+        stats, e_hat = self.g_step(ep)
+        if e_hat is None:
+            return None
+        for _ in range(self.cfg.d_steps):
+            d = self.d_step(ep, e_hat)
+            if d is None:
+                return None
+            stats.update(d)
+        return stats
+
+
+# -- run folder -------------------------------------------------------------------------------
+def _run_config(preset: Preset, model: ModelConfig, train: TrainConfig, corpus: str,
+                fingerprint: str) -> dict:
+    return {"preset": preset.name, "model": model.to_dict(), "train": train.to_dict(),
+            "corpus": corpus, "corpus_videos": json.loads(fingerprint)}
+
+
+def _check_resume(run_dir: Path, config: dict) -> None:
+    saved = json.loads((run_dir / "config.json").read_text())
+    keys = ("preset", "model", "corpus_videos")
+    diff = [k for k in keys if saved.get(k) != config.get(k)]
+    train_diff = [k for k, v in config["train"].items()
+                  if k not in ("steps", "checkpoint_every", "sample_every", "log_every")
+                  and saved["train"].get(k) != (list(v) if isinstance(v, tuple) else v)]
+    if diff or train_diff:
+        raise ConfigMismatchError(
+            f"{run_dir} holds a run with other settings ({', '.join(diff + train_diff)}); "
+            "resume with the same preset, corpus and hyper-parameters, or use a new --out")
+
+
+def _trim_stats(path: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint (they will be redone after a resume)."""
+    if not path.is_file():
+        return
+    rows = list(csv.DictReader(path.open()))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=STAT_FIELDS)
+    writer.writeheader()
+    writer.writerows(r for r in rows if int(r["step"]) <= step)
+    write_bytes_atomic(path, buf.getvalue().encode())
+
+
+def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
+    """Rows per episode: K sources | target landmarks | generated | real, as one RGB uint8 image."""
+    from torchvision.utils import make_grid
+
+    from generator.model import to_uint8
+
+    with torch.no_grad():
+        xs, ys = ep.sources
+        xt, yt = ep.target
+        x_hat = model.G(yt, e_hat=model.E(xs, ys))
+    rows = [torch.cat([xs[b], yt[b:b + 1], x_hat[b:b + 1], xt[b:b + 1]]) for b in range(xt.shape[0])]
+    grid = make_grid(torch.cat(rows).float(), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
+    return to_uint8(grid[None])[0]
+
+
+def save_run_checkpoint(path: Path, trainer: MetaTrainer, step: int, config: dict) -> Path:
+    """Everything needed to resume (and to fine-tune from) this run at ``step``."""
+    meta = {**config, "step": step, "grad_scaler": trainer.scaler.state_dict()}
+    return save_checkpoint(path, "meta", {"E": trainer.model.E, "G": trainer.model.G,
+                                          "D": trainer.model.D},
+                           meta, optimizers={"G": trainer.opt_g, "D": trainer.opt_d})
+
+
+def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
+          train_cfg: TrainConfig | None = None, model_cfg: ModelConfig | None = None,
+          resume: bool = False, vgg19: str | None = None, vggface: str | None = None,
+          perceptual: nn.Module | None = None, device: str | None = None,
+          progress: bool = False) -> TrainResult:
+    """Meta-train (or resume) a model on a prepared corpus; see the module docstring."""
+    start_time = time.perf_counter()
+    info = init_distributed(device)
+    p = get_preset(preset)
+    tcfg = train_cfg or p.train
+    videos = load_corpus(corpus)
+    mcfg = dataclasses.replace(model_cfg or p.model, num_videos=len(videos))
+    fingerprint = corpus_fingerprint(videos)
+    config = _run_config(p, mcfg, tcfg, str(Path(corpus).resolve()), fingerprint)
+    run = Path(run_dir)
+    ck_path = run / CHECKPOINT
+    if ck_path.exists() and not resume:
+        raise SfumatoError(f"{run} already holds a run: add --resume to continue it, or choose "
+                           "another --out")
+    if resume and not ck_path.exists():
+        raise SfumatoError(f"nothing to resume in {run}: no {CHECKPOINT}")
+    if info.is_main:
+        run.mkdir(parents=True, exist_ok=True)
+    barrier(info)
+
+    torch.manual_seed(tcfg.seed)  # identical initial weights on every rank
+    model = TalkingHeadModel(mcfg).to(info.device)
+    step = 0
+    if resume:
+        _check_resume(run, config)
+        ck = load_checkpoint(ck_path, kind="meta", preset=p.name)
+        for name in ("E", "G", "D"):
+            ck.load_module(name, getattr(model, name))
+        step = int(ck.meta["step"])
+    if perceptual is None and tcfg.losses.content == "vgg":
+        perceptual = PerceptualLoss.from_files(vgg19, vggface, tcfg.losses.vgg19_weight,
+                                               tcfg.losses.vggface_weight)
+    if perceptual is None:
+        log.warning("content loss disabled (content='none'): a smoke-run choice; expect blurry, "
+                    "identity-poor output")
+    else:
+        perceptual = perceptual.to(info.device)
+    trainer = MetaTrainer(model, tcfg, info, perceptual)
+    if resume:
+        ck.load_optimizer("G", trainer.opt_g)
+        ck.load_optimizer("D", trainer.opt_d)
+        trainer.scaler.load_state_dict(ck.meta.get("grad_scaler") or {})
+    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k)
+    writer, stats_file = None, run / STATS
+    if info.is_main:
+        write_bytes_atomic(run / "config.json", json.dumps(
+            {**config, "sfumato_version": __version__}, indent=1, default=list).encode())
+        if resume:
+            _trim_stats(stats_file, step)
+        writer = _tensorboard(run)
+    return _loop(trainer, sampler, tcfg, info, run, step, config, writer, stats_file, progress,
+                 start_time)
+
+
+def _tensorboard(run: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; keep training if an install lacks it
+        log.warning("tensorboard is not installed: logging to stats.csv only")
+        return None
+    return SummaryWriter(str(run / "tensorboard"))
+
+
+def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info: DistInfo,
+          run: Path, step: int, config: dict, writer, stats_file: Path, progress: bool,
+          start_time: float) -> TrainResult:
+    from tqdm import tqdm
+
+    from generator.video_io import write_image
+
+    bar = tqdm(total=tcfg.steps, initial=step, unit="step", desc="meta-train",
+               disable=not (progress and info.is_main))
+    bad_in_row = skipped = 0
+    last: dict = {}
+    ck_path = run / CHECKPOINT
+    new_file = not stats_file.exists()
+    csv_fh = stats_file.open("a", newline="") if info.is_main else None
+    csv_writer = csv.DictWriter(csv_fh, fieldnames=STAT_FIELDS) if csv_fh else None
+    if csv_writer and new_file:
+        csv_writer.writeheader()
+    try:
+        while step < tcfg.steps:
+            t0 = time.perf_counter()
+            ep = sampler.sample(tcfg.batch_size, tcfg.seed, step, info.rank)
+            ep = Episode(ep.x.to(info.device), ep.y.to(info.device), ep.video.to(info.device))
+            stats = trainer.step(ep)
+            step += 1
+            if stats is None:
+                bad_in_row += 1
+                skipped += 1
+                log.warning("step %d skipped: non-finite loss", step)
+                if bad_in_row >= tcfg.max_bad_steps:
+                    raise TrainingDivergedError(
+                        f"losses were NaN or infinite for {bad_in_row} steps in a row (at step "
+                        f"{step}); resume from the last checkpoint with a lower learning rate or "
+                        "without --amp")
+                continue
+            bad_in_row = 0
+            stats["step"], stats["seconds"] = step, round(time.perf_counter() - t0, 4)
+            last = stats
+            bar.update(1)
+            bar.set_postfix({k: f"{stats[k]:.3g}" for k in ("L_G", "L_D", "L_CNT", "r_real", "r_fake")
+                             if k in stats}, refresh=False)
+            if info.is_main and (step % tcfg.log_every == 0 or step == tcfg.steps):
+                csv_writer.writerow({k: stats.get(k, "") for k in STAT_FIELDS})
+                csv_fh.flush()
+                if writer is not None:
+                    for k, v in stats.items():
+                        if k not in ("step",):
+                            writer.add_scalar(f"{'realism' if k.startswith('r_') else 'loss'}/{k}",
+                                              v, step)
+            if info.is_main and (step % tcfg.sample_every == 0 or step == tcfg.steps):
+                (run / "samples").mkdir(exist_ok=True)
+                write_image(run / "samples" / f"step_{step:07d}.png", sample_grid(trainer.model, ep))
+            if step % tcfg.checkpoint_every == 0 or step == tcfg.steps:
+                if info.is_main:
+                    save_run_checkpoint(ck_path, trainer, step, config)
+                barrier(info)
+    finally:
+        bar.close()
+        if csv_fh:
+            csv_fh.close()
+        if writer is not None:
+            writer.close()
+    return TrainResult(run, step, last, time.perf_counter() - start_time, skipped, ck_path)
+
+
+def load_meta_model(path: str | Path, device: str = "cpu") -> tuple[TalkingHeadModel, dict]:
+    """Load E, G and D from a meta-training checkpoint; returns (model in eval mode, metadata)."""
+    ck = load_checkpoint(path, kind="meta")
+    try:
+        cfg = ModelConfig(**ck.meta["model"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks a usable model config") from exc
+    model = TalkingHeadModel(cfg)
+    for name in ("E", "G", "D"):
+        ck.load_module(name, getattr(model, name))
+    return model.to(device).eval(), ck.meta

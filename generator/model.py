@@ -1,0 +1,58 @@
+"""The three networks together: E, G (with P) and D, built from one ModelConfig."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from generator.config import ModelConfig
+from generator.discriminator import Discriminator
+from generator.embedder import Embedder
+from generator.generator import Generator
+
+
+class TalkingHeadModel(nn.Module):
+    """E, G and D of Zakharov et al. 2019; saved and loaded as one unit."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.E = Embedder(cfg)
+        self.G = Generator(cfg)
+        self.D = Discriminator(cfg)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters per network (G includes P)."""
+        return {name: sum(p.numel() for p in getattr(self, name).parameters())
+                for name in ("E", "G", "D")}
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    """Switch gradient tracking for every parameter of ``module`` (rosinality's requires_grad)."""
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+def bake_spectral_norm(module: nn.Module) -> nn.Module:
+    """Replace spectrally normalised weights by their current normalised values, in place.
+
+    At inference the weights no longer change, so computing W / sigma(W) on every call is waste.
+    """
+    from torch.nn.utils import parametrize
+
+    for m in module.modules():
+        if parametrize.is_parametrized(m):
+            for name in list(m.parametrizations.keys()):
+                parametrize.remove_parametrizations(m, name, leave_parametrized=True)
+    return module
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def to_uint8(x: torch.Tensor):
+    """Frames in [-1, 1] (B, 3, S, S) -> numpy uint8 (B, S, S, 3)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
