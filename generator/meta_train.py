@@ -54,6 +54,8 @@ class TrainResult:
     seconds: float
     skipped_steps: int
     checkpoint: Path
+    model: TalkingHeadModel  # the trained networks (this rank's copy under torchrun)
+    rank: int = 0
 
 
 class MetaTrainer:
@@ -203,10 +205,15 @@ def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
 
     from generator.model import to_uint8
 
-    with torch.no_grad():
-        xs, ys = ep.sources
-        xt, yt = ep.target
-        x_hat = model.G(yt, e_hat=model.E(xs, ys))
+    was_training = model.training
+    model.eval()  # in training mode spectral norm would advance its power iteration here
+    try:
+        with torch.no_grad():
+            xs, ys = ep.sources
+            xt, yt = ep.target
+            x_hat = model.G(yt, e_hat=model.E(xs, ys))
+    finally:
+        model.train(was_training)
     rows = [torch.cat([xs[b], yt[b:b + 1], x_hat[b:b + 1], xt[b:b + 1]]) for b in range(xt.shape[0])]
     grid = make_grid(torch.cat(rows).float(), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
     return to_uint8(grid[None])[0]
@@ -349,7 +356,8 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
             csv_fh.close()
         if writer is not None:
             writer.close()
-    return TrainResult(run, step, last, time.perf_counter() - start_time, skipped, ck_path)
+    return TrainResult(run, step, last, time.perf_counter() - start_time, skipped, ck_path,
+                       trainer.model, info.rank)
 
 
 def load_meta_model(path: str | Path, device: str = "cpu") -> tuple[TalkingHeadModel, dict]:

@@ -77,3 +77,22 @@ def encode(path: Path, frames, fps: float = 25.0, gop: int | None = None, fmt: s
         for p in s.encode():
             c.mux(p)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """A two-video corpus made with sfumato's own prepare from the built-in astronaut sample."""
+    import cv2
+
+    from generator.crop import CropParams
+    from generator.prepare import PrepareConfig, prepare_corpus
+    from generator.samples import astronaut_frames
+    from generator.video_io import write_video
+
+    src = tmp_path_factory.mktemp("videos")
+    frames = astronaut_frames(24, 256)
+    write_video(src / "astro_a.mp4", frames, fps=25, crf=12)
+    write_video(src / "astro_b.mp4", [cv2.flip(f, 1) for f in frames], fps=25, crf=12)
+    out = tmp_path_factory.mktemp("corpus")
+    prepare_corpus([src], out, PrepareConfig(frames_per_video=8, crop=CropParams(size=128)))
+    return out

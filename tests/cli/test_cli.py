@@ -149,3 +149,41 @@ def test_verbosity_flags(runner, tmp_path):
     verbose = runner.invoke(cli, ["-vv", "info", str(img)])
     assert quiet.exit_code == verbose.exit_code == 0
     assert np.all([("image 512x512" in r.stdout) for r in (quiet, verbose)])
+
+
+def test_train_and_finetune_commands(runner, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    args = ["-q", "train", str(tiny_corpus), "-o", str(run), "--preset", "test_tiny", "--steps",
+            "2", "--content-loss", "none", "--json"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 2
+    again = runner.invoke(cli, args)  # no --resume: refused, one line
+    assert again.exit_code == 1 and "--resume" in again.stderr
+    resumed = runner.invoke(cli, [*args[:8], "3", *args[9:], "--resume"])
+    assert resumed.exit_code == 0 and json.loads(resumed.stdout)["step"] == 3
+    img = write_astronaut_image(tmp_path / "a.png")
+    ft = runner.invoke(cli, ["-q", "finetune", str(img), "--checkpoint",
+                             str(run / "checkpoint.safetensors"), "-o", str(tmp_path / "p.safetensors"),
+                             "--steps", "0", "--json"])
+    assert ft.exit_code == 0, ft.output
+    assert json.loads(ft.stdout)["mode"] == "feed-forward"
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    broken = runner.invoke(cli, ["finetune", str(img), "--checkpoint", str(bad), "-o",
+                                 str(tmp_path / "q.safetensors")])
+    assert broken.exit_code == 1 and "damaged" in broken.stderr and "Traceback" not in broken.output
+
+
+def test_train_without_vgg_weights_names_the_file(runner, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.delenv("SFUMATO_VGG19", raising=False)
+    result = runner.invoke(cli, ["train", str(tiny_corpus), "-o", str(tmp_path / "r"), "--preset",
+                                 "test_tiny", "--steps", "1"])
+    assert result.exit_code == 1
+    assert "vgg19-dcbb9e9d.pth" in result.stderr and "--content-loss none" in result.stderr
+
+
+def test_presets_command(runner):
+    rows = json.loads(runner.invoke(cli, ["presets", "--json"]).stdout)
+    paper = next(r for r in rows if r["name"] == "paper")
+    assert paper["image_size"] == 256 and 13e6 < paper["parameters"]["E"] < 17e6
