@@ -60,3 +60,38 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
     if workers > 1:
         click.echo(f"{workers} workers together: {result['fps']} frames/s "
                    f"({result['fps_including_startup']} including process start-up)")
+
+
+@bench.command("model")
+@click.option("--preset", "presets", multiple=True, help="Preset(s) to measure (default: all but test_tiny).")
+@click.option("--k", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--no-train-step", is_flag=True, help="Skip the (slow) training-step timing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def model(presets, k, repeats, threads, no_train_step, as_json):
+    """Parameters, E/G milliseconds, train-step seconds and peak memory per preset, next to a
+    straightforward re-implementation of the same networks."""
+    from benchmarks.model_speed import run_model_benchmark
+    from generator.config import get_preset, list_presets
+
+    names = list(presets) or [n for n in list_presets() if n != "test_tiny"]
+    for n in names:
+        get_preset(n)  # unknown names fail before any work
+    rows = run_model_benchmark(names, k=k, repeats=repeats, threads=threads,
+                               train_step=not no_train_step)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        c = r["parameters"]
+        click.echo(f"{r['preset']} ({r['image_size']} px, {r['threads']} threads): "
+                   f"E {c['E'] / 1e6:.1f}M G {c['G'] / 1e6:.1f}M D {c['D'] / 1e6:.1f}M; "
+                   f"E for K={r['k']}: {r['E_ms_for_K']:.0f} ms; G {r['G_ms_per_frame']:.0f} ms/frame "
+                   f"({r['G_ms_per_frame_batch8']:.0f} in batches of 8; straightforward "
+                   f"{r['naive_G_ms_per_frame']:.0f}, x{r['inference_speedup']:.1f})")
+        if "train_step_s" in r:
+            click.echo(f"  train step {r['train_step_s']:.2f} s, {r['train_step_bf16_s']:.2f} s with "
+                       f"bf16 autocast (straightforward {r['naive_train_step_s']:.2f} s: "
+                       f"x{r['train_speedup']:.1f}, x{r['train_speedup_bf16']:.1f}); "
+                       f"peak memory {r['peak_rss_mb']:.0f} MB")

@@ -75,7 +75,7 @@ class Person:
     def prepare_for_inference(self) -> Person:
         """Eval mode and spectral norms baked into plain weights (idempotent)."""
         for net in (self.G, self.D):
-            bake_spectral_norm(net.eval())
+            bake_spectral_norm(net.eval()).to(memory_format=torch.channels_last)
         self.psi, self.w = self.psi.detach(), self.w.detach()
         return self
 

@@ -145,17 +145,24 @@ class PerceptualLoss(nn.Module):
                 out.append(x)
         return out
 
+    def _inputs(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x01 = x * 0.5 + 0.5
+        return (x01 - self.mean19) / self.std19, x01 * 255.0 - self.meanface
+
     def forward(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Content loss between generated and real frames, both in [-1, 1]."""
-        both = torch.cat([x_hat, x]) * 0.5 + 0.5  # one pass for fake and real
-        n = x_hat.shape[0]
+        with torch.no_grad():  # targets: no graph, so backward only runs through the fakes
+            real19, realface = self._inputs(x)
+            targets = (self._taps(self.vgg19, real19, VGG19_LAYERS),
+                       self._taps(self.vggface, realface, VGGFACE_LAYERS))
+        fake19, fakeface = self._inputs(x_hat)
         loss = x_hat.new_zeros(())
-        for net, inp, layers, weight in (
-            (self.vgg19, (both - self.mean19) / self.std19, VGG19_LAYERS, self.w19),
-            (self.vggface, both * 255.0 - self.meanface, VGGFACE_LAYERS, self.wface),
+        for net, inp, layers, weight, real in (
+            (self.vgg19, fake19, VGG19_LAYERS, self.w19, targets[0]),
+            (self.vggface, fakeface, VGGFACE_LAYERS, self.wface, targets[1]),
         ):
             taps = self._taps(net, inp, layers)
-            loss = loss + weight * sum(F.l1_loss(t[:n], t[n:].detach()) for t in taps)
+            loss = loss + weight * sum(F.l1_loss(t, r) for t, r in zip(taps, real))
         return loss
 
 

@@ -1,0 +1,140 @@
+"""Speed and memory of the model per preset, next to a straightforward re-implementation.
+
+Measured per preset at its own size on the CPU: parameter counts; G milliseconds per frame once psi
+is known; E milliseconds for K = 8 frames; seconds per meta-training step (batch 1, K = 8, content
+networks in use); peak resident memory. The "straightforward" figures run the same networks the way a
+plain PyTorch port does: E and P re-run for every frame, spectral norm recomputed on every call, real
+and fake through D and VGG in separate passes, D's weight gradients computed in the G step. Without
+the real VGG weights, randomly initialised VGG19/VGGFace of the same shape stand in (same cost).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import multiprocessing
+import resource
+import time
+
+import torch
+
+from generator.config import get_preset
+from generator.data import Episode
+from generator.distributed import DistInfo
+from generator.losses import (
+    adversarial_loss,
+    feature_matching_loss,
+    hinge_d_loss,
+    match_loss,
+    random_perceptual_loss,
+)
+from generator.meta_train import MetaTrainer
+from generator.model import TalkingHeadModel, bake_spectral_norm
+
+
+def _timeit(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, oneDNN kernels)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _episode(size: int, k: int) -> Episode:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
+    y = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
+    return Episode(x, y, torch.zeros(1, dtype=torch.long))
+
+
+def straightforward(model: TalkingHeadModel) -> TalkingHeadModel:
+    """The same networks run the textbook way: conv then pool, NCHW memory layout."""
+    from generator.layers import ResBlockDown
+
+    for m in model.modules():
+        if isinstance(m, ResBlockDown):
+            m.fused = False
+    return model
+
+
+def naive_train_step(model: TalkingHeadModel, perceptual, opt_g, opt_d, ep: Episode) -> None:
+    """A plain port's step: separate passes, nothing detached or frozen, D steps recompute E and G."""
+    xs, ys = ep.sources
+    xt, yt = ep.target
+    e_hat = model.E(xs, ys)
+    x_hat = model.G(yt, e_hat=e_hat)
+    fake, real = model.D(x_hat, yt, ep.video), model.D(xt, yt, ep.video)
+    loss = (perceptual(x_hat, xt) + adversarial_loss(fake.r, feature_matching_loss(
+        fake.features, real.features)) + match_loss(model.D.W[:, ep.video].t(), e_hat))
+    opt_g.zero_grad()
+    loss.backward()
+    opt_g.step()
+    for _ in range(2):
+        x_hat = model.G(yt, e_hat=model.E(xs, ys))
+        d_loss = hinge_d_loss(model.D(xt, yt, ep.video).r, model.D(x_hat.detach(), yt, ep.video).r)
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+
+
+def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
+                   train_step: bool = True) -> dict:
+    """All figures for one preset (run it in a fresh process for a clean peak-memory reading)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    preset = get_preset(name)
+    cfg = preset.model
+    s = cfg.image_size
+    model = straightforward(TalkingHeadModel(cfg))
+    ep = _episode(s, k)
+    xs, ys = ep.sources
+    yt = ep.target[1]
+    out = {"preset": name, "image_size": s, "threads": threads, "k": k,
+           "parameters": model.parameter_counts()}
+
+    with torch.no_grad():
+        model.eval()
+        naive_frame = _timeit(lambda: model.G(yt, e_hat=model.E(xs, ys)), repeats)
+        lean_e = TalkingHeadModel(cfg).E.eval().to(memory_format=torch.channels_last)
+        out["E_ms_for_K"] = 1000 * _timeit(lambda: lean_e(xs, ys), repeats)
+    out["naive_G_ms_per_frame"] = 1000 * naive_frame
+    G = bake_spectral_norm(TalkingHeadModel(cfg).G).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        psi = G.project(torch.randn(1, cfg.embed_dim))
+        out["G_ms_per_frame"] = 1000 * _timeit(lambda: G(yt, psi=psi), repeats)
+        y8 = yt.expand(8, -1, -1, -1).contiguous()
+        out["G_ms_per_frame_batch8"] = 1000 * _timeit(lambda: G(y8, psi=psi), repeats) / 8
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out["G_ms_per_frame_bf16"] = 1000 * _timeit(lambda: G(yt, psi=psi), repeats)
+    out["inference_speedup"] = out["naive_G_ms_per_frame"] / out["G_ms_per_frame"]
+
+    if train_step:
+        train_cfg = dataclasses.replace(preset.train, k=k)
+        perceptual = random_perceptual_loss()
+        model = TalkingHeadModel(cfg).train()
+        trainer = MetaTrainer(model, train_cfg, DistInfo(), perceptual.to(memory_format=torch.channels_last))
+        out["train_step_s"] = _timeit(lambda: trainer.step(ep), max(1, repeats - 1))
+        naive = straightforward(TalkingHeadModel(cfg)).train()
+        opt_g = torch.optim.Adam([*naive.E.parameters(), *naive.G.parameters()], lr=5e-5)
+        opt_d = torch.optim.Adam(naive.D.parameters(), lr=2e-4)
+        out["naive_train_step_s"] = _timeit(
+            lambda: naive_train_step(naive, perceptual, opt_g, opt_d, ep), max(1, repeats - 1))
+        out["train_speedup"] = out["naive_train_step_s"] / out["train_step_s"]
+        bf16 = MetaTrainer(TalkingHeadModel(cfg).train(), dataclasses.replace(train_cfg, amp="bf16"),
+                           DistInfo(), perceptual)
+        out["train_step_bf16_s"] = _timeit(lambda: bf16.step(ep), max(1, repeats - 1))
+        out["train_speedup_bf16"] = out["naive_train_step_s"] / out["train_step_bf16_s"]
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {k2: round(v, 3) if isinstance(v, float) else v for k2, v in out.items()}
+
+
+def run_model_benchmark(presets: list[str], **kwargs) -> list[dict]:
+    """Measure each preset in its own spawned process (clean peak memory, no shared caches)."""
+    ctx = multiprocessing.get_context("spawn")
+    results = []
+    for name in presets:
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            results.append(pool.submit(measure_preset, name, **kwargs).result())
+    return results
