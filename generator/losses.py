@@ -24,6 +24,7 @@ VGGFACE_HINT = ("a VGG Face (VGG16, 2622 identities) state dict converted to PyT
 # ReLU outputs after conv1_1, conv2_1, conv3_1, conv4_1, conv5_1 (paper.md: "conv1, 6, 11, 20, 29").
 VGG19_LAYERS = (1, 6, 11, 20, 29)
 VGGFACE_LAYERS = (1, 6, 11, 18, 25)  # the same layers in VGG16 numbering
+VGG_CFG = {"vgg19": "E", "vgg16": "D"}  # torchvision's layer tables
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 VGGFACE_MEAN = (129.186279296875, 104.76238250732422, 93.59396362304688)  # RGB, 0..255 scale
 
@@ -95,9 +96,10 @@ def _conv_pairs(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torc
 
 def vgg_features(arch: str, state: dict[str, torch.Tensor], last: int, source: str) -> nn.Sequential:
     """The frozen ``features[: last + 1]`` of a torchvision VGG (vgg19/vgg16) loaded from ``state``."""
-    import torchvision
+    from torchvision.models.vgg import cfgs, make_layers
 
-    net = getattr(torchvision.models, arch)(weights=None).features[: last + 1]
+    # Only the convolutional trunk is built: the classifier (100M parameters) is never used.
+    net = make_layers(cfgs[VGG_CFG[arch]])[: last + 1]
     convs = [m for m in net if isinstance(m, nn.Conv2d)]
     pairs = _conv_pairs(state)
     if len(pairs) < len(convs) or any(w.shape != c.weight.shape for (w, _), c in zip(pairs, convs)):
@@ -168,12 +170,12 @@ class PerceptualLoss(nn.Module):
 
 def random_perceptual_loss(seed: int = 0) -> PerceptualLoss:
     """A PerceptualLoss with randomly initialised VGGs: same cost and shapes, for tests/benchmarks."""
-    import torchvision
+    from torchvision.models.vgg import cfgs, make_layers
 
     g = torch.Generator().manual_seed(seed)
     nets = []
     for arch, last in (("vgg19", max(VGG19_LAYERS)), ("vgg16", max(VGGFACE_LAYERS))):
-        net = getattr(torchvision.models, arch)(weights=None).features[: last + 1]
+        net = make_layers(cfgs[VGG_CFG[arch]])[: last + 1]
         with torch.no_grad():
             for m in net:
                 if isinstance(m, nn.Conv2d):
