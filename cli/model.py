@@ -53,7 +53,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
     """Meta-train E, G and D on a corpus made by 'sfumato prepare'.
 
     Runs under torchrun too (one process per GPU, or gloo processes on a CPU):
-    torchrun --nproc_per_node 2 -m cli.main train CORPUS -o RUN
+    torchrun --nproc_per_node 2 -m cli train CORPUS -o RUN
     """
     from generator.config import get_preset
     from generator.meta_train import train as run_training
@@ -70,6 +70,8 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
                    "model to use)", err=True)
     result = run_training(corpus, out, preset=preset, train_cfg=cfg, resume=resume, vgg19=vgg19,
                           vggface=vggface, device=device, progress=settings.progress and not as_json)
+    if result.rank != 0:  # under torchrun only rank 0 reports
+        return
     summary = {"run_dir": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
                "skipped_steps": result.skipped_steps, "checkpoint": str(result.checkpoint),
                "last": result.last}
