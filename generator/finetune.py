@@ -21,7 +21,13 @@ from generator.config import LossConfig
 from generator.errors import SfumatoError
 from generator.files import sha256_file
 from generator.inference import Person
-from generator.losses import PerceptualLoss, adversarial_loss, feature_matching_loss, hinge_d_loss
+from generator.losses import (
+    PerceptualLoss,
+    adversarial_loss,
+    content_loss,
+    feature_matching_loss,
+    hinge_d_loss,
+)
 from generator.model import TalkingHeadModel, set_requires_grad
 from generator.sources import Shots, load_shots
 
@@ -53,15 +59,6 @@ class FinetuneResult:
     history: list[dict]
 
 
-def _content(perceptual: nn.Module | None, losses: LossConfig, x_hat, x) -> torch.Tensor:
-    loss = x_hat.new_zeros(())
-    if perceptual is not None:
-        loss = loss + perceptual(x_hat, x)
-    if losses.pixel_weight or perceptual is None:  # without VGG, pixels are the only content term
-        loss = loss + max(losses.pixel_weight, 1.0 if perceptual is None else 0.0) * (x_hat - x).abs().mean()
-    return loss
-
-
 def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Person:
     """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3)."""
     with torch.no_grad():
@@ -84,10 +81,12 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
     psi = nn.Parameter(person.psi)
     w = nn.Parameter(person.w)
     L = config.losses
+    # Without VGG weights the shots' pixels are the only content term left to fit.
+    pixel = L.pixel_weight or (1.0 if perceptual is None else 0.0)
 
     def content_now() -> float:
         with torch.no_grad():
-            return float(_content(perceptual, L, G(y, psi=psi.expand(len(y), -1)), x))
+            return float(content_loss(perceptual, G(y, psi=psi.expand(len(y), -1)), x, pixel))
 
     before = content_now()
     history = []
@@ -108,7 +107,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
             n = len(xb)
             l_fm = feature_matching_loss([f[:n] for f in out.features], [f[n:] for f in out.features],
                                          L.fm_weight)
-            l_cnt = _content(perceptual, L, x_hat, xb)
+            l_cnt = content_loss(perceptual, x_hat, xb, pixel)
             loss_g = l_cnt + adversarial_loss(out.r[:n], l_fm)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()

@@ -52,6 +52,17 @@ def match_loss(w_i: torch.Tensor, e_hat: torch.Tensor, weight: float = 80.0) -> 
 
 
 # content loss ----------------------------------------------------------------------------------
+def content_loss(perceptual: nn.Module | None, x_hat: torch.Tensor, x: torch.Tensor,
+                 pixel_weight: float = 0.0) -> torch.Tensor:
+    """L_CNT from the perceptual networks (if any) plus an optional pixel L1 term."""
+    loss = x_hat.new_zeros(())
+    if perceptual is not None:
+        loss = loss + perceptual(x_hat.float(), x.float())
+    if pixel_weight:
+        loss = loss + pixel_weight * (x_hat - x).abs().mean()
+    return loss
+
+
 def load_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors, or from a .pth with torch.load(weights_only=True)."""
     p = Path(path)

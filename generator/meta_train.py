@@ -30,7 +30,14 @@ from generator.data import Episode, EpisodeSampler, corpus_fingerprint, load_cor
 from generator.distributed import DistInfo, any_rank, barrier, init_distributed
 from generator.errors import ConfigMismatchError, SfumatoError
 from generator.files import write_bytes_atomic
-from generator.losses import PerceptualLoss, adversarial_loss, feature_matching_loss, hinge_d_loss, match_loss
+from generator.losses import (
+    PerceptualLoss,
+    adversarial_loss,
+    content_loss,
+    feature_matching_loss,
+    hinge_d_loss,
+    match_loss,
+)
 from generator.model import TalkingHeadModel, set_requires_grad
 
 log = logging.getLogger(__name__)
@@ -90,16 +97,6 @@ class MetaTrainer:
     def _d_no_sync(self):
         return self.D.no_sync() if hasattr(self.D, "no_sync") else contextlib.nullcontext()
 
-    def content_loss(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """L_CNT (plus the optional pixel L1); zero when the content loss is switched off."""
-        losses = self.cfg.losses
-        loss = x_hat.new_zeros(())
-        if self.perceptual is not None:
-            loss = loss + self.perceptual(x_hat.float(), x.float())
-        if losses.pixel_weight:
-            loss = loss + losses.pixel_weight * (x_hat - x).abs().mean()
-        return loss
-
     def g_step(self, ep: Episode) -> tuple[dict, torch.Tensor | None, torch.Tensor | None]:
         """Update E, G, P on L_CNT + L_ADV + L_MCH; return the losses, e_hat and x_hat (detached)
         for the D steps (None, None when the step was skipped)."""
@@ -119,7 +116,7 @@ class MetaTrainer:
             r_fake, r_real = fake.r, real.r
             l_fm = feature_matching_loss(fake.features, real.features, L.fm_weight)
             l_adv = adversarial_loss(r_fake, l_fm)
-            l_cnt = self.content_loss(x_hat, xt)
+            l_cnt = content_loss(self.perceptual, x_hat, xt, L.pixel_weight)
             w_i = self.model.D.W[:, ep.video].t().detach()
             l_mch = match_loss(w_i, e_hat.float(), L.match_weight)
             loss = l_cnt + l_adv + l_mch

@@ -187,3 +187,12 @@ def test_presets_command(runner):
     rows = json.loads(runner.invoke(cli, ["presets", "--json"]).stdout)
     paper = next(r for r in rows if r["name"] == "paper")
     assert paper["image_size"] == 256 and 13e6 < paper["parameters"]["E"] < 17e6
+
+
+def test_python_dash_m_cli_runs_the_command():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("sfumato, version")
