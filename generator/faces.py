@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from generator.errors import MissingWeightsError, SfumatoError
+from generator.files import local_weights
 
 FALLBACK_MAX_SIDE = 1280  # long side of the second, slower detection pass
 FAN_WEIGHTS_ENV = "SFUMATO_FAN_WEIGHTS"
@@ -156,20 +157,12 @@ class DlibBackend(FaceBackend):
 
 def fan_weights_path(weights: str | os.PathLike | None = None) -> Path:
     """Locate the FAN weight file from an argument or ``SFUMATO_FAN_WEIGHTS`` (a file or a folder)."""
-    given = weights or os.environ.get(FAN_WEIGHTS_ENV)
-    if not given:
-        raise MissingWeightsError(
-            f"the fan backend needs its weight file {FAN_WEIGHTS_FILE}: download it from "
-            f"{FAN_WEIGHTS_URL} and pass --fan-weights PATH or set {FAN_WEIGHTS_ENV} "
-            "(sfumato never downloads weights at run time)")
-    path = Path(given).expanduser()
-    if path.is_dir():
-        path = path / FAN_WEIGHTS_FILE
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"FAN weight file not found at {path}: expected {FAN_WEIGHTS_FILE} "
-            f"(from {FAN_WEIGHTS_URL})")
-    return path
+    return local_weights(
+        weights, FAN_WEIGHTS_ENV,
+        missing=(f"the fan backend needs its weight file {FAN_WEIGHTS_FILE}: download it from "
+                 f"{FAN_WEIGHTS_URL} and pass --fan-weights PATH or set {FAN_WEIGHTS_ENV} "
+                 "(sfumato never downloads weights at run time)"),
+        expected=f"{FAN_WEIGHTS_FILE} (from {FAN_WEIGHTS_URL})", file_name=FAN_WEIGHTS_FILE)
 
 
 class FanBackend(FaceBackend):

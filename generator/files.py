@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-from generator.errors import VideoWriteError
+from generator.errors import MissingWeightsError, VideoWriteError
 
 
 def check_writable(path: str | os.PathLike) -> Path:
@@ -67,3 +67,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def local_weights(given: str | os.PathLike | None, env: str, missing: str, expected: str,
+                  file_name: str | None = None) -> Path:
+    """Find a user-supplied weight file: the argument, else ``$env``; a folder means its ``file_name``.
+
+    ``missing`` is the whole message when neither is set (what the file is, where to get it, how to
+    pass it); ``expected`` describes the file in the not-found message. Never downloads anything.
+    """
+    chosen = given or os.environ.get(env)
+    if not chosen:
+        raise MissingWeightsError(missing)
+    path = Path(chosen).expanduser()
+    if path.is_dir() and file_name:
+        path = path / file_name
+    if not path.is_file():
+        raise MissingWeightsError(f"weight file not found at {path}: expected {expected}")
+    return path

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.errors import MissingWeightsError, SfumatoError
+from generator.errors import SfumatoError
+from generator.files import local_weights
 
 VGG19_ENV, VGGFACE_ENV = "SFUMATO_VGG19", "SFUMATO_VGGFACE"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -82,16 +83,12 @@ def load_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _resolve(path: str | os.PathLike | None, env: str, what: str, hint: str) -> Path:
-    given = path or os.environ.get(env)
-    if not given:
-        raise MissingWeightsError(
-            f"the content loss needs {what} weights: {hint}; pass its path "
-            f"(--{what.lower()} PATH or ${env}), or train with --content-loss none "
-            "(CPU smoke runs only)")
-    p = Path(given).expanduser()
-    if not p.is_file():
-        raise MissingWeightsError(f"{what} weight file not found at {p} ({hint})")
-    return p
+    return local_weights(
+        path, env,
+        missing=(f"the content loss needs {what} weights: {hint}; pass its path "
+                 f"(--{what.lower()} PATH or ${env}), or train with --content-loss none "
+                 "(CPU smoke runs only)"),
+        expected=f"{what} weights ({hint})")
 
 
 def _conv_pairs(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
