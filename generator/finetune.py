@@ -7,7 +7,6 @@ the T shots with L_CNT + L_ADV (no L_MCH). ``steps=0`` is the feed-forward varia
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from generator.checkpoint import save_checkpoint
 from generator.config import LossConfig
 from generator.errors import SfumatoError
 from generator.files import sha256_file
-from generator.inference import Person
+from generator.inference import Person, init_person
 from generator.losses import (
     PerceptualLoss,
     adversarial_loss,
@@ -28,7 +27,7 @@ from generator.losses import (
     feature_matching_loss,
     hinge_d_loss,
 )
-from generator.model import TalkingHeadModel, set_requires_grad
+from generator.model import TalkingHeadModel, load_meta_model, set_requires_grad
 from generator.sources import Shots, load_shots
 
 
@@ -57,16 +56,6 @@ class FinetuneResult:
     content_before: float
     content_after: float
     history: list[dict]
-
-
-def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Person:
-    """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3)."""
-    with torch.no_grad():
-        e_hat = model.E(x[None], y[None])  # (1, embed_dim), the mean over the T shots
-        psi = model.G.project(e_hat)
-        w = model.D.w_0 + e_hat[0]
-    G, D = copy.deepcopy(model.G), copy.deepcopy(model.D)
-    return Person(G, psi.clone(), D, w.clone(), {"e_hat": e_hat[0].tolist()})
 
 
 def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = FinetuneConfig(),
@@ -134,8 +123,6 @@ def finetune_to_file(checkpoint: str | Path, sources: list[str | Path], out: str
                      progress: bool = False) -> dict:
     """Load a meta checkpoint, fine-tune on the sources, write a self-contained person file."""
     from generator.files import check_writable
-    from generator.meta_train import load_meta_model
-
     check_writable(out)
     model, meta = load_meta_model(checkpoint, device)
     torch.manual_seed(config.seed)

@@ -7,6 +7,7 @@ identity vector w' for the realism score r.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from generator.config import ModelConfig
 from generator.discriminator import Discriminator
 from generator.generator import Generator
 from generator.landmarks import landmark_image, to_unit_range
-from generator.model import bake_spectral_norm, to_uint8
+from generator.model import TalkingHeadModel, bake_spectral_norm, load_meta_model, to_uint8
 
 
 def landmark_batch(points: np.ndarray, size: int) -> torch.Tensor:
@@ -104,6 +105,30 @@ class Person:
         self.D.to(device)
         self.psi, self.w = self.psi.to(device), self.w.to(device)
         return self
+
+
+def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Person:
+    """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3)."""
+    with torch.no_grad():
+        e_hat = model.E(x[None], y[None])  # (1, embed_dim), the mean over the T shots
+        psi = model.G.project(e_hat)
+        w = model.D.w_0 + e_hat[0]
+    G, D = copy.deepcopy(model.G), copy.deepcopy(model.D)
+    return Person(G, psi.clone(), D, w.clone(), {"e_hat": e_hat[0].tolist()})
+
+
+def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots: int | None = None,
+                        device: str = "cpu") -> Person:
+    """A feed-forward person straight from a meta checkpoint and source pictures/videos (no file)."""
+    from generator.sources import load_shots
+
+    model, meta = load_meta_model(checkpoint, device)
+    shot_set = load_shots(sources, model.cfg.image_size, shots)
+    x, y = shot_set.tensors(device)
+    person = init_person(model, x, y)
+    person.meta.update({"preset": meta.get("preset"), "mode": "feed-forward",
+                        "shots": len(shot_set), "sources": shot_set.origins})
+    return person.prepare_for_inference()
 
 
 def load_person(path: str | Path, device: str = "cpu") -> Person:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from generator import __version__
-from generator.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from generator.checkpoint import load_checkpoint, save_checkpoint
 from generator.config import ModelConfig, Preset, TrainConfig, get_preset
 from generator.data import Episode, EpisodeSampler, corpus_fingerprint, load_corpus
 from generator.distributed import DistInfo, any_rank, barrier, init_distributed
@@ -232,9 +232,12 @@ def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
 def save_run_checkpoint(path: Path, trainer: MetaTrainer, step: int, config: dict) -> Path:
     """Everything needed to resume (and to fine-tune from) this run at ``step``."""
     meta = {**config, "step": step, "grad_scaler": trainer.scaler.state_dict()}
+    # Episodes come from (seed, rank, step) and need no state; torch's generator is saved too, for
+    # anything random added later (augmentation, dropout).
     return save_checkpoint(path, "meta", {"E": trainer.model.E, "G": trainer.model.G,
                                           "D": trainer.model.D},
-                           meta, optimizers={"G": trainer.opt_g, "D": trainer.opt_d})
+                           meta, optimizers={"G": trainer.opt_g, "D": trainer.opt_d},
+                           tensors={"rng.torch": torch.get_rng_state()})
 
 
 def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
@@ -284,6 +287,8 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
         ck.load_optimizer("G", trainer.opt_g)
         ck.load_optimizer("D", trainer.opt_d)
         trainer.scaler.load_state_dict(ck.meta.get("grad_scaler") or {})
+        if "rng.torch" in ck.tensors:
+            torch.set_rng_state(ck.tensors["rng.torch"])
     sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k)
     writer, stats_file = None, run / STATS
     if info.is_main:
@@ -368,16 +373,3 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
             writer.close()
     return TrainResult(run, step, last, time.perf_counter() - start_time, skipped, ck_path,
                        trainer.model, info.rank)
-
-
-def load_meta_model(path: str | Path, device: str = "cpu") -> tuple[TalkingHeadModel, dict]:
-    """Load E, G and D from a meta-training checkpoint; returns (model in eval mode, metadata)."""
-    ck = load_checkpoint(path, kind="meta")
-    try:
-        cfg = ModelConfig(**ck.meta["model"])
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path}: checkpoint metadata lacks a usable model config") from exc
-    model = TalkingHeadModel(cfg)
-    for name in ("E", "G", "D"):
-        ck.load_module(name, getattr(model, name))
-    return model.to(device).eval(), ck.meta

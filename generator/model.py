@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from generator.checkpoint import CheckpointError, load_checkpoint
 from generator.config import ModelConfig
 from generator.discriminator import Discriminator
 from generator.embedder import Embedder
@@ -56,3 +59,16 @@ def count_parameters(module: nn.Module) -> int:
 def to_uint8(x: torch.Tensor):
     """Frames in [-1, 1] (B, 3, S, S) -> numpy uint8 (B, S, S, 3)."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def load_meta_model(path: str | Path, device: str = "cpu") -> tuple[TalkingHeadModel, dict]:
+    """Load E, G and D from a meta-training checkpoint; returns (model in eval mode, metadata)."""
+    ck = load_checkpoint(path, kind="meta")
+    try:
+        cfg = ModelConfig(**ck.meta["model"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: checkpoint metadata lacks a usable model config") from exc
+    model = TalkingHeadModel(cfg)
+    for name in ("E", "G", "D"):
+        ck.load_module(name, getattr(model, name))
+    return model.to(device).eval(), ck.meta

@@ -11,10 +11,11 @@ import torch
 from generator.checkpoint import CheckpointError
 from generator.config import LossConfig, get_preset
 from generator.errors import NoFaceError
-from generator.finetune import FinetuneConfig, finetune, finetune_to_file, init_person
-from generator.inference import load_person, realism_score
+from generator.finetune import FinetuneConfig, finetune, finetune_to_file
+from generator.inference import init_person, load_person, person_from_sources, realism_score
 from generator.losses import random_perceptual_loss
-from generator.meta_train import load_meta_model, train
+from generator.meta_train import train
+from generator.model import load_meta_model
 from generator.samples import write_astronaut_image
 from generator.sources import load_shots
 
@@ -88,3 +89,11 @@ def test_bad_sources_and_files(meta_checkpoint, tmp_path):
         finetune_to_file(meta_checkpoint, [blank], tmp_path / "p.safetensors", FinetuneConfig(steps=0))
     with pytest.raises(CheckpointError, match="expected a person checkpoint"):
         load_person(meta_checkpoint)
+
+
+def test_person_straight_from_checkpoint_and_sources(meta_checkpoint, astronaut_png):
+    person = person_from_sources(meta_checkpoint, [astronaut_png])
+    assert person.meta["mode"] == "feed-forward" and person.meta["shots"] == 1
+    shots = load_shots([astronaut_png], 64)
+    frames = person.render(shots.points)
+    assert frames.shape == (1, 64, 64, 3)

@@ -18,8 +18,8 @@ from generator.checkpoint import CheckpointError, load_checkpoint
 from generator.config import LossConfig, get_preset
 from generator.data import EpisodeSampler, load_corpus
 from generator.losses import random_perceptual_loss
-from generator.meta_train import TrainingDivergedError, load_meta_model, train
-from generator.model import TalkingHeadModel
+from generator.meta_train import TrainingDivergedError, train
+from generator.model import TalkingHeadModel, load_meta_model
 
 TINY = get_preset("test_tiny").train
 
