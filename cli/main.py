@@ -91,10 +91,10 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from cli import bench, faces, model
+    from cli import bench, faces, model, provenance
 
     for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.finetune,
-                    model.presets, bench.bench):
+                    model.presets, provenance.keys, provenance.sign, provenance.verify, bench.bench):
         cli.add_command(command)
 
 

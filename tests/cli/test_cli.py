@@ -196,3 +196,34 @@ def test_python_dash_m_cli_runs_the_command():
     out = subprocess.run([sys.executable, "-m", "cli", "--version"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("sfumato, version")
+
+
+def test_keys_sign_verify_commands(runner, tmp_path, monkeypatch):
+    from generator.video_io import write_image
+
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
+    init = runner.invoke(cli, ["keys", "init", "--json"])
+    assert init.exit_code == 0, init.output
+    assert json.loads(init.stdout)["signer"]["valid_now"]
+    assert "sha256" in runner.invoke(cli, ["keys", "show"]).stdout
+    again = runner.invoke(cli, ["keys", "init"])
+    assert again.exit_code == 1 and "--force" in again.stderr
+    img = tmp_path / "a.png"
+    write_image(img, np.zeros((64, 64, 3), np.uint8))
+    gen = tmp_path / "gen.json"
+    gen.write_text(json.dumps({"preset": "small", "seed": 1}))
+    signed = runner.invoke(cli, ["sign", str(img), "-o", str(tmp_path / "s.png"), "--generation",
+                                 str(gen), "--json"])
+    assert signed.exit_code == 0, signed.output
+    ok = runner.invoke(cli, ["verify", str(tmp_path / "s.png"), "--json"])
+    assert ok.exit_code == 0
+    assert json.loads(ok.stdout)["results"][0]["generation"]["seed"] == 1
+    assert runner.invoke(cli, ["verify", str(tmp_path / "s.png"), "--no-local-ca"]).exit_code == 10
+    assert runner.invoke(cli, ["verify", str(img)]).exit_code == 11
+    mixed = runner.invoke(cli, ["verify", str(tmp_path / "s.png"), str(img)])
+    assert mixed.exit_code == 11 and "Trusted" in mixed.stdout and "Absent" in mixed.stdout
+    empty = tmp_path / "e.png"
+    empty.write_bytes(b"")
+    bad = runner.invoke(cli, ["sign", str(empty)])
+    assert bad.exit_code == 1 and bad.stderr.strip() == f"Error: {empty}: empty file (0 bytes)"
+    assert runner.invoke(cli, ["verify", str(empty)]).exit_code == 1
