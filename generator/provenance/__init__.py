@@ -16,9 +16,15 @@ from generator.provenance.keys import (
                                        describe_keys,
                                        init_keys,
 )
-from generator.provenance.manifest import GENERATION_LABEL, GenerationInfo, sign_file
+from generator.provenance.manifest import (
+                                       GENERATION_LABEL,
+                                       GenerationInfo,
+                                       SigningOptions,
+                                       sign_file,
+                                       sign_generated,
+)
 from generator.provenance.verify import EXIT_CODES, Verification, exit_code, verify_file
 
 __all__ = ["EXIT_CODES", "GENERATION_LABEL", "GenerationInfo", "ProvenanceError", "SigningIdentity",
-           "Verification", "default_keys_dir", "describe_keys", "exit_code", "init_keys", "sign_file",
-           "verify_file"]
+           "SigningOptions", "Verification", "default_keys_dir", "describe_keys", "exit_code",
+           "init_keys", "sign_file", "sign_generated", "verify_file"]

@@ -179,3 +179,44 @@ def sign_file(path: str | Path, identity: SigningIdentity, out: str | Path | Non
     return {"input": str(src), "output": str(dst), "mime": mime, "parent_kept": parent,
             "ingredients": [str(i) for i in ingredients],
             "seconds": round(time.perf_counter() - start, 4)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SigningOptions:
+    """How commands that write generated media sign it (they all go through ``sign_generated``)."""
+
+    enabled: bool = True  # False only by an explicit, logged user choice (--no-sign)
+    keys_dir: str | None = None  # default: ~/.config/sfumato/keys, created on first use
+    cert: str | None = None  # your own chain (PEM, leaf first) ...
+    key: str | None = None  # ... and its private key
+    tsa_url: str | None = None
+    thumbnail: bool = False
+
+
+def sign_generated(path: str | Path, generation: GenerationInfo | dict,
+                   options: SigningOptions = SigningOptions(),
+                   ingredients: list[str | Path] = ()) -> dict:
+    """Sign a file sfumato just generated, in place. Local keys are made on first use."""
+    import logging
+
+    from generator.provenance.keys import KeyPaths, default_keys_dir, init_keys
+
+    log = logging.getLogger(__name__)
+    if not options.enabled:
+        log.warning("NOT signing %s (--no-sign): this generated file carries no provenance and "
+                    "cannot be told from a real recording by its metadata", path)
+        return {"output": str(path), "signed": False}
+    if options.cert or options.key:
+        if not (options.cert and options.key):
+            raise ProvenanceError("--cert and --key go together")
+        identity = SigningIdentity.from_files(options.cert, options.key)
+    else:
+        paths = KeyPaths(Path(options.keys_dir) if options.keys_dir else default_keys_dir())
+        if not paths.chain.exists() and not paths.key.exists():
+            init_keys(paths.root)
+            log.warning("made local signing keys in %s ('sfumato keys show' describes them)",
+                        paths.root)
+        identity = SigningIdentity.from_keys_dir(paths.root)
+    result = sign_file(path, identity, path, generation, ingredients=list(ingredients),
+                       thumbnail=options.thumbnail, tsa_url=options.tsa_url)
+    return {**result, "signed": True}

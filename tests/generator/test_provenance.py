@@ -242,3 +242,18 @@ def test_exiftool_sees_the_manifest_in_a_signed_png(tmp_path, identity):
     plain = subprocess.run(["exiftool", "-a", "-G1", "-JUMBF:all", str(media(tmp_path, "png"))],
                            capture_output=True, text=True, timeout=60).stdout
     assert "JUMBF" in seen and "JUMBF" not in plain
+
+
+def test_generated_media_is_signed_with_keys_made_on_first_use(tmp_path, monkeypatch, caplog):
+    from generator.provenance import SigningOptions, sign_generated
+
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "fresh_keys"))
+    clip = media(tmp_path, "mp4")
+    result = sign_generated(clip, GEN)
+    assert result["signed"] and (tmp_path / "fresh_keys" / "signer.key").is_file()
+    assert verify_file(clip).state == "Trusted"
+    other = media(tmp_path, "png")
+    with caplog.at_level("WARNING"):
+        assert not sign_generated(other, GEN, SigningOptions(enabled=False))["signed"]
+    assert "NOT signing" in caplog.text
+    assert verify_file(other).state == "Absent"
