@@ -262,7 +262,10 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
     if resume and not ck_path.exists():
         raise SfumatoError(f"nothing to resume in {run}: no {CHECKPOINT}")
     if info.is_main:
-        run.mkdir(parents=True, exist_ok=True)
+        try:
+            run.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SfumatoError(f"cannot create run folder {run}: {exc.strerror}") from exc
     barrier(info)
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank

@@ -174,3 +174,16 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(tiny_corpus, tmp_path):
     changed = [k for k, v in init.state_dict().items() if not torch.equal(v, sums[0][k])]
     assert len(changed) > 10  # training moved the weights
     assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors").meta["step"] == 3
+
+
+def test_unwritable_run_folder_and_missing_corpus(tiny_corpus, tmp_path):
+    from generator.errors import BadInputError, SfumatoError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(SfumatoError, match="cannot create run folder"):
+        train(tiny_corpus, blocker / "run", "test_tiny", tiny(steps=1))
+    with pytest.raises(BadInputError, match="no such corpus folder"):
+        train(tmp_path / "nope", tmp_path / "run", "test_tiny", tiny(steps=1))
+    with pytest.raises(BadInputError, match="not a corpus"):
+        train(tmp_path, tmp_path / "run2", "test_tiny", tiny(steps=1))
