@@ -227,3 +227,13 @@ def test_keys_sign_verify_commands(runner, tmp_path, monkeypatch):
     bad = runner.invoke(cli, ["sign", str(empty)])
     assert bad.exit_code == 1 and bad.stderr.strip() == f"Error: {empty}: empty file (0 bytes)"
     assert runner.invoke(cli, ["verify", str(empty)]).exit_code == 1
+
+
+def test_train_hyperparameter_flags_are_recorded(runner, tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    result = runner.invoke(cli, ["-q", "train", str(tiny_corpus), "-o", str(run), "--preset",
+                                 "test_tiny", "--steps", "1", "--content-loss", "none",
+                                 "--pixel-loss", "10", "--lr-g", "1e-4", "--lr-d", "4e-4"])
+    assert result.exit_code == 0, result.output
+    cfg = json.loads((run / "config.json").read_text())["train"]
+    assert (cfg["lr_g"], cfg["lr_d"], cfg["losses"]["pixel_weight"]) == (1e-4, 4e-4, 10.0)
