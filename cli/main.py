@@ -94,7 +94,8 @@ def _register() -> None:
     from cli import bench, faces, model, provenance
 
     for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.finetune,
-                    model.presets, provenance.keys, provenance.sign, provenance.verify, bench.bench):
+                    model.generate, model.presets, provenance.keys, provenance.sign,
+                    provenance.verify, bench.bench):
         cli.add_command(command)
 
 

@@ -148,3 +148,88 @@ def presets(as_json):
         c = r["parameters"]
         click.echo(f"{r['name']:10s} {r['image_size']:4d} px  E {c['E'] / 1e6:5.1f}M  "
                    f"G {c['G'] / 1e6:5.1f}M  D {c['D'] / 1e6:5.1f}M  K={r['k']}  {r['description']}")
+
+
+@click.command()
+@click.option("-s", "--source", "sources", multiple=True, type=click.Path(),
+              help="Source picture or video of the person (repeatable; default: the built-in "
+                   "astronaut photo).")
+@click.option("-d", "--driver", type=click.Path(),
+              help="Driving video, or a landmark file from 'sfumato landmarks' (default: a "
+                   "built-in talking track).")
+@click.option("--checkpoint", type=click.Path(), help="Meta-trained checkpoint (default: the "
+              "bundled model).")
+@click.option("--person", type=click.Path(dir_okay=False), help="Person file from 'sfumato "
+              "finetune' (instead of --checkpoint and --source).")
+@click.option("--shots", type=click.IntRange(min=1), help="Use at most T source frames.")
+@click.option("--finetune-steps", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Few-shot fine-tuning steps before rendering (0 = feed-forward).")
+@click.option("--motion", type=click.Choice(["relative", "absolute"]), default="relative",
+              show_default=True, help="relative keeps the source's face shape; absolute copies the "
+              "driver's.")
+@click.option("--size", type=click.IntRange(min=16), help="Output side in pixels.")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), help="Output frame rate.")
+@click.option("--start", type=click.IntRange(min=0), default=0, help="First driver frame.")
+@click.option("--end", type=click.IntRange(min=1), help="One past the last driver frame.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=4.0, show_default=True,
+              help="Length of the built-in track.")
+@click.option("--preview", is_flag=True, help="Write driver | landmarks | output side by side.")
+@click.option("--png-dir", type=click.Path(file_okay=False), help="Also export frames as PNG.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(), default="sfumato-output/generated.mp4",
+              show_default=True, help="Output mp4 (a folder in batch mode).")
+@click.option("--batch", "batch_dir", type=click.Path(exists=True, file_okay=False),
+              help="Batch mode: one video per picture in this folder, written into --out.")
+@click.option("--no-sign", is_flag=True, help="Do not C2PA-sign the output (a warning is logged).")
+@click.option("--keys-dir", type=click.Path(file_okay=False), envvar="SFUMATO_KEYS_DIR",
+              help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Your own signing chain (PEM).")
+@click.option("--key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_settings
+def generate(settings: Settings, sources, driver, checkpoint, person, shots, finetune_steps, motion,
+             size, fps, start, end, seconds, preview, png_dir, seed, out, batch_dir, no_sign,
+             keys_dir, cert, key, device, as_json):
+    """Make a signed talking-head video of a face from one or a few pictures.
+
+    With no options: the bundled model animates scikit-image's astronaut with a built-in
+    talking track. The driver's motion is transferred relative to its first frame onto the
+    source's own landmarks, so the source keeps its face shape.
+    """
+    from pathlib import Path
+
+    from generator.generate import GenerateConfig
+    from generator.generate import generate as run_generate
+    from generator.provenance import SigningOptions
+    from generator.video_io import is_image_path
+
+    if no_sign:
+        click.echo("warning: --no-sign: the output will carry no C2PA manifest", err=True)
+    cfg = GenerateConfig(motion=motion, shots=shots, finetune_steps=finetune_steps, seed=seed,
+                         size=size, fps=fps, start=start, end=end, seconds=seconds, preview=preview,
+                         png_dir=png_dir)
+    signing = SigningOptions(enabled=not no_sign, keys_dir=keys_dir, cert=cert, key=key)
+    jobs = [(list(sources), Path(out))]
+    if batch_dir:
+        pictures = sorted(p for p in Path(batch_dir).iterdir() if is_image_path(p))
+        if not pictures:
+            raise click.ClickException(f"no pictures in {batch_dir}")
+        Path(out).mkdir(parents=True, exist_ok=True)
+        jobs = [([p], Path(out) / f"{p.stem}.mp4") for p in pictures]
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    for job_sources, job_out in jobs:
+        r = run_generate(job_out, job_sources, driver, checkpoint, person, cfg, signing, device,
+                         progress=settings.progress and not as_json)
+        results.append(r)
+        if not as_json:
+            click.echo(f"wrote {r['output']}: {r['frames']} frames at {r['fps']:g} fps "
+                       f"({r['fps_achieved']:.1f} frames/s achieved), driver {r['driver']}, "
+                       f"manifest {r['manifest']}")
+            if r["driver_frames_without_face"]:
+                click.echo(f"  {len(r['driver_frames_without_face'])} driver frame(s) without a "
+                           "face held the previous landmarks", err=True)
+    if as_json:
+        emit_json(results[0] if len(results) == 1 else results)

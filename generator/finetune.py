@@ -140,6 +140,7 @@ def finetune_to_file(checkpoint: str | Path, sources: list[str | Path], out: str
         "finetune": dataclasses.asdict(config), "seed": config.seed,
         "checkpoint_sha256": sha256_file(checkpoint), "checkpoint_step": meta.get("step"),
         "sources": shot_set.origins, "source_sha256": shot_set.source_sha256,
+        "source_points": np.round(shot_set.points, 2).tolist(),  # for relative motion transfer
         "content_before": result.content_before, "content_after": result.content_after,
         "content_loss": "vgg" if perceptual is not None else "pixel L1",
         "sfumato_version": __version__,

@@ -237,3 +237,37 @@ def test_train_hyperparameter_flags_are_recorded(runner, tiny_corpus, tmp_path):
     assert result.exit_code == 0, result.output
     cfg = json.loads((run / "config.json").read_text())["train"]
     assert (cfg["lr_g"], cfg["lr_d"], cfg["losses"]["pixel_weight"]) == (1e-4, 4e-4, 10.0)
+
+
+def test_generate_command(runner, tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    assert runner.invoke(cli, ["-q", "train", str(tiny_corpus), "-o", str(run), "--preset",
+                               "test_tiny", "--steps", "1", "--content-loss", "none"]).exit_code == 0
+    ck = str(run / "checkpoint.safetensors")
+    result = runner.invoke(cli, ["-q", "generate", "--checkpoint", ck, "--seconds", "0.4", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["frames"] == 10 and doc["manifest"] == "Trusted"
+    assert (tmp_path / "sfumato-output" / "generated.mp4").is_file()
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    write_astronaut_image(pics / "a.png")
+    write_astronaut_image(pics / "b.png")
+    batch = runner.invoke(cli, ["-q", "generate", "--checkpoint", ck, "--seconds", "0.2", "--batch",
+                                str(pics), "-o", str(tmp_path / "batch"), "--json"])
+    assert batch.exit_code == 0, batch.output
+    assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["a.mp4", "b.mp4"]
+    unsigned = runner.invoke(cli, ["generate", "--checkpoint", ck, "--seconds", "0.2", "--no-sign",
+                                   "-o", str(tmp_path / "u.mp4")])
+    assert unsigned.exit_code == 0 and "--no-sign" in unsigned.stderr
+
+
+def test_generate_without_a_model_is_one_clear_line(runner, tmp_path, monkeypatch):
+    import generator.generate
+
+    monkeypatch.setattr(generator.generate, "BUNDLED_MODEL", tmp_path / "absent.safetensors")
+    result = runner.invoke(cli, ["generate", "-o", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 1 and "--checkpoint" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,251 @@
+"""The main job: a signed talking-head video of a face from one or a few pictures and a driver.
+
+source picture(s) -> person (feed-forward or fine-tuned, or a person file) ; driver video / landmark
+file / built-in track -> landmark track -> motion transfer onto the source's landmarks -> G -> frames
+-> H.264 mp4 -> C2PA manifest. ``generate`` is the library call behind ``sfumato generate``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from generator.driving import builtin_track, fill_missing, smooth_track, transfer_motion
+from generator.errors import BadInputError, MissingWeightsError, NoFaceError
+from generator.files import sha256_file
+from generator.landmarks import landmark_image
+from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
+from generator.video_io import MediaReader, VideoWriter, is_image_path, write_image
+
+BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_small.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateConfig:
+    """Everything about one generation besides its inputs."""
+
+    motion: str = "relative"  # relative (keep the source's face shape) or absolute
+    shots: int | None = None  # T: at most this many source frames (None: all)
+    finetune_steps: int = 0  # 0 = feed-forward
+    seed: int = 0
+    size: int | None = None  # output side in pixels (default: the model's)
+    fps: float | None = None  # default: the driver's (25 for the built-in track)
+    start: int = 0  # first driver frame
+    end: int | None = None  # one past the last driver frame
+    seconds: float = 4.0  # length of the built-in track
+    smooth: int = 5  # Savitzky-Golay window over the driver's landmarks (0 = off)
+    preview: bool = False  # driver | landmarks | output side by side
+    png_dir: str | None = None  # also export every frame as PNG here
+    batch_size: int = 8
+    crf: int = 18
+
+    def __post_init__(self):
+        if self.motion not in ("relative", "absolute"):
+            raise BadInputError(f"motion must be relative or absolute, not {self.motion!r}")
+        if self.start < 0 or (self.end is not None and self.end <= self.start):
+            raise BadInputError("the frame range must satisfy 0 <= start < end")
+
+
+@dataclasses.dataclass
+class Driver:
+    """A landmark track (N, 68, 2) to drive with, and where it came from."""
+
+    track: np.ndarray
+    kind: str  # builtin, video, landmarks
+    fps: float
+    sha256: str | None = None
+    crops: list[np.ndarray] | None = None  # driver face crops, for the preview
+    filled: list[int] = dataclasses.field(default_factory=list)  # frames without a face (held)
+
+
+def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None) -> Driver:
+    """Read the driver: a video (faces tracked), a landmark file from ``sfumato landmarks``, or None
+    for the built-in track. Frames where the driver shows no face hold the last landmarks."""
+    if driver is None:
+        track = builtin_track(config.seconds, config.fps or 25.0, config.seed)
+        return Driver(track[config.start:config.end], "builtin", config.fps or 25.0)
+    path = Path(driver)
+    if path.suffix.lower() in (".npz", ".json"):
+        return _landmark_file_driver(path, config)
+    from generator.crop import DETECTOR_CROP
+    from generator.faces import create_backend
+    from generator.tracking import OK, FaceTracker, TrackerConfig
+
+    tracker = FaceTracker(backend or create_backend("dlib"), TrackerConfig())
+    points, crops = [], []
+    with MediaReader(path) as reader:
+        fps = reader.info.fps or 25.0
+        for idx, frame in reader.frames():
+            if idx < config.start:
+                continue
+            if config.end is not None and idx >= config.end:
+                break
+            face = tracker.step(frame, idx)
+            points.append(face.points if face.status == OK else np.full((68, 2), np.nan, np.float32))
+            if config.preview:
+                crops.append(_preview_crop(frame, face.points if face.status == OK else None,
+                                           DETECTOR_CROP))
+    if not points:
+        raise BadInputError(f"{path}: no frames in the requested range")
+    try:
+        track, filled = fill_missing(np.stack(points))
+    except ValueError:
+        raise NoFaceError(f"{path}: no face found in any frame of the driver") from None
+    return Driver(track, "video", fps, sha256_file(path), crops or None, filled)
+
+
+def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
+    from generator.crop import crop_face
+
+    if points is None:
+        return cv2.resize(frame, (params.size, params.size), interpolation=cv2.INTER_AREA)
+    return crop_face(frame, points, params)[0]
+
+
+def _landmark_file_driver(path: Path, config: GenerateConfig) -> Driver:
+    try:
+        if path.suffix.lower() == ".npz":
+            from generator.extract import load_landmarks_npz
+
+            data = load_landmarks_npz(path)
+            points, fps = data["points"], data["meta"].get("media", {}).get("fps")
+        else:
+            doc = json.loads(path.read_text())
+            points = np.stack([np.asarray(f.get("points", np.full((68, 2), np.nan)), np.float32)
+                               for f in doc["frames_detail"]])
+            fps = doc.get("media", {}).get("fps")
+    except (OSError, ValueError, KeyError) as exc:
+        raise BadInputError(f"{path}: not a landmark file from 'sfumato landmarks' ({exc})") from exc
+    try:
+        track, filled = fill_missing(np.asarray(points, np.float32)[config.start:config.end])
+    except ValueError:
+        raise NoFaceError(f"{path}: the landmark file has no frame with a face") from None
+    return Driver(track, "landmarks", float(fps or 25.0), sha256_file(path), None, filled)
+
+
+def default_source(tmp: Path) -> Path:
+    """The built-in source picture: scikit-image's astronaut, written to ``tmp``."""
+    from generator.samples import write_astronaut_image
+
+    return write_astronaut_image(tmp / "astronaut.png")
+
+
+def make_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
+                config: GenerateConfig, device: str = "cpu", progress: bool = False,
+                vgg19: str | None = None, vggface: str | None = None):
+    """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources."""
+    import torch
+
+    from generator.config import LossConfig
+    from generator.finetune import FinetuneConfig, finetune
+    from generator.inference import load_person
+    from generator.losses import PerceptualLoss
+    from generator.model import load_meta_model
+    from generator.sources import load_shots
+
+    if person is not None:
+        p = load_person(person, device)
+        if "source_points" not in p.meta:
+            raise BadInputError(f"{person}: person file lacks its source landmarks; remake it with "
+                                "'sfumato finetune'")
+        return p, np.asarray(p.meta["source_points"], np.float32)[0], p.meta.get("source_sha256", {})
+    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
+    if not ck.is_file():
+        if checkpoint:
+            raise MissingWeightsError(f"checkpoint {ck} not found")
+        raise MissingWeightsError(
+            f"the bundled model ({BUNDLED_MODEL.name}) is not in this build yet: pass --checkpoint "
+            "(a run's checkpoint.safetensors) or --person (from 'sfumato finetune')")
+    model, meta = load_meta_model(ck, device)
+    shots = load_shots(sources, model.cfg.image_size, config.shots)
+    torch.manual_seed(config.seed)
+    perceptual = None
+    losses = LossConfig(content="none")
+    if config.finetune_steps and (vgg19 or vggface):
+        perceptual = PerceptualLoss.from_files(vgg19, vggface).to(device)
+        losses = LossConfig()
+    result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,
+                                                   losses=losses), perceptual, progress)
+    p = result.person.prepare_for_inference()
+    p.meta.update({"preset": meta.get("preset"), "checkpoint_sha256": sha256_file(ck),
+                   "shots": len(shots)})
+    return p, shots.points[0], shots.source_sha256
+
+
+def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path | None = None,
+             checkpoint: str | Path | None = None, person: str | Path | None = None,
+             config: GenerateConfig = GenerateConfig(), signing: SigningOptions = SigningOptions(),
+             device: str = "cpu", progress: bool = False, vgg19: str | None = None,
+             vggface: str | None = None) -> dict:
+    """Render a talking-head video; see the module docstring. Returns a JSON-ready summary."""
+    from tqdm import tqdm
+
+    from generator.files import check_writable
+
+    out = check_writable(out)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
+        p, source_points, source_hashes = make_person(checkpoint, person, srcs, config, device,
+                                                      progress, vgg19, vggface)
+        drv = load_driver(driver, config)
+        track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
+        points = transfer_motion(source_points, track, config.motion)
+        s = p.image_size
+        size = config.size or s
+        fps = config.fps or drv.fps
+        png_dir = Path(config.png_dir) if config.png_dir else None
+        if png_dir is not None:
+            png_dir.mkdir(parents=True, exist_ok=True)
+        t_render = 0.0
+        bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
+        with VideoWriter(out, fps=fps, crf=config.crf) as writer:
+            for k in range(0, len(points), config.batch_size):
+                batch = points[k:k + config.batch_size]
+                t = time.perf_counter()
+                frames = p.render(batch, config.batch_size)
+                t_render += time.perf_counter() - t
+                for j, frame in enumerate(frames):
+                    img = frame if size == s else cv2.resize(frame, (size, size),
+                                                             interpolation=cv2.INTER_CUBIC)
+                    if config.preview:
+                        img = _side_by_side(drv, k + j, batch[j] * (size / s), img)
+                    writer.write(img)
+                    if png_dir is not None:
+                        write_image(png_dir / f"{k + j:06d}.png", img)
+                bar.update(len(frames))
+        bar.close()
+        generation = GenerationInfo(
+            preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
+            shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
+            (p.meta.get("finetune") or {}).get("steps"), seed=config.seed, driver_kind=drv.kind,
+            source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
+            extra={"motion": config.motion, "frames": len(points), "fps": fps})
+        images = [x for x in srcs if is_image_path(x)]
+        signed = sign_generated(out, generation, signing, ingredients=images)
+    wall = time.perf_counter() - t0
+    state = verify_file(out).state if signed["signed"] else "Absent"
+    return {"output": str(out), "frames": len(points), "size": size if not config.preview else
+            [size, 3 * size], "fps": fps, "fps_achieved": round(len(points) / wall, 2),
+            "render_seconds": round(t_render, 3), "seconds": round(wall, 3),
+            "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
+            "manifest": state, "signed": signed["signed"]}
+
+
+def _side_by_side(drv: Driver, k: int, pts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """driver | landmarks | output, each as large as the output; ``pts`` in output pixels."""
+    size = out.shape[0]
+    if drv.crops is not None:
+        left = cv2.resize(drv.crops[min(k, len(drv.crops) - 1)], (size, size))
+    else:  # the built-in track has no pictures: show its own (mean-face) landmarks
+        from generator.driving import mean_face
+
+        left = landmark_image(transfer_motion(mean_face(size), drv.track[k:k + 1], "absolute")[0],
+                              size)
+    return np.hstack([left, landmark_image(pts, size), out])

@@ -1,0 +1,99 @@
+"""The main job end to end: signed mp4s from pictures and drivers, with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from generator.checkpoint import CheckpointError
+from generator.config import get_preset
+from generator.errors import MissingWeightsError, NoFaceError, VideoReadError
+from generator.generate import GenerateConfig, generate
+from generator.meta_train import train
+from generator.samples import astronaut_frames, write_astronaut_image
+from generator.video_io import MediaReader, probe, write_image, write_video
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_corpus, tmp_path_factory):
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
+    return train(tiny_corpus, tmp_path_factory.mktemp("run"), "test_tiny", cfg).checkpoint
+
+
+@pytest.fixture(autouse=True)
+def keys(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
+
+
+def test_builtin_driver_gives_a_signed_playable_mp4(checkpoint, tmp_path):
+    out = tmp_path / "out.mp4"
+    r = generate(out, checkpoint=checkpoint, config=GenerateConfig(seconds=1.0))
+    assert (r["frames"], r["fps"], r["driver"], r["manifest"]) == (25, 25.0, "builtin", "Trusted")
+    info = probe(out)
+    assert (info.frame_count, info.width, info.height) == (25, 64, 64)
+    with MediaReader(out) as reader:
+        frames = [f for _, f in reader.frames()]
+    assert len(frames) == 25 and np.std(frames[0]) > 1  # real pixels, not a blank
+
+
+def test_one_source_image_and_video_driver_with_gaps(checkpoint, tmp_path):
+    src = write_astronaut_image(tmp_path / "astro.png")
+    frames = astronaut_frames(12, 256)
+    frames[4] = np.zeros_like(frames[4])  # the driver looks away: no face
+    driver = tmp_path / "driver.mp4"
+    write_video(driver, frames, fps=10, crf=12)
+    out = tmp_path / "out.mp4"
+    r = generate(out, [src], driver, checkpoint, config=GenerateConfig(preview=True, size=96))
+    assert r["frames"] == 12 and r["fps"] == 10.0
+    assert r["driver_frames_without_face"] == [4]  # held the previous landmarks, reported
+    assert (probe(out).width, probe(out).height) == (3 * 96, 96)  # driver | landmarks | output
+
+
+def test_landmark_file_driver_png_export_and_range(checkpoint, tmp_path, astronaut_clip):
+    from generator.extract import extract_landmarks
+
+    track = extract_landmarks(astronaut_clip)
+    track.save(tmp_path / "lm.npz")
+    out = tmp_path / "out.mp4"
+    cfg = GenerateConfig(start=5, end=15, png_dir=str(tmp_path / "png"))
+    r = generate(out, driver=tmp_path / "lm.npz", checkpoint=checkpoint, config=cfg)
+    assert r["frames"] == 10 and r["driver"] == "landmarks"
+    assert len(list((tmp_path / "png").glob("*.png"))) == 10
+
+
+def test_bad_inputs_are_clear(checkpoint, tmp_path, tiny_corpus):
+    blank = tmp_path / "blank.png"
+    write_image(blank, np.full((128, 128, 3), 90, np.uint8))
+    with pytest.raises(NoFaceError, match="blank.png: no face found"):
+        generate(tmp_path / "a.mp4", [blank], checkpoint=checkpoint)
+    junk = tmp_path / "driver.mp4"
+    junk.write_text("not a video\n" * 10)
+    with pytest.raises(VideoReadError, match="not a video or image"):
+        generate(tmp_path / "b.mp4", driver=junk, checkpoint=checkpoint)
+    faceless = tmp_path / "faceless.mp4"
+    write_video(faceless, [np.full((64, 64, 3), 50, np.uint8)] * 5, fps=10)
+    with pytest.raises(NoFaceError, match="no face found in any frame"):
+        generate(tmp_path / "c.mp4", driver=faceless, checkpoint=checkpoint)
+    with pytest.raises(CheckpointError, match="damaged or not a safetensors"):
+        generate(tmp_path / "d.mp4", checkpoint=blank)
+    with pytest.raises(MissingWeightsError, match="not found"):
+        generate(tmp_path / "e.mp4", checkpoint=tmp_path / "missing.safetensors")
+    assert not any(p.suffix == ".mp4" and p.name != "faceless.mp4" and p.name != "driver.mp4"
+                   for p in tmp_path.iterdir())  # nothing half-written
+
+
+def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
+    from generator.finetune import FinetuneConfig, finetune_to_file
+    from generator.provenance import SigningOptions
+
+    src = write_astronaut_image(tmp_path / "astro.png")
+    person = tmp_path / "astro.safetensors"
+    finetune_to_file(checkpoint, [src], person, FinetuneConfig(steps=0))
+    out = tmp_path / "out.mp4"
+    with caplog.at_level("WARNING"):
+        r = generate(out, person=person, config=GenerateConfig(seconds=0.4),
+                     signing=SigningOptions(enabled=False))
+    assert r["frames"] == 10 and not r["signed"] and r["manifest"] == "Absent"
+    assert "NOT signing" in caplog.text
