@@ -117,3 +117,40 @@ def provenance(repeats, frames, as_json):
     click.echo(f"generating a {r['clip_frames']}-frame {r['clip_preset']} clip: "
                f"{r['generate_clip_s']:.2f} s; signing it: {r['sign_clip_ms']:.1f} ms "
                f"= {r['sign_share_percent']:.2f}% of the total")
+
+
+@bench.command("quality")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Meta-trained checkpoint to evaluate.")
+@click.option("-o", "--out", default="sfumato-output/quality", show_default=True,
+              type=click.Path(file_okay=False), help="Folder for quality.json, quality.md, grid.png.")
+@click.option("--shots", default="1,8,32", show_default=True, help="Values of T, comma-separated.")
+@click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Driving frames per video.")
+@click.option("--finetune-steps", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Fine-tuning steps of the FT rows (0 leaves them out).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
+@pass_settings
+def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune_steps, seed,
+            as_json):
+    """Self-reenactment quality on videos the model never saw: SSIM, PSNR, CSIM, landmark error,
+    for copy-the-source, a piecewise-affine warp, and the model feed-forward and fine-tuned."""
+    from benchmarks.quality import QualityConfig, markdown_table, run_quality
+
+    try:
+        t_values = tuple(sorted({int(t) for t in shots.split(",")}))
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {shots!r}",
+                                 param_hint="--shots") from None
+    if not t_values or min(t_values) < 1:
+        raise click.BadParameter("T values must be >= 1", param_hint="--shots")
+    cfg = QualityConfig(shots=t_values, eval_frames=frames, finetune_steps=finetune_steps, seed=seed)
+    summary = run_quality(list(videos), checkpoint, out, cfg,
+                          progress=settings.progress and not as_json)
+    if as_json:
+        emit_json({k: v for k, v in summary.items() if k != "per_video"})
+        return
+    click.echo(markdown_table(summary), nl=False)
+    click.echo(f"written to {out}/quality.json, quality.md, grid.png")

@@ -7,7 +7,6 @@ identity vector w' for the realism score r.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from pathlib import Path
 
@@ -113,8 +112,13 @@ def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Pe
         e_hat = model.E(x[None], y[None])  # (1, embed_dim), the mean over the T shots
         psi = model.G.project(e_hat)
         w = model.D.w_0 + e_hat[0]
-    G, D = copy.deepcopy(model.G), copy.deepcopy(model.D)
-    return Person(G, psi.clone(), D, w.clone(), {"e_hat": e_hat[0].tolist()})
+    # Fresh modules rather than deep copies: a deep copy shares spectral norm's per-module
+    # parametrized class with the original, so baking the copy would strip the original's weights.
+    G, D = Generator(model.cfg), Discriminator(model.cfg)
+    G.load_state_dict(model.G.state_dict())
+    D.load_state_dict(model.D.state_dict())
+    dev = psi.device
+    return Person(G.to(dev), psi.clone(), D.to(dev), w.clone(), {"e_hat": e_hat[0].tolist()})
 
 
 def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots: int | None = None,

@@ -39,17 +39,18 @@ class Shots:
 
 
 def load_shots(sources: list[str | Path], image_size: int, shots: int | None = None,
-               backend: FaceBackend | None = None) -> Shots:
+               backend: FaceBackend | None = None, per_video: int | None = None) -> Shots:
     """Find the face in each source (images: 1 shot; videos: evenly spaced frames) and crop it.
 
-    ``shots`` caps the total T (spread evenly over the candidates); None keeps every image and up to
-    32 frames per video. A source without any face is an error naming it.
+    ``shots`` caps the total T (spread evenly over the candidates); None keeps every image and
+    ``per_video`` frames per video (default: ``shots``, else 32). A source without any face is an
+    error naming it.
     """
     if not sources:
         raise BadInputError("no source pictures or videos given")
     backend = backend or create_backend("dlib")
     params = dataclasses.replace(TRAINING_CROP, size=image_size)
-    per_video = shots or 32
+    per_video = per_video or shots or 32
     frames, points, origins, hashes = [], [], [], {}
     for src in sources:
         found = 0

@@ -132,3 +132,14 @@ def test_channels_last_gives_the_same_output():
         ref = m.G(y, e_hat=e)
         m.to(memory_format=torch.channels_last)
         assert (m.G(y, e_hat=e) - ref).abs().max() < 1e-4  # different conv kernels, same map
+
+
+def test_baking_a_person_leaves_the_model_intact():
+    from generator.inference import init_person
+
+    torch.manual_seed(0)
+    m = TalkingHeadModel(narrow(64)).eval()
+    x, y = torch.rand(2, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 64, 64) * 2 - 1
+    init_person(m, x, y).prepare_for_inference()
+    assert parametrize.is_parametrized(m.G.head_conv)  # the model keeps its spectral norms
+    init_person(m, x, y).prepare_for_inference()  # and can make a second person

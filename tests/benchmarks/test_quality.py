@@ -1,0 +1,49 @@
+"""The quality benchmark runs on a tiny case and its baselines behave as they must."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks.quality import FaceMetrics, QualityConfig, run_quality, warp_baseline
+from generator.config import get_preset
+from generator.meta_train import train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_corpus, tmp_path_factory):
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
+    return train(tiny_corpus, tmp_path_factory.mktemp("run"), "test_tiny", cfg).checkpoint
+
+
+def test_quality_run_on_a_tiny_case(checkpoint, astronaut_clip, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    cfg = QualityConfig(shots=(1, 4), eval_frames=3, finetune_steps=2)
+    summary = run_quality([astronaut_clip, bad], checkpoint, tmp_path / "q", cfg)
+    assert [f["video"] for f in summary["failed"]] == [str(bad)]  # reported, not fatal
+    table = {(r["method"], r["T"]): r for r in summary["table"]}
+    assert set(table) == {(m, t) for m in ("copy", "warp", "FF", "FT") for t in (1, 4)}
+    assert table[("copy", 1)]["motion"] == 0  # copying the source has no motion at all
+    assert table[("warp", 1)]["motion"] > 0
+    assert table[("warp", 1)]["LMD"] < table[("copy", 1)]["LMD"]  # warp follows the driver
+    for r in summary["table"]:
+        assert 0 <= r["SSIM"] <= 1 and r["PSNR"] > 0 and -1 <= r["CSIM"] <= 1 and r["LMD"] >= 0
+    saved = json.loads((tmp_path / "q" / "quality.json").read_text())
+    assert saved["table"] == summary["table"]
+    assert "| warp | 1 |" in (tmp_path / "q" / "quality.md").read_text()
+    assert (tmp_path / "q" / "grid.png").stat().st_size > 1000
+
+
+def test_warp_moves_landmarks_to_the_driver(astronaut):
+    metrics = FaceMetrics()
+    src_pts = metrics.landmarks(astronaut, np.array([[185, 85], [270, 175]], np.float32))
+    dst = src_pts.copy()
+    dst[48:68, 1] += 12  # mouth moved down
+    warped = warp_baseline(astronaut, src_pts, dst)
+    found = metrics.landmarks(warped, dst)
+    assert np.abs(found[48:68, 1] - dst[48:68, 1]).mean() < np.abs(src_pts[48:68, 1]
+                                                                   - dst[48:68, 1]).mean()
