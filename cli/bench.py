@@ -154,3 +154,28 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
         return
     click.echo(markdown_table(summary), nl=False)
     click.echo(f"written to {out}/quality.json, quality.md, grid.png")
+
+
+@bench.command("generate")
+@click.argument("driver", required=False, type=click.Path(exists=True, dir_okay=False))
+@click.option("--preset", "presets", multiple=True, help="Preset(s) (default: small and paper).")
+@click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def generate_speed(driver, presets, frames, threads, as_json):
+    """End-to-end generate frames/s per preset and the share of each stage (decode + landmarks,
+    G, compose + encode, sign). With no DRIVER the built-in astronaut clip drives."""
+    from benchmarks.generate_speed import run_generate_benchmark
+    from generator.samples import write_astronaut_clip
+
+    with tempfile.TemporaryDirectory() as tmp:
+        drv = driver or str(write_astronaut_clip(Path(tmp) / "astronaut.mp4", n_frames=frames))
+        rows = run_generate_benchmark(drv, tuple(presets) or ("small", "paper"), frames, threads)
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        shares = ", ".join(f"{k} {v}%" for k, v in r["share_percent"].items())
+        click.echo(f"{r['preset']} ({r['size']} px): {r['fps_after_person']} frames/s after the "
+                   f"person is made ({r['fps_end_to_end']} end to end); {shares}; "
+                   f"everything but G: {r['non_G_share_percent']}%")

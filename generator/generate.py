@@ -194,7 +194,10 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
         p, source_points, source_hashes = make_person(checkpoint, person, srcs, config, device,
                                                       progress, vgg19, vggface)
+        stages = {"person": time.perf_counter() - t0}
+        t = time.perf_counter()
         drv = load_driver(driver, config)
+        stages["driver_landmarks"] = time.perf_counter() - t
         track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
         points = transfer_motion(source_points, track, config.motion)
         s = p.image_size
@@ -204,6 +207,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
         t_render = 0.0
+        t_frames = time.perf_counter()
         bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
         with VideoWriter(out, fps=fps, crf=config.crf) as writer:
             for k in range(0, len(points), config.batch_size):
@@ -228,12 +232,17 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
             extra={"motion": config.motion, "frames": len(points), "fps": fps})
         images = [x for x in srcs if is_image_path(x)]
+        stages["render_G"] = t_render
+        stages["compose_encode"] = time.perf_counter() - t_frames - t_render
+        t = time.perf_counter()
         signed = sign_generated(out, generation, signing, ingredients=images)
+        stages["sign"] = time.perf_counter() - t
     wall = time.perf_counter() - t0
     state = verify_file(out).state if signed["signed"] else "Absent"
     return {"output": str(out), "frames": len(points), "size": size if not config.preview else
             [size, 3 * size], "fps": fps, "fps_achieved": round(len(points) / wall, 2),
             "render_seconds": round(t_render, 3), "seconds": round(wall, 3),
+            "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
             "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
             "manifest": state, "signed": signed["signed"]}
 

@@ -31,6 +31,9 @@ def test_builtin_driver_gives_a_signed_playable_mp4(checkpoint, tmp_path):
     out = tmp_path / "out.mp4"
     r = generate(out, checkpoint=checkpoint, config=GenerateConfig(seconds=1.0))
     assert (r["frames"], r["fps"], r["driver"], r["manifest"]) == (25, 25.0, "builtin", "Trusted")
+    assert set(r["stage_seconds"]) == {"person", "driver_landmarks", "render_G", "compose_encode",
+                                       "sign"}
+    assert all(v >= 0 for v in r["stage_seconds"].values())
     info = probe(out)
     assert (info.frame_count, info.width, info.height) == (25, 64, 64)
     with MediaReader(out) as reader:

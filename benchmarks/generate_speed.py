@@ -1,0 +1,55 @@
+"""End-to-end speed of ``generate`` per preset: frames per second and where the time goes.
+
+Stages: person (load, detect the source face, E and P), driver landmarks (decode + detect + 68
+points), render (G), compose + encode (resize, preview, H.264) and sign (C2PA). Weights are random
+(the cost does not depend on them). Goal (issue 6): generation limited by G, the rest < 20%.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from generator.checkpoint import save_checkpoint
+from generator.config import get_preset
+from generator.generate import GenerateConfig, generate
+from generator.model import TalkingHeadModel
+from generator.provenance import SigningOptions
+
+
+def random_checkpoint(preset: str, path: Path) -> Path:
+    """A meta checkpoint of ``preset`` with random weights (for timing only)."""
+    p = get_preset(preset)
+    model = TalkingHeadModel(p.model)
+    meta = {"preset": preset, "model": p.model.to_dict(), "step": 0}
+    return save_checkpoint(path, "meta", {"E": model.E, "G": model.G, "D": model.D}, meta)
+
+
+def run_generate_benchmark(driver: str | Path, presets: tuple[str, ...] = ("small", "paper"),
+                           frames: int = 100, threads: int = 2) -> list[dict]:
+    """Generate ``frames`` frames driven by ``driver`` for each preset; stage seconds and shares."""
+    torch.set_num_threads(threads)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        signing = SigningOptions(keys_dir=str(tmp / "keys"))
+        for name in presets:
+            ck = random_checkpoint(name, tmp / f"{name}.safetensors")
+            generate(tmp / "warmup.mp4", driver=driver, checkpoint=ck,
+                     config=GenerateConfig(end=4), signing=signing)  # warm-up (kernels, models)
+            r = generate(tmp / f"{name}.mp4", driver=driver, checkpoint=ck,
+                         config=GenerateConfig(end=frames), signing=signing)
+            stages = r["stage_seconds"]
+            per_frame = {k: v for k, v in stages.items() if k != "person"}
+            total = sum(per_frame.values())
+            rows.append({
+                "preset": name, "size": r["size"], "frames": r["frames"],
+                "fps_end_to_end": round(r["frames"] / r["seconds"], 2),
+                "fps_after_person": round(r["frames"] / total, 2),
+                "stage_seconds": stages,
+                "share_percent": {k: round(100 * v / total, 1) for k, v in per_frame.items()},
+                "non_G_share_percent": round(100 * (1 - stages["render_G"] / total), 1),
+            })
+    return rows
