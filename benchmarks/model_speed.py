@@ -14,10 +14,10 @@ import concurrent.futures as cf
 import dataclasses
 import multiprocessing
 import resource
-import time
 
 import torch
 
+from benchmarks.timing import best_of
 from generator.config import get_preset
 from generator.data import Episode
 from generator.distributed import DistInfo
@@ -30,16 +30,6 @@ from generator.losses import (
 )
 from generator.meta_train import MetaTrainer
 from generator.model import TalkingHeadModel, bake_spectral_norm
-
-
-def _timeit(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernels)
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _episode(size: int, k: int) -> Episode:
@@ -96,18 +86,18 @@ def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
 
     with torch.no_grad():
         model.eval()
-        naive_frame = _timeit(lambda: model.G(yt, e_hat=model.E(xs, ys)), repeats)
+        naive_frame = best_of(lambda: model.G(yt, e_hat=model.E(xs, ys)), repeats)
         lean_e = TalkingHeadModel(cfg).E.eval().to(memory_format=torch.channels_last)
-        out["E_ms_for_K"] = 1000 * _timeit(lambda: lean_e(xs, ys), repeats)
+        out["E_ms_for_K"] = 1000 * best_of(lambda: lean_e(xs, ys), repeats)
     out["naive_G_ms_per_frame"] = 1000 * naive_frame
     G = bake_spectral_norm(TalkingHeadModel(cfg).G).to(memory_format=torch.channels_last)
     with torch.inference_mode():
         psi = G.project(torch.randn(1, cfg.embed_dim))
-        out["G_ms_per_frame"] = 1000 * _timeit(lambda: G(yt, psi=psi), repeats)
+        out["G_ms_per_frame"] = 1000 * best_of(lambda: G(yt, psi=psi), repeats)
         y8 = yt.expand(8, -1, -1, -1).contiguous()
-        out["G_ms_per_frame_batch8"] = 1000 * _timeit(lambda: G(y8, psi=psi), repeats) / 8
+        out["G_ms_per_frame_batch8"] = 1000 * best_of(lambda: G(y8, psi=psi), repeats) / 8
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            out["G_ms_per_frame_bf16"] = 1000 * _timeit(lambda: G(yt, psi=psi), repeats)
+            out["G_ms_per_frame_bf16"] = 1000 * best_of(lambda: G(yt, psi=psi), repeats)
     out["inference_speedup"] = out["naive_G_ms_per_frame"] / out["G_ms_per_frame"]
 
     if train_step:
@@ -115,16 +105,16 @@ def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
         perceptual = random_perceptual_loss()
         model = TalkingHeadModel(cfg).train()
         trainer = MetaTrainer(model, train_cfg, DistInfo(), perceptual.to(memory_format=torch.channels_last))
-        out["train_step_s"] = _timeit(lambda: trainer.step(ep), max(1, repeats - 1))
+        out["train_step_s"] = best_of(lambda: trainer.step(ep), max(1, repeats - 1))
         naive = straightforward(TalkingHeadModel(cfg)).train()
         opt_g = torch.optim.Adam([*naive.E.parameters(), *naive.G.parameters()], lr=5e-5)
         opt_d = torch.optim.Adam(naive.D.parameters(), lr=2e-4)
-        out["naive_train_step_s"] = _timeit(
+        out["naive_train_step_s"] = best_of(
             lambda: naive_train_step(naive, perceptual, opt_g, opt_d, ep), max(1, repeats - 1))
         out["train_speedup"] = out["naive_train_step_s"] / out["train_step_s"]
         bf16 = MetaTrainer(TalkingHeadModel(cfg).train(), dataclasses.replace(train_cfg, amp="bf16"),
                            DistInfo(), perceptual)
-        out["train_step_bf16_s"] = _timeit(lambda: bf16.step(ep), max(1, repeats - 1))
+        out["train_step_bf16_s"] = best_of(lambda: bf16.step(ep), max(1, repeats - 1))
         out["train_speedup_bf16"] = out["naive_train_step_s"] / out["train_step_bf16_s"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {k2: round(v, 3) if isinstance(v, float) else v for k2, v in out.items()}

@@ -12,17 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.timing import best_of
 from generator.provenance import GenerationInfo, SigningIdentity, init_keys, sign_file, verify_file
 from generator.video_io import write_image, write_video
-
-
-def _best(fn, repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def _mp4_of_about(path: Path, megabytes: float = 1.0) -> Path:
@@ -58,9 +50,9 @@ def run_provenance_benchmark(repeats: int = 5, clip_frames: int = 100, preset: s
         trust = [tmp / "keys" / "ca.pem"]
         for name, src in (("mp4", mp4), ("png", png)):
             dst = tmp / f"signed_{src.name}"
-            out[f"sign_{name}_ms"] = 1000 * _best(lambda s=src, d=dst: sign_file(s, me, d, gen), repeats)
+            out[f"sign_{name}_ms"] = 1000 * best_of(lambda s=src, d=dst: sign_file(s, me, d, gen), repeats)
             state = verify_file(dst, trust, use_local_ca=False).state
-            out[f"verify_{name}_ms"] = 1000 * _best(
+            out[f"verify_{name}_ms"] = 1000 * best_of(
                 lambda d=dst: verify_file(d, trust, use_local_ca=False), repeats)
             out[f"verify_{name}_state"] = state
 
@@ -75,7 +67,7 @@ def run_provenance_benchmark(repeats: int = 5, clip_frames: int = 100, preset: s
         start = time.perf_counter()
         write_video(clip, person.render(track), fps=25)
         generate_s = time.perf_counter() - start
-        sign_s = _best(lambda: sign_file(clip, me, tmp / "generated_signed.mp4", gen), repeats)
+        sign_s = best_of(lambda: sign_file(clip, me, tmp / "generated_signed.mp4", gen), repeats)
         out.update({"clip_frames": clip_frames, "clip_preset": preset,
                     "generate_clip_s": generate_s, "sign_clip_ms": 1000 * sign_s,
                     "sign_share_percent": 100 * sign_s / (generate_s + sign_s)})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import EXIT_PARTIAL, Settings, emit_json, pass_settings
+from cli.main import EXIT_PARTIAL, Settings, emit_json, pass_settings, per_file
 
 DEFAULT_LANDMARKS_OUT = "sfumato-output/landmarks"
 
@@ -62,7 +62,6 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
     an overlay preview (mp4 for a video, png for an image) into --out. With no INPUT it runs on a
     built-in sample clip made from scikit-image's astronaut photo.
     """
-    from generator.errors import SfumatoError
     from generator.extract import extract_landmarks
     from generator.prepare import collect_inputs
     from generator.samples import write_astronaut_clip
@@ -85,19 +84,12 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
             click.echo(f"no input given: made the built-in sample clip {files[0]}", err=True)
     face_backend = make_backend(backend, fan_weights, detector, detect_max_side)
     tracker = TrackerConfig(detect_every=detect_every, face_index=face_index)
-    results, failures = [], []
-    for path in files:
+    def one(path):
         stem = out_dir / Path(path).stem
-        is_video = _is_video(path)
-        overlay_path = None if no_overlay else Path(f"{stem}.overlay.{'mp4' if is_video else 'png'}")
-        try:
-            track = extract_landmarks(path, face_backend, tracker, max_frames, overlay_path,
-                                      progress=settings.progress and not as_json)
-        except SfumatoError as exc:
-            failures.append({"input": str(path), "error": str(exc)})
-            if not as_json:
-                click.echo(f"Error: {exc}", err=True)
-            continue
+        ext = "mp4" if _is_video(path) else "png"
+        overlay_path = None if no_overlay else Path(f"{stem}.overlay.{ext}")
+        track = extract_landmarks(path, face_backend, tracker, max_frames, overlay_path,
+                                  progress=settings.progress and not as_json)
         files_out = {}
         if formats in ("npz", "both"):
             files_out["npz"] = f"{stem}.landmarks.npz"
@@ -106,10 +98,9 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
         track.save(files_out.get("npz"), files_out.get("json"))
         if overlay_path is not None:
             files_out["overlay"] = str(overlay_path)
-        summary = {**track.summary(), "outputs": files_out}
-        results.append(summary)
-        if not as_json:
-            _print_track(summary, settings)
+        return {**track.summary(), "outputs": files_out}
+
+    results, failures = per_file(files, one, as_json, _print_track)
     if as_json:
         emit_json({"results": results, "failed": failures})
     if failures:
@@ -122,7 +113,7 @@ def _is_video(path) -> bool:
     return not is_image_path(path)
 
 
-def _print_track(summary: dict, settings: Settings) -> None:
+def _print_track(summary: dict) -> None:
     n, ok = summary["frames"], summary["frames_with_face"]
     fps = summary["fps_processed"]
     click.echo(f"{summary['input']}: face in {ok}/{n} frames"
@@ -224,32 +215,27 @@ def _print_prepare(summary, settings: Settings) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info(inputs, as_json):
     """Show what a video or image holds: size, fps, frames, duration, rotation, audio."""
-    from generator.errors import SfumatoError
     from generator.video_io import MediaReader
 
-    rows, failures = [], []
-    for path in inputs:
-        try:
-            with MediaReader(path) as reader:
-                row = {**reader.info.to_dict(), "truncated": reader.truncated,
-                       "warning": reader.warning}
-        except SfumatoError as exc:
-            failures.append({"input": str(path), "error": str(exc)})
-            if not as_json:
-                click.echo(f"Error: {exc}", err=True)
-            continue
-        rows.append(row)
-        if not as_json:
-            extra = f", rotated {row['rotation']} deg" if row["rotation"] else ""
-            audio = ", audio" if row["has_audio"] else ""
-            if row["kind"] == "image":
-                click.echo(f"{path}: image {row['width']}x{row['height']}")
-            else:
-                click.echo(f"{path}: {row['codec']} {row['width']}x{row['height']}, "
-                           f"{row['fps']:g} fps, {row['frame_count']} frames, "
-                           f"{row['duration']:.2f} s{extra}{audio}")
-            if row["warning"]:
-                click.echo(f"  warning: {row['warning']}", err=True)
+    def one(path):
+        with MediaReader(path) as reader:
+            return {**reader.info.to_dict(), "truncated": reader.truncated,
+                    "warning": reader.warning}
+
+    def report(row):
+        path = row["path"]
+        extra = f", rotated {row['rotation']} deg" if row["rotation"] else ""
+        audio = ", audio" if row["has_audio"] else ""
+        if row["kind"] == "image":
+            click.echo(f"{path}: image {row['width']}x{row['height']}")
+        else:
+            click.echo(f"{path}: {row['codec']} {row['width']}x{row['height']}, "
+                       f"{row['fps']:g} fps, {row['frame_count']} frames, "
+                       f"{row['duration']:.2f} s{extra}{audio}")
+        if row["warning"]:
+            click.echo(f"  warning: {row['warning']}", err=True)
+
+    rows, failures = per_file(inputs, one, as_json, report)
     if as_json:
         emit_json({"results": rows, "failed": failures})
     if failures:

@@ -66,6 +66,26 @@ def _settings(ctx: click.Context) -> Settings:
 pass_settings = click.make_pass_decorator(Settings, ensure=True)
 
 
+def per_file(items, fn, as_json: bool, report=None) -> tuple[list, list[dict]]:
+    """Run ``fn`` on each item; sfumato errors are collected (and printed unless ``as_json``) so the
+    other items still run. ``report(result)`` prints a success in human mode."""
+    from generator.errors import SfumatoError
+
+    results, failures = [], []
+    for item in items:
+        try:
+            result = fn(item)
+        except SfumatoError as exc:
+            failures.append({"input": str(item), "error": str(exc)})
+            if not as_json:
+                click.echo(f"Error: {exc}", err=True)
+            continue
+        results.append(result)
+        if report is not None and not as_json:
+            report(result)
+    return results, failures
+
+
 def emit_json(data) -> None:
     """Print one JSON document to stdout (the ``--json`` output every reporting command has)."""
     click.echo(json.dumps(data, indent=2, default=str))

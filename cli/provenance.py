@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings
+from cli.main import Settings, emit_json, pass_settings, per_file
 
 
 def signer_options(fn):
@@ -122,21 +122,15 @@ def sign(settings: Settings, files, out, keys_dir, cert, key, tsa_url, title, in
     gen = json.loads(Path(generation).read_text()) if generation else None
     if out and len(files) > 1 and not Path(out).is_dir():
         raise ProvenanceError("with several files, --out must be an existing folder")
-    results, failures = [], []
-    for f in files:
+    def one(f):
         dst = Path(out) / Path(f).name if out and Path(out).is_dir() else (out or f)
-        try:
-            results.append(sign_file(f, identity, dst, gen, title, list(ingredients), thumbnail,
-                                     tsa_url))
-        except ProvenanceError as exc:
-            failures.append({"input": f, "error": str(exc)})
-            if not as_json:
-                click.echo(f"Error: {exc}", err=True)
-            continue
-        if not as_json:
-            r = results[-1]
-            kept = " (earlier manifest kept as parent)" if r["parent_kept"] else ""
-            click.echo(f"signed {r['output']}{kept}")
+        return sign_file(f, identity, dst, gen, title, list(ingredients), thumbnail, tsa_url)
+
+    def report(r):
+        kept = " (earlier manifest kept as parent)" if r["parent_kept"] else ""
+        click.echo(f"signed {r['output']}{kept}")
+
+    results, failures = per_file(files, one, as_json, report)
     if as_json:
         emit_json({"results": results, "failed": failures})
     if failures:
@@ -156,19 +150,10 @@ def verify(files, trust, no_local_ca, as_json):
     Exit status: 0 all Trusted; otherwise the worst state: 10 Valid, 11 Absent, 12 Unsupported,
     13 Invalid; 1 when a file cannot be read.
     """
-    from generator.provenance import ProvenanceError, exit_code, verify_file
+    from generator.provenance import exit_code, verify_file
 
-    results, failures = [], []
-    for f in files:
-        try:
-            results.append(verify_file(f, list(trust), not no_local_ca))
-        except ProvenanceError as exc:
-            failures.append({"input": f, "error": str(exc)})
-            if not as_json:
-                click.echo(f"Error: {exc}", err=True)
-            continue
-        if not as_json:
-            _print_verification(results[-1])
+    results, failures = per_file(files, lambda f: verify_file(f, list(trust), not no_local_ca),
+                                 as_json, _print_verification)
     if as_json:
         emit_json({"results": [r.to_dict() for r in results], "failed": failures})
     code = 1 if failures else exit_code(results)
