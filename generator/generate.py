@@ -21,7 +21,7 @@ from generator.errors import BadInputError, MissingWeightsError, NoFaceError
 from generator.files import sha256_file
 from generator.landmarks import landmark_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
-from generator.video_io import MediaReader, VideoWriter, is_image_path, write_image
+from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_small.safetensors"
 
@@ -44,6 +44,7 @@ class GenerateConfig:
     png_dir: str | None = None  # also export every frame as PNG here
     batch_size: int = 8
     crf: int = 18
+    audio: bool = True  # carry a driving video's audio track into the output
 
     def __post_init__(self):
         if self.motion not in ("relative", "absolute"):
@@ -232,6 +233,9 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
             extra={"motion": config.motion, "frames": len(points), "fps": fps})
         images = [x for x in srcs if is_image_path(x)]
+        audio = False
+        if drv.kind == "video" and config.audio:  # the driver's voice goes with its motion
+            audio = copy_audio(out, driver, config.start / drv.fps, len(points) / drv.fps)
         stages["render_G"] = t_render
         stages["compose_encode"] = time.perf_counter() - t_frames - t_render
         t = time.perf_counter()
@@ -244,6 +248,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             "render_seconds": round(t_render, 3), "seconds": round(wall, 3),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
             "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
+            "audio": audio,
             "manifest": state, "signed": signed["signed"]}
 
 

@@ -428,3 +428,45 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, jpeg_quality: int = 95
     if not ok:
         raise VideoWriteError(f"cannot encode {p} as {ext}")
     write_bytes_atomic(p, buf.tobytes())
+
+
+def copy_audio(video: str | os.PathLike, audio_from: str | os.PathLike, start: float = 0.0,
+               duration: float | None = None) -> bool:
+    """Add ``audio_from``'s first audio track (from ``start`` s, for ``duration`` s) to ``video``,
+    in place and atomically; packets are copied, not re-encoded. False if there is no audio track
+    or it cannot go into an mp4 (the video is then left as it was)."""
+    video = Path(video)
+    with av.open(str(audio_from)) as src:
+        if not src.streams.audio:
+            return False
+        a_in = src.streams.audio[0]
+        tmp = temp_path_beside(video)
+        try:
+            with av.open(str(video)) as vid, av.open(str(tmp), "w", format="mp4") as dst:
+                v_in = vid.streams.video[0]
+                v_out = dst.add_stream_from_template(v_in)
+                a_out = dst.add_stream_from_template(a_in)
+                for packet in vid.demux(v_in):
+                    if packet.dts is not None:
+                        packet.stream = v_out
+                        dst.mux(packet)
+                offset = int(round(start / a_in.time_base)) if a_in.time_base else 0
+                for packet in src.demux(a_in):
+                    if packet.dts is None or packet.pts is None:
+                        continue
+                    t = float(packet.pts * a_in.time_base)
+                    if t < start:
+                        continue
+                    if duration is not None and t >= start + duration:
+                        break
+                    packet.pts -= offset
+                    packet.dts -= offset
+                    packet.stream = a_out
+                    dst.mux(packet)
+            os.replace(tmp, video)
+            return True
+        except (av.error.FFmpegError, ValueError):
+            return False  # e.g. a codec mp4 cannot hold; the silent video stays
+        finally:
+            if tmp.exists():
+                tmp.unlink()

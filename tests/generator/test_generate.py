@@ -100,3 +100,37 @@ def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
                      signing=SigningOptions(enabled=False))
     assert r["frames"] == 10 and not r["signed"] and r["manifest"] == "Absent"
     assert "NOT signing" in caplog.text
+
+
+def test_driver_audio_is_carried_over(checkpoint, tmp_path):
+    import av
+
+    frames = astronaut_frames(10, 192)
+    driver = tmp_path / "talk.mp4"
+    with av.open(str(driver), "w") as c:  # 10 frames at 10 fps with a 1 s tone
+        v = c.add_stream("libx264", rate=10)
+        v.width = v.height = 192
+        v.pix_fmt = "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        tone = np.sin(2 * np.pi * 440 * np.arange(16000) / 16000).astype(np.float32)[None]
+        for k in range(0, 16000, 1024):
+            chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, k:k + 1024]),
+                                               format="fltp", layout="mono")
+            chunk.sample_rate = 16000
+            for p in a.encode(chunk):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+        for f in frames:
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    out = tmp_path / "out.mp4"
+    r = generate(out, driver=driver, checkpoint=checkpoint)
+    assert r["audio"] and r["manifest"] == "Trusted"
+    info = probe(out)
+    assert info.has_audio and info.frame_count == 10
+    silent = generate(tmp_path / "silent.mp4", driver=driver, checkpoint=checkpoint,
+                      config=GenerateConfig(audio=False))
+    assert not silent["audio"] and not probe(tmp_path / "silent.mp4").has_audio
