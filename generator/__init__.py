@@ -1,4 +1,5 @@
-"""sfumato's generator package: the face pipeline and (soon) the few-shot talking-head model."""
+"""sfumato's generator package: the face pipeline, the few-shot talking-head model (E, G, D), its
+training, fine-tuning and inference, the main `generate` job and C2PA provenance."""
 
 from __future__ import annotations
 
