@@ -189,6 +189,9 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
 
     from generator.files import check_writable
 
+    if person is not None and (sources or checkpoint is not None):
+        raise BadInputError("--person already holds the source and the model: leave out --source "
+                            "and --checkpoint")
     out = check_writable(out)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:

@@ -100,6 +100,10 @@ def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
                      signing=SigningOptions(enabled=False))
     assert r["frames"] == 10 and not r["signed"] and r["manifest"] == "Absent"
     assert "NOT signing" in caplog.text
+    from generator.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="leave out --source"):
+        generate(tmp_path / "x.mp4", [src], person=person)
 
 
 def test_driver_audio_is_carried_over(checkpoint, tmp_path):
