@@ -176,6 +176,6 @@ def generate_speed(driver, presets, frames, threads, as_json):
         return
     for r in rows:
         shares = ", ".join(f"{k} {v}%" for k, v in r["share_percent"].items())
-        click.echo(f"{r['preset']} ({r['size']} px): {r['fps_after_person']} frames/s after the "
+        click.echo(f"{r['preset']} ({r['size'][0]} px): {r['fps_after_person']} frames/s after the "
                    f"person is made ({r['fps_end_to_end']} end to end); {shares}; "
                    f"everything but G: {r['non_G_share_percent']}%")

@@ -175,6 +175,9 @@ def presets(as_json):
               help="Length of the built-in track.")
 @click.option("--preview", is_flag=True, help="Write driver | landmarks | output side by side.")
 @click.option("--no-audio", is_flag=True, help="Do not carry the driving video's audio over.")
+@click.option("--paste", type=click.Choice(["none", "source", "driver"]), default="none",
+              show_default=True, help="Paste the face back into the full source picture or the "
+              "driving video's frames (--size then caps the long side).")
 @click.option("--png-dir", type=click.Path(file_okay=False), help="Also export frames as PNG.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(), default="sfumato-output/generated.mp4",
@@ -190,7 +193,8 @@ def presets(as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def generate(settings: Settings, sources, driver, checkpoint, person, shots, finetune_steps, motion,
-             size, fps, start, end, seconds, preview, no_audio, png_dir, seed, out, batch_dir, no_sign,
+             size, fps, start, end, seconds, preview, no_audio, paste, png_dir, seed, out, batch_dir,
+             no_sign,
              keys_dir, cert, key, device, as_json):
     """Make a signed talking-head video of a face from one or a few pictures.
 
@@ -209,7 +213,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
         click.echo("warning: --no-sign: the output will carry no C2PA manifest", err=True)
     cfg = GenerateConfig(motion=motion, shots=shots, finetune_steps=finetune_steps, seed=seed,
                          size=size, fps=fps, start=start, end=end, seconds=seconds, preview=preview,
-                         png_dir=png_dir, audio=not no_audio)
+                         png_dir=png_dir, audio=not no_audio, paste=paste)
     signing = SigningOptions(enabled=not no_sign, keys_dir=keys_dir, cert=cert, key=key)
     jobs = [(list(sources), Path(out))]
     if batch_dir:

@@ -101,9 +101,9 @@ class DlibDetector:
         if min(h, w) < 16:
             return []
         found = self._at_scale(image, min(1.0, self.max_side / max(h, w)), 0)
-        if not found and max(h, w) > self.max_side // 2:
-            # Second chance for small faces: a larger copy (capped, so an 8000 px photo stays
-            # tractable) with one upsampling pass.
+        if not found:
+            # Second chance for small faces (HOG needs ~80 px): a larger copy (capped, so an
+            # 8000 px photo stays tractable) with one upsampling pass.
             found = self._at_scale(image, min(1.0, FALLBACK_MAX_SIDE / max(h, w)), 1)
         return sorted(found, key=lambda d: -d.area)
 

@@ -45,12 +45,18 @@ class GenerateConfig:
     batch_size: int = 8
     crf: int = 18
     audio: bool = True  # carry a driving video's audio track into the output
+    paste: str = "none"  # none (the face crop), source (into the source picture), driver (into
+    #                      the driving video's frames)
 
     def __post_init__(self):
         if self.motion not in ("relative", "absolute"):
             raise BadInputError(f"motion must be relative or absolute, not {self.motion!r}")
         if self.start < 0 or (self.end is not None and self.end <= self.start):
             raise BadInputError("the frame range must satisfy 0 <= start < end")
+        if self.paste not in ("none", "source", "driver"):
+            raise BadInputError(f"paste must be none, source or driver, not {self.paste!r}")
+        if self.paste != "none" and self.preview:
+            raise BadInputError("--preview shows face crops; it does not combine with --paste")
 
 
 @dataclasses.dataclass
@@ -175,7 +181,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
                                                    losses=losses), perceptual, progress)
     p = result.person.prepare_for_inference()
     p.meta.update({"preset": meta.get("preset"), "checkpoint_sha256": sha256_file(ck),
-                   "shots": len(shots)})
+                   "shots": len(shots), "sources": shots.origins})
     return p, shots.points[0], shots.source_sha256
 
 
@@ -207,10 +213,15 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         s = p.image_size
         size = config.size or s
         fps = config.fps or drv.fps
+        paster = None
+        if config.paste != "none":
+            origin = None if person else (p.meta.get("sources") or [None])[0]
+            paster = Paster(config.paste, p.meta, origin, driver, drv, config, s)
         png_dir = Path(config.png_dir) if config.png_dir else None
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
         t_render = 0.0
+        frame_shape = (size, size)
         t_frames = time.perf_counter()
         bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
         with VideoWriter(out, fps=fps, crf=config.crf) as writer:
@@ -220,15 +231,22 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
                 frames = p.render(batch, config.batch_size)
                 t_render += time.perf_counter() - t
                 for j, frame in enumerate(frames):
-                    img = frame if size == s else cv2.resize(frame, (size, size),
-                                                             interpolation=cv2.INTER_CUBIC)
+                    if paster is not None:
+                        img = paster(frame, batch[j], track[k + j])
+                    elif size == s:
+                        img = frame
+                    else:
+                        img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC)
                     if config.preview:
                         img = _side_by_side(drv, k + j, batch[j] * (size / s), img)
                     writer.write(img)
+                    frame_shape = img.shape[:2]
                     if png_dir is not None:
                         write_image(png_dir / f"{k + j:06d}.png", img)
                 bar.update(len(frames))
         bar.close()
+        if paster is not None:
+            paster.close()
         generation = GenerationInfo(
             preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
             shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
@@ -246,13 +264,64 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         stages["sign"] = time.perf_counter() - t
     wall = time.perf_counter() - t0
     state = verify_file(out).state if signed["signed"] else "Absent"
-    return {"output": str(out), "frames": len(points), "size": size if not config.preview else
-            [size, 3 * size], "fps": fps, "fps_achieved": round(len(points) / wall, 2),
+    return {"output": str(out), "frames": len(points), "size": list(frame_shape), "fps": fps,
+            "fps_achieved": round(len(points) / wall, 2),
             "render_seconds": round(t_render, 3), "seconds": round(wall, 3),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
             "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
             "audio": audio,
             "manifest": state, "signed": signed["signed"]}
+
+
+class Paster:
+    """Puts generated face crops back into full frames: the source picture's, or the driver's."""
+
+    def __init__(self, mode: str, person_meta: dict, shots_origin: dict | None, driver,
+                 drv: Driver, config: GenerateConfig, crop_size: int):
+        from generator.crop import CropTransform
+
+        self.mode, self.size, self.crop_size = mode, config.size, crop_size
+        if mode == "source":
+            origin = shots_origin or (person_meta.get("sources") or [None])[0]
+            if not origin or "crop_matrix" not in origin:
+                raise BadInputError("--paste source needs the source picture's crop (remake the "
+                                    "person file with this version, or pass --source)")
+            src = Path(origin["source"])
+            if not src.is_file():
+                raise BadInputError(f"--paste source: the source {src} is no longer there")
+            with MediaReader(src) as reader:
+                self.background = reader.read_at([origin["frame"]])[origin["frame"]]
+            self.transform = CropTransform(np.asarray(origin["crop_matrix"]), crop_size)
+        elif mode == "driver":
+            if drv.kind != "video":
+                raise BadInputError("--paste driver needs a driving video")
+            self._reader = MediaReader(driver)
+            self._frames = (f for i, f in self._reader.frames()
+                            if i >= config.start and (config.end is None or i < config.end))
+
+    def __call__(self, crop: np.ndarray, crop_points: np.ndarray, frame_points: np.ndarray
+                 ) -> np.ndarray:
+        """The full frame with ``crop`` (model size) pasted in."""
+        from generator.crop import CropTransform
+        from generator.driving import _similarity
+
+        if self.mode == "source":
+            out = self.transform.paste(crop, self.background)
+        else:
+            frame = next(self._frames)
+            # crop pixels -> driver frame pixels, fitted on the landmarks, inverted for paste().
+            m = _similarity(frame_points, crop_points)
+            out = CropTransform(m, self.crop_size).paste(crop, frame)
+        if self.size:
+            h, w = out.shape[:2]
+            k = self.size / max(h, w)
+            out = cv2.resize(out, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
+        return out
+
+    def close(self) -> None:
+        """Release the driver file."""
+        if self.mode == "driver":
+            self._reader.close()
 
 
 def _side_by_side(drv: Driver, k: int, pts: np.ndarray, out: np.ndarray) -> np.ndarray:

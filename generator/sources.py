@@ -24,7 +24,7 @@ class Shots:
 
     frames: np.ndarray
     points: np.ndarray
-    origins: list[dict]  # per shot: source path and frame index
+    origins: list[dict]  # per shot: source path, frame index, crop matrix (frame -> crop pixels)
     source_sha256: dict[str, str]
 
     def __len__(self) -> int:
@@ -61,10 +61,11 @@ def load_shots(sources: list[str | Path], image_size: int, shots: int | None = N
                 face = tracker.step(image, idx)
                 if face.status != OK:
                     continue
-                crop, local, _ = crop_face(image, face.points, params)
+                crop, local, transform = crop_face(image, face.points, params)
                 frames.append(crop)
                 points.append(local)
-                origins.append({"source": str(src), "frame": int(idx)})
+                origins.append({"source": str(src), "frame": int(idx),
+                                "crop_matrix": transform.matrix.round(6).tolist()})
                 found += 1
         if not found:
             raise NoFaceError(f"{src}: no face found (a frontal, well-lit face works best)")

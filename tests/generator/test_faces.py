@@ -48,6 +48,14 @@ def test_small_face_in_large_frame_is_found(dlib_backend, astronaut):
     assert 100 <= faces[0].box[0] < faces[0].box[2] <= 420
 
 
+def test_small_face_in_small_frame_is_found(dlib_backend, astronaut):
+    import cv2
+
+    small = cv2.resize(astronaut, (200, 200))  # face ~36 px wide: below HOG's 80 px window
+    faces = dlib_backend.detect(small)
+    assert faces and iou(faces[0].box * 512 / 200, np.array(ASTRONAUT_FACE)) > 0.3
+
+
 def test_no_face_in_noise(dlib_backend):
     rng = np.random.default_rng(0)
     assert dlib_backend.detect(rng.integers(0, 255, (300, 300, 3), dtype=np.uint8)) == []

@@ -138,3 +138,28 @@ def test_driver_audio_is_carried_over(checkpoint, tmp_path):
     silent = generate(tmp_path / "silent.mp4", driver=driver, checkpoint=checkpoint,
                       config=GenerateConfig(audio=False))
     assert not silent["audio"] and not probe(tmp_path / "silent.mp4").has_audio
+
+
+def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tmp_path):
+    from generator.errors import BadInputError
+
+    src = write_astronaut_image(tmp_path / "astro.png")
+    out = tmp_path / "pasted.mp4"
+    r = generate(out, [src], checkpoint=checkpoint,
+                 config=GenerateConfig(seconds=0.4, paste="source"))
+    assert r["size"] == [512, 512] and (probe(out).width, probe(out).height) == (512, 512)
+    with MediaReader(out) as reader:
+        first = next(reader.frames())[1]
+    from generator.video_io import read_image
+
+    photo = read_image(src)
+    corner = np.abs(first[400:, :100].astype(int) - photo[400:, :100].astype(int)).mean()
+    assert corner < 6  # far from the face, the frame is the source picture (after H.264)
+    driver = tmp_path / "driver.mp4"
+    write_video(driver, astronaut_frames(8, 200), fps=10, crf=12)
+    r = generate(tmp_path / "on_driver.mp4", [src], driver, checkpoint,
+                 config=GenerateConfig(paste="driver", size=100))
+    assert r["size"] == [100, 100] and r["frames"] == 8
+    with pytest.raises(BadInputError, match="needs a driving video"):
+        generate(tmp_path / "x.mp4", [src], checkpoint=checkpoint,
+                 config=GenerateConfig(seconds=0.2, paste="driver"))
