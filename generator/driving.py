@@ -154,7 +154,7 @@ def fill_missing(track: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return out, [int(k) for k in np.flatnonzero(~ok)]
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """Least-squares 2x3 similarity transform mapping points ``src`` onto ``dst`` (Umeyama)."""
     mu_s, mu_d = src.mean(0), dst.mean(0)
     a, b = src - mu_s, dst - mu_d
@@ -181,6 +181,6 @@ def transfer_motion(source: np.ndarray, driver: np.ndarray, mode: str = "relativ
         scale = interocular(src) / max(interocular(drv[0]), 1e-6)
         return (src[None] + (drv - drv[0:1]) * scale).astype(np.float32)
     if mode == "absolute":
-        m = _similarity(drv[0], src)
+        m = similarity_transform(drv[0], src)
         return (drv @ m[:, :2].T + m[:, 2]).astype(np.float32)
     raise ValueError(f"unknown motion mode {mode!r}; use relative or absolute")

@@ -303,14 +303,14 @@ class Paster:
                  ) -> np.ndarray:
         """The full frame with ``crop`` (model size) pasted in."""
         from generator.crop import CropTransform
-        from generator.driving import _similarity
+        from generator.driving import similarity_transform
 
         if self.mode == "source":
             out = self.transform.paste(crop, self.background)
         else:
             frame = next(self._frames)
             # crop pixels -> driver frame pixels, fitted on the landmarks, inverted for paste().
-            m = _similarity(frame_points, crop_points)
+            m = similarity_transform(frame_points, crop_points)
             out = CropTransform(m, self.crop_size).paste(crop, frame)
         if self.size:
             h, w = out.shape[:2]
