@@ -189,13 +189,16 @@ def presets(as_json):
               help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own signing chain (PEM).")
 @click.option("--key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--vgg19", type=click.Path(), envvar="SFUMATO_VGG19",
+              help="VGG19 weights for --finetune-steps (else fine-tuning fits pixels).")
+@click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
+              help="VGGFace weights for --finetune-steps.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def generate(settings: Settings, sources, driver, checkpoint, person, shots, finetune_steps, motion,
              size, fps, start, end, seconds, preview, no_audio, paste, png_dir, seed, out, batch_dir,
-             no_sign,
-             keys_dir, cert, key, device, as_json):
+             no_sign, keys_dir, cert, key, vgg19, vggface, device, as_json):
     """Make a signed talking-head video of a face from one or a few pictures.
 
     With no options: the bundled model animates scikit-image's astronaut with a built-in
@@ -227,7 +230,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     results = []
     for job_sources, job_out in jobs:
         r = run_generate(job_out, job_sources, driver, checkpoint, person, cfg, signing, device,
-                         progress=settings.progress and not as_json)
+                         progress=settings.progress and not as_json, vgg19=vgg19, vggface=vggface)
         results.append(r)
         if not as_json:
             click.echo(f"wrote {r['output']}: {r['frames']} frames at {r['fps']:g} fps "
