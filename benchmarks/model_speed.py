@@ -1,8 +1,8 @@
 """Speed and memory of the model per preset, next to a straightforward re-implementation.
 
-Measured per preset at its own size on the CPU: parameter counts; G milliseconds per frame once psi
+Measured per preset at its own size on the CPU or a CUDA device: parameter counts; G milliseconds per frame once psi
 is known; E milliseconds for K = 8 frames; seconds per meta-training step (batch 1, K = 8, content
-networks in use); peak resident memory. The "straightforward" figures run the same networks the way a
+networks in use), in fp32 and under bf16 (and, on CUDA, fp16) autocast; peak memory. The "straightforward" figures run the same networks the way a
 plain PyTorch port does: E and P re-run for every frame, spectral norm recomputed on every call, real
 and fake through D and VGG in separate passes, D's weight gradients computed in the G step. Without
 the real VGG weights, randomly initialised VGG19/VGGFace of the same shape stand in (same cost).
@@ -32,11 +32,11 @@ from generator.meta_train import MetaTrainer
 from generator.model import TalkingHeadModel, bake_spectral_norm
 
 
-def _episode(size: int, k: int) -> Episode:
+def _episode(size: int, k: int, device: torch.device) -> Episode:
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
     y = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
-    return Episode(x, y, torch.zeros(1, dtype=torch.long))
+    return Episode(x.to(device), y.to(device), torch.zeros(1, dtype=torch.long, device=device))
 
 
 def straightforward(model: TalkingHeadModel) -> TalkingHeadModel:
@@ -70,54 +70,80 @@ def naive_train_step(model: TalkingHeadModel, perceptual, opt_g, opt_d, ep: Epis
 
 
 def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
-                   train_step: bool = True) -> dict:
-    """All figures for one preset (run it in a fresh process for a clean peak-memory reading)."""
+                   train_step: bool = True, device: str = "cpu") -> dict:
+    """All figures for one preset (run it in a fresh process for a clean peak-memory reading).
+
+    On ``cuda`` the low-precision figures are fp16 and bf16 autocast (the training step with fp16
+    uses the gradient scaler); on the CPU bf16 only, as fp16 autocast is a GPU path.
+    """
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    dev = torch.device(device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
+    sync = torch.cuda.synchronize if cuda else None
+    low = ("fp16", "bf16") if cuda else ("bf16",)
+    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+    def timed(fn, n=repeats):
+        return best_of(fn, n, sync=sync)
+
     preset = get_preset(name)
     cfg = preset.model
     s = cfg.image_size
-    model = straightforward(TalkingHeadModel(cfg))
-    ep = _episode(s, k)
+    model = straightforward(TalkingHeadModel(cfg)).to(dev)
+    ep = _episode(s, k, dev)
     xs, ys = ep.sources
     yt = ep.target[1]
-    out = {"preset": name, "image_size": s, "threads": threads, "k": k,
+    out = {"preset": name, "image_size": s, "device": _device_name(dev), "threads": threads, "k": k,
            "parameters": model.parameter_counts()}
 
     with torch.no_grad():
         model.eval()
-        naive_frame = best_of(lambda: model.G(yt, e_hat=model.E(xs, ys)), repeats)
-        lean_e = TalkingHeadModel(cfg).E.eval().to(memory_format=torch.channels_last)
-        out["E_ms_for_K"] = 1000 * best_of(lambda: lean_e(xs, ys), repeats)
+        naive_frame = timed(lambda: model.G(yt, e_hat=model.E(xs, ys)))
+        lean_e = TalkingHeadModel(cfg).E.to(dev).eval().to(memory_format=torch.channels_last)
+        out["E_ms_for_K"] = 1000 * timed(lambda: lean_e(xs, ys))
     out["naive_G_ms_per_frame"] = 1000 * naive_frame
-    G = bake_spectral_norm(TalkingHeadModel(cfg).G).to(memory_format=torch.channels_last)
+
+    G = bake_spectral_norm(TalkingHeadModel(cfg).G).to(dev).to(memory_format=torch.channels_last)
     with torch.inference_mode():
-        psi = G.project(torch.randn(1, cfg.embed_dim))
-        out["G_ms_per_frame"] = 1000 * best_of(lambda: G(yt, psi=psi), repeats)
+        psi = G.project(torch.randn(1, cfg.embed_dim, device=dev))
+        out["G_ms_per_frame"] = 1000 * timed(lambda: G(yt, psi=psi))
         y8 = yt.expand(8, -1, -1, -1).contiguous()
-        out["G_ms_per_frame_batch8"] = 1000 * best_of(lambda: G(y8, psi=psi), repeats) / 8
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out["G_ms_per_frame_bf16"] = 1000 * best_of(lambda: G(yt, psi=psi), repeats)
+        out["G_ms_per_frame_batch8"] = 1000 * timed(lambda: G(y8, psi=psi)) / 8
+        for amp in low:
+            with torch.autocast(dev.type, dtype=dtypes[amp]):
+                out[f"G_ms_per_frame_{amp}"] = 1000 * timed(lambda: G(yt, psi=psi))
+                out[f"G_ms_per_frame_batch8_{amp}"] = 1000 * timed(lambda: G(y8, psi=psi)) / 8
     out["inference_speedup"] = out["naive_G_ms_per_frame"] / out["G_ms_per_frame"]
 
     if train_step:
+        info = DistInfo(device=dev)
         train_cfg = dataclasses.replace(preset.train, k=k)
-        perceptual = random_perceptual_loss()
-        model = TalkingHeadModel(cfg).train()
-        trainer = MetaTrainer(model, train_cfg, DistInfo(), perceptual.to(memory_format=torch.channels_last))
-        out["train_step_s"] = best_of(lambda: trainer.step(ep), max(1, repeats - 1))
-        naive = straightforward(TalkingHeadModel(cfg)).train()
+        perceptual = random_perceptual_loss().to(dev).to(memory_format=torch.channels_last)
+        n = max(1, repeats - 1)
+        for amp in ("none", *low):
+            trainer = MetaTrainer(TalkingHeadModel(cfg).to(dev).train(),
+                                  dataclasses.replace(train_cfg, amp=amp), info, perceptual)
+            key = "train_step_s" if amp == "none" else f"train_step_{amp}_s"
+            out[key] = timed(lambda t=trainer: t.step(ep), n)
+
+        naive = straightforward(TalkingHeadModel(cfg)).to(dev).train()
         opt_g = torch.optim.Adam([*naive.E.parameters(), *naive.G.parameters()], lr=5e-5)
         opt_d = torch.optim.Adam(naive.D.parameters(), lr=2e-4)
-        out["naive_train_step_s"] = best_of(
-            lambda: naive_train_step(naive, perceptual, opt_g, opt_d, ep), max(1, repeats - 1))
+        out["naive_train_step_s"] = timed(lambda: naive_train_step(naive, perceptual, opt_g, opt_d, ep), n)
         out["train_speedup"] = out["naive_train_step_s"] / out["train_step_s"]
-        bf16 = MetaTrainer(TalkingHeadModel(cfg).train(), dataclasses.replace(train_cfg, amp="bf16"),
-                           DistInfo(), perceptual)
-        out["train_step_bf16_s"] = best_of(lambda: bf16.step(ep), max(1, repeats - 1))
-        out["train_speedup_bf16"] = out["naive_train_step_s"] / out["train_step_bf16_s"]
+        for amp in low:
+            out[f"train_speedup_{amp}"] = out["naive_train_step_s"] / out[f"train_step_{amp}_s"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if cuda:
+        out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
     return {k2: round(v, 3) if isinstance(v, float) else v for k2, v in out.items()}
+
+
+def _device_name(dev: torch.device) -> str:
+    return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
 
 
 def run_model_benchmark(presets: list[str], **kwargs) -> list[dict]:

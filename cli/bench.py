@@ -68,8 +68,10 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--no-train-step", is_flag=True, help="Skip the (slow) training-step timing.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="On cuda, fp16 and bf16 autocast are measured; on the CPU, bf16.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def model(presets, k, repeats, threads, no_train_step, as_json):
+def model(presets, k, repeats, threads, no_train_step, device, as_json):
     """Parameters, E/G milliseconds, train-step seconds and peak memory per preset, next to a
     straightforward re-implementation of the same networks."""
     from benchmarks.model_speed import run_model_benchmark
@@ -78,23 +80,36 @@ def model(presets, k, repeats, threads, no_train_step, as_json):
     names = list(presets) or [n for n in list_presets() if n != "test_tiny"]
     for n in names:
         get_preset(n)  # unknown names fail before any work
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise click.UsageError("--device cuda: no CUDA device is visible to PyTorch")
     rows = run_model_benchmark(names, k=k, repeats=repeats, threads=threads,
-                               train_step=not no_train_step)
+                               train_step=not no_train_step, device=device)
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         c = r["parameters"]
-        click.echo(f"{r['preset']} ({r['image_size']} px, {r['threads']} threads): "
+        where = r["device"] if r["device"] != "cpu" else f"CPU, {r['threads']} threads"
+        lows = [a for a in ("fp16", "bf16") if f"G_ms_per_frame_{a}" in r]
+        click.echo(f"{r['preset']} ({r['image_size']} px, {where}): "
                    f"E {c['E'] / 1e6:.1f}M G {c['G'] / 1e6:.1f}M D {c['D'] / 1e6:.1f}M; "
-                   f"E for K={r['k']}: {r['E_ms_for_K']:.0f} ms; G {r['G_ms_per_frame']:.0f} ms/frame "
-                   f"({r['G_ms_per_frame_batch8']:.0f} in batches of 8; straightforward "
-                   f"{r['naive_G_ms_per_frame']:.0f}, x{r['inference_speedup']:.1f})")
+                   f"E for K={r['k']}: {r['E_ms_for_K']:.1f} ms; G {r['G_ms_per_frame']:.1f} ms/frame "
+                   f"({r['G_ms_per_frame_batch8']:.1f} in batches of 8; "
+                   + "".join(f"{a} {r[f'G_ms_per_frame_{a}']:.1f} / {r[f'G_ms_per_frame_batch8_{a}']:.1f}; "
+                             for a in lows)
+                   + f"straightforward {r['naive_G_ms_per_frame']:.1f}, x{r['inference_speedup']:.1f})")
         if "train_step_s" in r:
-            click.echo(f"  train step {r['train_step_s']:.2f} s, {r['train_step_bf16_s']:.2f} s with "
-                       f"bf16 autocast (straightforward {r['naive_train_step_s']:.2f} s: "
-                       f"x{r['train_speedup']:.1f}, x{r['train_speedup_bf16']:.1f}); "
-                       f"peak memory {r['peak_rss_mb']:.0f} MB")
+            click.echo(f"  train step {r['train_step_s']:.3f} s"
+                       + "".join(f", {r[f'train_step_{a}_s']:.3f} s with {a} autocast" for a in lows)
+                       + f" (straightforward {r['naive_train_step_s']:.3f} s: x{r['train_speedup']:.1f}"
+                       + "".join(f", x{r[f'train_speedup_{a}']:.1f}" for a in lows) + ")")
+        mem = f"peak memory {r['peak_rss_mb']:.0f} MB"
+        if "peak_gpu_mb" in r:
+            mem += f", peak GPU memory {r['peak_gpu_mb']:.0f} MB"
+        click.echo("  " + mem)
 
 
 @bench.command("provenance")

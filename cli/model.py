@@ -194,11 +194,13 @@ def presets(as_json):
 @click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
               help="VGGFace weights for --finetune-steps.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
+              show_default=True, help="Render under autocast (fp16 needs --device cuda).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def generate(settings: Settings, sources, driver, checkpoint, person, shots, finetune_steps, motion,
              size, fps, start, end, seconds, preview, no_audio, paste, png_dir, seed, out, batch_dir,
-             no_sign, keys_dir, cert, key, vgg19, vggface, device, as_json):
+             no_sign, keys_dir, cert, key, vgg19, vggface, device, precision, as_json):
     """Make a signed talking-head video of a face from one or a few pictures.
 
     With no options: the bundled model animates scikit-image's astronaut with a built-in
@@ -216,7 +218,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
         click.echo("warning: --no-sign: the output will carry no C2PA manifest", err=True)
     cfg = GenerateConfig(motion=motion, shots=shots, finetune_steps=finetune_steps, seed=seed,
                          size=size, fps=fps, start=start, end=end, seconds=seconds, preview=preview,
-                         png_dir=png_dir, audio=not no_audio, paste=paste)
+                         png_dir=png_dir, audio=not no_audio, paste=paste, precision=precision)
     signing = SigningOptions(enabled=not no_sign, keys_dir=keys_dir, cert=cert, key=key)
     jobs = [(list(sources), Path(out))]
     if batch_dir:

@@ -43,6 +43,7 @@ class GenerateConfig:
     preview: bool = False  # driver | landmarks | output side by side
     png_dir: str | None = None  # also export every frame as PNG here
     batch_size: int = 8
+    precision: str = "fp32"  # G under autocast: fp16 (CUDA) or bf16
     crf: int = 18
     audio: bool = True  # carry a driving video's audio track into the output
     paste: str = "none"  # none (the face crop), source (into the source picture), driver (into
@@ -55,6 +56,8 @@ class GenerateConfig:
             raise BadInputError("the frame range must satisfy 0 <= start < end")
         if self.paste not in ("none", "source", "driver"):
             raise BadInputError(f"paste must be none, source or driver, not {self.paste!r}")
+        if self.precision not in ("fp32", "fp16", "bf16"):
+            raise BadInputError(f"precision must be fp32, fp16 or bf16, not {self.precision!r}")
         if self.paste != "none" and self.preview:
             raise BadInputError("--preview shows face crops; it does not combine with --paste")
 
@@ -199,6 +202,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         raise BadInputError("--person already holds the source and the model: leave out --source "
                             "and --checkpoint")
     out = check_writable(out)
+    if config.precision == "fp16" and not str(device).startswith("cuda"):
+        raise BadInputError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
@@ -228,7 +233,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             for k in range(0, len(points), config.batch_size):
                 batch = points[k:k + config.batch_size]
                 t = time.perf_counter()
-                frames = p.render(batch, config.batch_size)
+                frames = p.render(batch, config.batch_size, config.precision)
                 t_render += time.perf_counter() - t
                 for j, frame in enumerate(frames):
                     if paster is not None:

@@ -16,6 +16,7 @@ import torch
 from generator.checkpoint import CheckpointError, load_checkpoint
 from generator.config import ModelConfig
 from generator.discriminator import Discriminator
+from generator.errors import BadInputError
 from generator.generator import Generator
 from generator.landmarks import landmark_image, to_unit_range
 from generator.model import TalkingHeadModel, bake_spectral_norm, load_meta_model, to_uint8
@@ -57,6 +58,18 @@ def realism_score(D: Discriminator, frames: np.ndarray, points: np.ndarray,
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a precision name (None for fp32); fp16 only on CUDA."""
+    if precision not in PRECISIONS:
+        raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise BadInputError("fp16 needs a CUDA device; use bf16 on a CPU")
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+
+
 @dataclasses.dataclass
 class Person:
     """A person ready to render: G, psi (1, n_adain), D and w' (embed_dim,)."""
@@ -80,17 +93,24 @@ class Person:
         return self
 
     @torch.inference_mode()
-    def render_tensor(self, y: torch.Tensor) -> torch.Tensor:
-        """Landmark images (N, 3, S, S) in [-1, 1] -> frames (N, 3, S, S) in [-1, 1]."""
-        dev = self.psi.device
-        return self.G(y.to(dev), psi=self.psi)
+    def render_tensor(self, y: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """Landmark images (N, 3, S, S) in [-1, 1] -> frames (N, 3, S, S) in [-1, 1].
 
-    def render(self, points: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        ``precision`` fp16/bf16 runs G under autocast (fp16 on CUDA only).
+        """
+        dev = self.psi.device
+        dtype = autocast_dtype(precision, dev)
+        if dtype is None:
+            return self.G(y.to(dev), psi=self.psi)
+        with torch.autocast(dev.type, dtype=dtype):
+            return self.G(y.to(dev), psi=self.psi).float()
+
+    def render(self, points: np.ndarray, batch_size: int = 8, precision: str = "fp32") -> np.ndarray:
         """Landmarks (N, 68, 2) in crop pixels -> frames (N, S, S, 3) uint8."""
         frames = []
         for k in range(0, len(points), batch_size):
             y = landmark_batch(points[k:k + batch_size], self.image_size)
-            frames.append(to_uint8(self.render_tensor(y)))
+            frames.append(to_uint8(self.render_tensor(y, precision)))
         return np.concatenate(frames) if frames else np.zeros((0, self.image_size,
                                                                 self.image_size, 3), np.uint8)
 

@@ -106,6 +106,28 @@ def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
         generate(tmp_path / "x.mp4", [src], person=person)
 
 
+def test_precision_bf16_renders_like_fp32_and_fp16_needs_cuda(checkpoint, tmp_path):
+    from generator.errors import BadInputError
+    from generator.inference import person_from_sources
+
+    src = write_astronaut_image(tmp_path / "astro.png")
+    person = person_from_sources(checkpoint, [src])
+    from generator.driving import mean_face
+
+    s = person.image_size
+    pts = np.repeat(mean_face(s)[None].astype(np.float32), 3, axis=0)
+    full = person.render(pts).astype(int)
+    half = person.render(pts, precision="bf16").astype(int)
+    assert full.shape == half.shape == (3, s, s, 3)
+    assert np.abs(full - half).mean() < 4  # bf16 keeps ~3 significant digits: a few grey levels
+    with pytest.raises(BadInputError, match="fp16 needs a CUDA device"):
+        person.render(pts, precision="fp16")
+    with pytest.raises(BadInputError, match="fp16 needs a CUDA device"):
+        generate(tmp_path / "x.mp4", [src], checkpoint=checkpoint,
+                 config=GenerateConfig(precision="fp16"))
+    assert not (tmp_path / "x.mp4").exists()
+
+
 def test_driver_audio_is_carried_over(checkpoint, tmp_path):
     import av
 
