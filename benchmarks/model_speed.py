@@ -1,8 +1,9 @@
 """Speed and memory of the model per preset, next to a straightforward re-implementation.
 
-Measured per preset at its own size on the CPU or a CUDA device: parameter counts; G milliseconds per frame once psi
-is known; E milliseconds for K = 8 frames; seconds per meta-training step (batch 1, K = 8, content
-networks in use), in fp32 and under bf16 (and, on CUDA, fp16) autocast; peak memory. The "straightforward" figures run the same networks the way a
+Measured per preset at its own size on the CPU or a CUDA device: parameter counts; G milliseconds
+per frame once psi is known; E milliseconds for K = 8 frames; seconds per meta-training step (batch
+1, K = 8, content networks in use), in fp32 and under bf16 (and, on CUDA, fp16) autocast; peak memory.
+The "straightforward" figures run the same networks the way a
 plain PyTorch port does: E and P re-run for every frame, spectral norm recomputed on every call, real
 and fake through D and VGG in separate passes, D's weight gradients computed in the G step. Without
 the real VGG weights, randomly initialised VGG19/VGGFace of the same shape stand in (same cost).
