@@ -113,7 +113,7 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 def _register() -> None:
     from cli import bench, faces, model, provenance
 
-    for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.finetune,
+    for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.export, model.finetune,
                     model.generate, model.presets, provenance.keys, provenance.sign,
                     provenance.verify, bench.bench):
         cli.add_command(command)

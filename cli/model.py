@@ -91,6 +91,26 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
             click.echo(f"  last step: {last}")
 
 
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Release file to write (.safetensors).")
+@click.option("--dtype", type=click.Choice(["fp16", "bf16", "fp32"]), default="fp16", show_default=True,
+              help="Storage type of the weights (they load as fp32).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def export(checkpoint, out, dtype, as_json):
+    """Strip a training checkpoint to a release file: E, G and D weights and the training metadata,
+    without optimiser state (a small preset: 153 MB -> 26 MB in fp16)."""
+    from generator.checkpoint import export_model
+
+    r = export_model(checkpoint, out, dtype)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"wrote {r['out']}: {r['preset']} step {r['step']}, {r['bytes'] / 1e6:.1f} MB "
+               f"({r['dtype']}), sha256 {r['sha256'][:16]}...")
+
+
 @click.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
 @click.option("--checkpoint", required=True, type=click.Path(),

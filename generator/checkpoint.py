@@ -139,3 +139,32 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     if preset is not None and meta.get("preset") != preset:
         raise CheckpointError(f"{p}: made with preset {meta.get('preset')!r}, not {preset!r}")
     return Checkpoint(p, tensors, meta)
+
+
+EXPORT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: str = "fp16",
+                 extra_meta: dict | None = None) -> dict:
+    """A meta-training checkpoint -> a release file: E, G, D only (no optimiser or RNG state), floats
+    stored as ``dtype`` (loading casts them back to fp32), training metadata and provenance kept."""
+    from generator.files import sha256_file
+
+    if dtype not in EXPORT_DTYPES:
+        raise CheckpointError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}, not {dtype!r}")
+    ck = load_checkpoint(checkpoint, kind="meta")
+    to = EXPORT_DTYPES[dtype]
+    modules = {}
+    for name in ("E", "G", "D"):
+        state = ck.module_state(name)
+        if not state:
+            raise CheckpointError(f"{checkpoint}: holds no weights for {name}")
+        modules[name] = {k: v.to(to) if v.is_floating_point() else v for k, v in state.items()}
+    keep = ("preset", "model", "train", "corpus", "corpus_videos", "step")
+    meta = {k: ck.meta[k] for k in keep if k in ck.meta}
+    meta["export"] = {"from_sha256": sha256_file(checkpoint), "dtype": dtype,
+                      "trained_with_version": ck.meta.get("sfumato_version"), **(extra_meta or {})}
+    path = save_checkpoint(out, "meta", modules, meta)
+    counts = {name: sum(v.numel() for v in state.values()) for name, state in modules.items()}
+    return {"out": str(path), "bytes": path.stat().st_size, "dtype": dtype, "step": meta.get("step"),
+            "preset": meta.get("preset"), "parameters": counts, "sha256": sha256_file(path)}

@@ -187,3 +187,33 @@ def test_unwritable_run_folder_and_missing_corpus(tiny_corpus, tmp_path):
         train(tmp_path / "nope", tmp_path / "run", "test_tiny", tiny(steps=1))
     with pytest.raises(BadInputError, match="not a corpus"):
         train(tmp_path, tmp_path / "run2", "test_tiny", tiny(steps=1))
+
+
+def test_export_keeps_the_networks_in_half_the_bytes(tiny_corpus, tmp_path):
+    from generator.checkpoint import export_model
+
+    result = train(tiny_corpus, tmp_path / "run", "test_tiny", tiny(steps=2))
+    out = tmp_path / "release.safetensors"
+    r = export_model(result.checkpoint, out, "fp16")
+    ck = load_checkpoint(out, kind="meta")
+    assert not any(k.startswith(("opt.", "rng")) for k in ck.tensors)  # optimiser/RNG state dropped
+    assert {v.dtype for k, v in ck.tensors.items() if v.is_floating_point()} == {torch.float16}
+    assert ck.meta["step"] == 2 and ck.meta["export"]["dtype"] == "fp16"
+    assert r["bytes"] < result.checkpoint.stat().st_size / 4  # no Adam moments, half the bits
+    full, _ = load_meta_model(result.checkpoint)
+    half, _ = load_meta_model(out)
+    assert next(half.parameters()).dtype == torch.float32  # loads back as fp32
+    torch.manual_seed(0)
+    x, y = torch.rand(2, 3, 3, 64, 64) * 2 - 1, torch.rand(2, 3, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        a = full.G(y[:, 0], e_hat=full.E(x, y))
+        b = half.G(y[:, 0], e_hat=half.E(x, y))
+    assert (a - b).abs().max() < 0.05  # fp16 rounding of the weights only
+    with pytest.raises(CheckpointError, match="dtype must be one of"):
+        export_model(result.checkpoint, tmp_path / "x.safetensors", "int8")
+    with pytest.raises(CheckpointError, match="a person checkpoint, expected a meta"):
+        person = tmp_path / "person.safetensors"
+        from generator.checkpoint import save_checkpoint
+
+        save_checkpoint(person, "person", {"G": full.G}, {})
+        export_model(person, tmp_path / "y.safetensors")
