@@ -45,6 +45,8 @@ def content_options(fn):
               help="Learning rate of D (paper: 2e-4).")
 @click.option("--pixel-loss", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an extra L1 loss on pixels (not in the paper; useful without VGG).")
+@click.option("--match-loss", type=click.FloatRange(min=0),
+              help="Weight of L_MCH (paper: 80; the authors' later code: 10).")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
               help="Autocast: bf16 on CPU or CUDA, fp16 on CUDA.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -54,8 +56,8 @@ def content_options(fn):
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpoint_every,
-          sample_every, log_every, lr_g, lr_d, pixel_loss, amp, seed, device, resume, content_loss,
-          vgg19, vggface, as_json):
+          sample_every, log_every, lr_g, lr_d, pixel_loss, match_loss, amp, seed, device, resume,
+          content_loss, vgg19, vggface, as_json):
     """Meta-train E, G and D on a corpus made by 'sfumato prepare'.
 
     Runs under torchrun too (one process per GPU, or gloo processes on a CPU):
@@ -71,6 +73,8 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
                                           lr_g=lr_g, lr_d=lr_d).items()
                  if v is not None}
     losses = dataclasses.replace(base.losses, content=content_loss, pixel_weight=pixel_loss)
+    if match_loss is not None:
+        losses = dataclasses.replace(losses, match_weight=match_loss)
     cfg = dataclasses.replace(base, amp=amp, seed=seed, losses=losses, **overrides)
     if content_loss == "none" and settings.verbosity >= 0:
         click.echo("warning: --content-loss none: no perceptual loss (a CPU smoke run, not a "

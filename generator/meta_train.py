@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.safetensors"
 STATS = "stats.csv"
 STAT_FIELDS = ("step", "L_G", "L_CNT", "L_ADV", "L_FM", "L_MCH", "L_D", "r_real", "r_fake",
-               "seconds")
+               "e_hat", "seconds")
 
 
 class TrainingDivergedError(SfumatoError):
@@ -122,7 +122,8 @@ class MetaTrainer:
             loss = l_cnt + l_adv + l_mch
         set_requires_grad(self.model.D, True)
         stats = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": l_adv, "L_FM": l_fm, "L_MCH": l_mch,
-                 "r_real": r_real.mean(), "r_fake": r_fake.mean()}
+                 "r_real": r_real.mean(), "r_fake": r_fake.mean(),
+                 "e_hat": e_hat.detach().abs().mean()}  # 0 = a dead embedder (see init_identity_columns)
         stats = {k: float(v.detach()) for k, v in stats.items()}
         if any_rank(not math.isfinite(stats["L_G"]), self.info):
             self.opt_g.zero_grad(set_to_none=True)
@@ -229,6 +230,29 @@ def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
     return to_uint8(grid[None])[0]
 
 
+@torch.no_grad()
+def init_identity_columns(model: TalkingHeadModel, sampler: EpisodeSampler, frames: int = 8,
+                          progress: bool = False) -> None:
+    """Start each W_i at E's embedding of video i (mean over ``frames`` evenly spaced frames).
+
+    L_MCH (eq. 5) pulls e_hat towards W_i. From a random W near 0 it drives every unit of E's final
+    ReLU negative within ~100 steps (measured on the small preset): e_hat is then 0 for every input,
+    no gradient reaches E again, and G learns to ignore identity. Started at E's own output, the match
+    term anchors E instead of silencing it.
+    """
+    from tqdm import tqdm
+
+    was_training = model.training
+    model.eval()
+    dev = model.D.W.device
+    for i in tqdm(range(len(sampler)), desc="init W", unit="video", disable=not progress):
+        n = len(sampler.videos[i].frame_files)
+        idx = sorted({int(round(j)) for j in np.linspace(0, n - 1, min(frames, n))})
+        x, y = sampler.episode(i, idx)
+        model.D.W[:, i] = model.E(x[None].to(dev), y[None].to(dev))[0]
+    model.train(was_training)
+
+
 def save_run_checkpoint(path: Path, trainer: MetaTrainer, step: int, config: dict) -> Path:
     """Everything needed to resume (and to fine-tune from) this run at ``step``."""
     meta = {**config, "step": step, "grad_scaler": trainer.scaler.state_dict()}
@@ -285,6 +309,9 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
                     "identity-poor output")
     else:
         perceptual = perceptual.to(info.device)
+    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k)
+    if not resume and info.is_main:  # under torchrun, DDP broadcasts rank 0's W when it wraps D
+        init_identity_columns(model, sampler, max(tcfg.k, 8), progress)
     trainer = MetaTrainer(model, tcfg, info, perceptual)
     if resume:
         ck.load_optimizer("G", trainer.opt_g)
@@ -292,7 +319,6 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
         trainer.scaler.load_state_dict(ck.meta.get("grad_scaler") or {})
         if "rng.torch" in ck.tensors:
             torch.set_rng_state(ck.tensors["rng.torch"])
-    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k)
     writer, stats_file = None, run / STATS
     if info.is_main:
         write_bytes_atomic(run / "config.json", json.dumps(
@@ -323,6 +349,7 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
     bar = tqdm(total=tcfg.steps, initial=step, unit="step", desc="meta-train",
                disable=not (progress and info.is_main))
     bad_in_row = skipped = 0
+    warned_dead = False
     last: dict = {}
     ck_path = run / CHECKPOINT
     new_file = not stats_file.exists()
@@ -354,6 +381,11 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
             bar.set_postfix({k: f"{stats[k]:.3g}" for k in ("L_G", "L_D", "L_CNT", "r_real", "r_fake")
                              if k in stats}, refresh=False)
             if info.is_main and (step % tcfg.log_every == 0 or step == tcfg.steps):
+                if stats["e_hat"] == 0.0 and not warned_dead:
+                    warned_dead = True
+                    log.warning("step %d: the embedder's output is all zeros (its final ReLU is "
+                                "dead), so identity no longer reaches G; restart the run (W is "
+                                "initialised from E) or lower --match-loss", step)
                 csv_writer.writerow({k: stats.get(k, "") for k in STAT_FIELDS})
                 csv_fh.flush()
                 if writer is not None:

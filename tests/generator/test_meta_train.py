@@ -217,3 +217,31 @@ def test_export_keeps_the_networks_in_half_the_bytes(tiny_corpus, tmp_path):
 
         save_checkpoint(person, "person", {"G": full.G}, {})
         export_model(person, tmp_path / "y.safetensors")
+
+
+def test_identity_columns_start_at_the_embedding_and_keep_the_embedder_alive(tiny_corpus, tmp_path):
+    from generator.meta_train import init_identity_columns
+
+    videos = load_corpus(tiny_corpus)
+    cfg = dataclasses.replace(get_preset("small").model, image_size=64, num_videos=len(videos))
+    torch.manual_seed(0)
+    model = TalkingHeadModel(cfg)
+    sampler = EpisodeSampler(videos, 64, k=2)
+    init_identity_columns(model, sampler, frames=4)
+    model.eval()
+    with torch.no_grad():
+        for i, v in enumerate(videos):
+            idx = [int(round(j)) for j in np.linspace(0, len(v.frame_files) - 1, 4)]
+            e = model.E(*(t[None] for t in sampler.episode(i, idx)))[0]
+            assert torch.allclose(model.D.W[:, i], e, atol=1e-5)
+    assert model.D.W.abs().mean() > 0.01  # a real embedding, not the random ~0 start
+    # With the paper's match weight (80), a random W ~ 0 silences E's final ReLU within ~100 steps
+    # on this preset; started at E's output, e_hat stays alive.
+    steps = 60
+    tcfg = dataclasses.replace(get_preset("small").train, steps=steps, k=2, lr_g=1e-4, lr_d=4e-4,
+                               checkpoint_every=steps, sample_every=steps, log_every=10,
+                               losses=LossConfig(content="none", pixel_weight=10.0, match_weight=80.0))
+    train(tiny_corpus, tmp_path / "run", "small", tcfg, model_cfg=cfg)
+    rows = list(csv.DictReader((tmp_path / "run" / "stats.csv").open()))
+    e_hat = [float(r["e_hat"]) for r in rows]
+    assert len(e_hat) == steps // 10 and min(e_hat) > 1e-3, e_hat
