@@ -148,7 +148,7 @@ def default_source(tmp: Path) -> Path:
 
 def make_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
                 config: GenerateConfig, device: str = "cpu", progress: bool = False,
-                vgg19: str | None = None, vggface: str | None = None):
+                vgg19: str | None = None, vggface: str | None = None, backend=None):
     """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources."""
     import torch
 
@@ -170,10 +170,10 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
         if checkpoint:
             raise MissingWeightsError(f"checkpoint {ck} not found")
         raise MissingWeightsError(
-            f"the bundled model ({BUNDLED_MODEL.name}) is not in this build yet: pass --checkpoint "
-            "(a run's checkpoint.safetensors) or --person (from 'sfumato finetune')")
+            f"the bundled model {ck} is missing from this installation: reinstall sfumato, or pass "
+            "--checkpoint (a run's checkpoint.safetensors) or --person (from 'sfumato finetune')")
     model, meta = load_meta_model(ck, device)
-    shots = load_shots(sources, model.cfg.image_size, config.shots)
+    shots = load_shots(sources, model.cfg.image_size, config.shots, backend)
     torch.manual_seed(config.seed)
     perceptual = None
     losses = LossConfig(content="none")
@@ -207,11 +207,16 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
+        backend = None
+        if srcs or (driver is not None and Path(driver).suffix.lower() not in (".npz", ".json")):
+            from generator.faces import create_backend
+
+            backend = create_backend("dlib")  # loaded once (~0.5 s) for the source and the driver
         p, source_points, source_hashes = make_person(checkpoint, person, srcs, config, device,
-                                                      progress, vgg19, vggface)
+                                                      progress, vgg19, vggface, backend)
         stages = {"person": time.perf_counter() - t0}
         t = time.perf_counter()
-        drv = load_driver(driver, config)
+        drv = load_driver(driver, config, backend)
         stages["driver_landmarks"] = time.perf_counter() - t
         track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
         points = transfer_motion(source_points, track, config.motion)
@@ -225,30 +230,35 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         png_dir = Path(config.png_dir) if config.png_dir else None
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
+        frame_shape = [size, size]
+
+        def compose_and_write(k: int, batch: np.ndarray, frames: np.ndarray) -> None:
+            for j, frame in enumerate(frames):
+                if paster is not None:
+                    img = paster(frame, batch[j], track[k + j])
+                elif size == s:
+                    img = frame
+                else:
+                    img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC)
+                if config.preview:
+                    img = _side_by_side(drv, k + j, batch[j] * (size / s), img)
+                writer.write(img)
+                frame_shape[:] = img.shape[:2]
+                if png_dir is not None:
+                    write_image(png_dir / f"{k + j:06d}.png", img)
+
         t_render = 0.0
-        frame_shape = (size, size)
         t_frames = time.perf_counter()
         bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
-        with VideoWriter(out, fps=fps, crf=config.crf) as writer:
+        with VideoWriter(out, fps=fps, crf=config.crf) as writer, FrameSink(compose_and_write) as sink:
             for k in range(0, len(points), config.batch_size):
                 batch = points[k:k + config.batch_size]
                 t = time.perf_counter()
                 frames = p.render(batch, config.batch_size, config.precision)
                 t_render += time.perf_counter() - t
-                for j, frame in enumerate(frames):
-                    if paster is not None:
-                        img = paster(frame, batch[j], track[k + j])
-                    elif size == s:
-                        img = frame
-                    else:
-                        img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC)
-                    if config.preview:
-                        img = _side_by_side(drv, k + j, batch[j] * (size / s), img)
-                    writer.write(img)
-                    frame_shape = img.shape[:2]
-                    if png_dir is not None:
-                        write_image(png_dir / f"{k + j:06d}.png", img)
+                sink.submit(k, batch, frames)  # encoded on the sink's thread while G renders on
                 bar.update(len(frames))
+            sink.drain()
         bar.close()
         if paster is not None:
             paster.close()
@@ -263,6 +273,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         if drv.kind == "video" and config.audio:  # the driver's voice goes with its motion
             audio = copy_audio(out, driver, config.start / drv.fps, len(points) / drv.fps)
         stages["render_G"] = t_render
+        # The part of composing + encoding that G's rendering did not hide (the sink's busy time
+        # overlaps G; this is what it added to the wall clock).
         stages["compose_encode"] = time.perf_counter() - t_frames - t_render
         t = time.perf_counter()
         signed = sign_generated(out, generation, signing, ingredients=images)
@@ -271,11 +283,56 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     state = verify_file(out).state if signed["signed"] else "Absent"
     return {"output": str(out), "frames": len(points), "size": list(frame_shape), "fps": fps,
             "fps_achieved": round(len(points) / wall, 2),
-            "render_seconds": round(t_render, 3), "seconds": round(wall, 3),
+            "render_seconds": round(t_render, 3), "encode_busy_seconds": round(sink.busy, 3),
+            "seconds": round(wall, 3),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
             "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
             "audio": audio,
             "manifest": state, "signed": signed["signed"]}
+
+
+class FrameSink:
+    """Runs ``fn(*args)`` for each submitted batch, in order, on one worker thread.
+
+    Composing and H.264-encoding a batch then overlaps G rendering the next one: on a GPU the encoder,
+    not G, was the bottleneck (60-70% of the time on an H200). At most ``max_pending`` batches wait,
+    which bounds memory; a worker's exception is raised in the caller at the next submit or drain.
+    """
+
+    def __init__(self, fn, max_pending: int = 2):
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.fn, self.max_pending = fn, max_pending
+        self.busy = 0.0  # seconds the worker spent in fn
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sfumato-encode")
+        self._pending = deque()
+
+    def _run(self, *args) -> None:
+        t = time.perf_counter()
+        try:
+            self.fn(*args)
+        finally:
+            self.busy += time.perf_counter() - t
+
+    def submit(self, *args) -> None:
+        """Queue one batch (blocks while ``max_pending`` are already waiting)."""
+        while len(self._pending) >= self.max_pending:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._run, *args))
+
+    def drain(self) -> None:
+        """Wait for every queued batch; raise the first error."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> FrameSink:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        # On an error, drop what has not started and let the running batch finish before the
+        # writer (entered first, closed after this) discards its temporary file.
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class Paster:

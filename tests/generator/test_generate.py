@@ -185,3 +185,36 @@ def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tm
     with pytest.raises(BadInputError, match="needs a driving video"):
         generate(tmp_path / "x.mp4", [src], checkpoint=checkpoint,
                  config=GenerateConfig(seconds=0.2, paste="driver"))
+
+
+def test_frame_sink_keeps_order_and_raises_the_workers_error():
+    from generator.generate import FrameSink
+
+    seen = []
+    with FrameSink(lambda k: seen.append(k), max_pending=1) as sink:
+        for k in range(20):
+            sink.submit(k)
+        sink.drain()
+    assert seen == list(range(20)) and sink.busy >= 0
+
+    def fail_on_3(k):
+        if k == 3:
+            raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"), FrameSink(fail_on_3) as sink:
+        for k in range(10):
+            sink.submit(k)
+        sink.drain()
+
+
+def test_an_encoding_error_leaves_no_output(checkpoint, tmp_path, monkeypatch):
+    import generator.generate as gen
+
+    def broken(*args, **kwargs):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(gen, "_side_by_side", broken)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(OSError, match="No space left"):
+        generate(out, checkpoint=checkpoint, config=GenerateConfig(seconds=1.0, preview=True))
+    assert not out.exists() and not any(p.suffix == ".mp4" for p in tmp_path.iterdir())
