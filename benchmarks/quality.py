@@ -147,19 +147,38 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
 def run_quality(videos: list[str | Path], checkpoint: str | Path, out_dir: str | Path,
                 config: QualityConfig = QualityConfig(), perceptual=None,
                 progress: bool = False) -> dict:
-    """Evaluate every video, write quality.json, quality.md and grid.png into ``out_dir``."""
+    """Evaluate every video, write quality.json, quality.md and grid.png into ``out_dir``.
+
+    Resumable: each finished video is kept in ``out_dir/per_video`` (metrics + grid example) and
+    reused by a rerun with the same checkpoint, video file and settings; anything else is redone.
+    """
     from tqdm import tqdm
 
+    from generator.files import sha256_file
     from generator.model import load_meta_model
     from generator.prepare import collect_inputs
 
     model, meta = load_meta_model(checkpoint)
     files = [f.path for f in collect_inputs(videos)[0]]
-    metrics = FaceMetrics()
-    per_video, failed = [], []
+    out = Path(out_dir)
+    done_dir = out / "per_video"
+    done_dir.mkdir(parents=True, exist_ok=True)
+    ck_sha = sha256_file(checkpoint)
+    metrics = None  # dlib models load only if a video needs evaluating
+    per_video, failed, reused = [], [], 0
     for v in tqdm(files, desc="quality", unit="video", disable=not progress):
         try:
-            per_video.append(evaluate_video(model, v, config, metrics, perceptual))
+            key = {"checkpoint_sha256": ck_sha, "video_sha256": sha256_file(v),
+                   "config": dataclasses.asdict(config), "perceptual": perceptual is not None}
+            cached = _load_done(done_dir, v, key)
+            if cached is not None:
+                per_video.append(cached)
+                reused += 1
+                continue
+            metrics = metrics or FaceMetrics()
+            result = evaluate_video(model, v, config, metrics, perceptual)
+            _save_done(done_dir, v, key, result)
+            per_video.append(result)
         except Exception as exc:  # one bad video must not sink the evaluation; it is reported
             failed.append({"video": str(v), "error": f"{type(exc).__name__}: {exc}"})
     keys = sorted({k for r in per_video for k in r["results"]},
@@ -169,18 +188,52 @@ def run_quality(videos: list[str | Path], checkpoint: str | Path, out_dir: str |
         rows = [r["results"][key] for r in per_video if key in r["results"]]
         table.append({"method": rows[0]["method"], "T": rows[0]["T"], "videos": len(rows),
                       **{m: float(np.mean([r[m] for r in rows])) for m in (*METRICS, "motion")}})
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {"checkpoint": str(checkpoint), "preset": meta.get("preset"),
+    summary = {"checkpoint": str(checkpoint), "checkpoint_sha256": ck_sha, "preset": meta.get("preset"),
                "checkpoint_step": meta.get("step"), "config": dataclasses.asdict(config),
                "videos": [r["video"] for r in per_video], "failed": failed, "table": table,
                "per_video": [{"video": r["video"], "results": r["results"]} for r in per_video],
+               "reused_videos": reused,
                "fid": "not computed: Inception weights cannot be had offline"}
     write_bytes_atomic(out / "quality.json", json.dumps(summary, indent=1).encode())
     write_bytes_atomic(out / "quality.md", markdown_table(summary).encode())
     if per_video:
         _write_grid(out / "grid.png", [r["example"] for r in per_video])
     return summary
+
+
+def _done_stem(video: str | Path) -> str:
+    import hashlib
+
+    p = Path(video)
+    return f"{p.stem}-{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
+
+
+def _save_done(done_dir: Path, video: str | Path, key: dict, result: dict) -> None:
+    """One finished video: its metrics (JSON) and its grid example (npz), each written atomically."""
+    import io
+
+    stem = _done_stem(video)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in result["example"].items()})
+    write_bytes_atomic(done_dir / f"{stem}.npz", buf.getvalue())
+    doc = {"key": key, "video": result["video"], "frames": result["frames"],
+           "results": result["results"]}
+    write_bytes_atomic(done_dir / f"{stem}.json", json.dumps(doc, indent=1).encode())
+
+
+def _load_done(done_dir: Path, video: str | Path, key: dict) -> dict | None:
+    """A finished video's result if it was made with the same checkpoint, video file and settings."""
+    stem = _done_stem(video)
+    try:
+        doc = json.loads((done_dir / f"{stem}.json").read_text())
+        if doc.get("key") != json.loads(json.dumps(key)):
+            return None
+        with np.load(done_dir / f"{stem}.npz", allow_pickle=False) as z:
+            example = {k: z[k] for k in z.files}
+    except (OSError, ValueError):
+        return None  # absent or damaged: evaluate again
+    return {"video": doc["video"], "frames": doc["frames"], "results": doc["results"],
+            "example": example}
 
 
 def markdown_table(summary: dict) -> str:

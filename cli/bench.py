@@ -168,6 +168,8 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
         emit_json({k: v for k, v in summary.items() if k != "per_video"})
         return
     click.echo(markdown_table(summary), nl=False)
+    if summary["reused_videos"]:
+        click.echo(f"{summary['reused_videos']} video(s) reused from an earlier run in {out}/per_video")
     click.echo(f"written to {out}/quality.json, quality.md, grid.png")
 
 

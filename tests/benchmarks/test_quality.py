@@ -47,3 +47,24 @@ def test_warp_moves_landmarks_to_the_driver(astronaut):
     found = metrics.landmarks(warped, dst)
     assert np.abs(found[48:68, 1] - dst[48:68, 1]).mean() < np.abs(src_pts[48:68, 1]
                                                                    - dst[48:68, 1]).mean()
+
+
+def test_quality_reuses_finished_videos_and_redoes_changed_ones(checkpoint, astronaut_clip, tmp_path,
+                                                                monkeypatch):
+    import benchmarks.quality as quality
+
+    cfg = QualityConfig(shots=(1,), eval_frames=2, finetune_steps=0)
+    first = run_quality([astronaut_clip], checkpoint, tmp_path / "q", cfg)
+    assert first["reused_videos"] == 0 and len(first["checkpoint_sha256"]) == 64
+    calls = []
+    real = quality.evaluate_video
+    monkeypatch.setattr(quality, "evaluate_video", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = run_quality([astronaut_clip], checkpoint, tmp_path / "q", cfg)  # e.g. after a kill
+    assert calls == [] and again["reused_videos"] == 1 and again["table"] == first["table"]
+    assert (tmp_path / "q" / "grid.png").is_file()
+    other = run_quality([astronaut_clip], checkpoint, tmp_path / "q",
+                        dataclasses.replace(cfg, eval_frames=3))  # new settings: evaluated anew
+    assert calls == [1] and other["reused_videos"] == 0
+    next((tmp_path / "q" / "per_video").glob("*.json")).write_text("{damaged")
+    run_quality([astronaut_clip], checkpoint, tmp_path / "q", dataclasses.replace(cfg, eval_frames=3))
+    assert calls == [1, 1]  # a damaged record is redone, not trusted
