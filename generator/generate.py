@@ -70,8 +70,10 @@ class Driver:
     kind: str  # builtin, video, landmarks
     fps: float
     sha256: str | None = None
-    crops: list[np.ndarray] | None = None  # driver face crops, for the preview
     filled: list[int] = dataclasses.field(default_factory=list)  # frames without a face (held)
+    raw: np.ndarray | None = None  # a video's tracked points before filling (NaN: no face)
+    path: Path | None = None
+    start: int = 0  # first driver frame used
 
 
 def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None) -> Driver:
@@ -83,12 +85,11 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
     path = Path(driver)
     if path.suffix.lower() in (".npz", ".json"):
         return _landmark_file_driver(path, config)
-    from generator.crop import DETECTOR_CROP
     from generator.faces import create_backend
     from generator.tracking import OK, FaceTracker, TrackerConfig
 
     tracker = FaceTracker(backend or create_backend("dlib"), TrackerConfig())
-    points, crops = [], []
+    points = []
     with MediaReader(path) as reader:
         fps = reader.info.fps or 25.0
         for idx, frame in reader.frames():
@@ -98,16 +99,14 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
                 break
             face = tracker.step(frame, idx)
             points.append(face.points if face.status == OK else np.full((68, 2), np.nan, np.float32))
-            if config.preview:
-                crops.append(_preview_crop(frame, face.points if face.status == OK else None,
-                                           DETECTOR_CROP))
     if not points:
         raise BadInputError(f"{path}: no frames in the requested range")
     try:
         track, filled = fill_missing(np.stack(points))
     except ValueError:
         raise NoFaceError(f"{path}: no face found in any frame of the driver") from None
-    return Driver(track, "video", fps, sha256_file(path), crops or None, filled)
+    return Driver(track, "video", fps, sha256_file(path), filled, np.stack(points), path,
+                  config.start)
 
 
 def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
@@ -136,7 +135,7 @@ def _landmark_file_driver(path: Path, config: GenerateConfig) -> Driver:
         track, filled = fill_missing(np.asarray(points, np.float32)[config.start:config.end])
     except ValueError:
         raise NoFaceError(f"{path}: the landmark file has no frame with a face") from None
-    return Driver(track, "landmarks", float(fps or 25.0), sha256_file(path), None, filled)
+    return Driver(track, "landmarks", float(fps or 25.0), sha256_file(path), filled)
 
 
 def default_source(tmp: Path) -> Path:
@@ -224,6 +223,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         size = config.size or s
         fps = config.fps or drv.fps
         paster = None
+        preview = PreviewPanel(drv, size) if config.preview else None
         if config.paste != "none":
             origin = None if person else (p.meta.get("sources") or [None])[0]
             paster = Paster(config.paste, p.meta, origin, driver, drv, config, s)
@@ -240,8 +240,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
                     img = frame
                 else:
                     img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC)
-                if config.preview:
-                    img = _side_by_side(drv, k + j, batch[j] * (size / s), img)
+                if preview is not None:
+                    img = _side_by_side(preview(k + j), batch[j] * (size / s), img)
                 writer.write(img)
                 frame_shape[:] = img.shape[:2]
                 if png_dir is not None:
@@ -260,8 +260,9 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
                 bar.update(len(frames))
             sink.drain()
         bar.close()
-        if paster is not None:
-            paster.close()
+        for panel in (paster, preview):
+            if panel is not None:
+                panel.close()
         generation = GenerationInfo(
             preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
             shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
@@ -386,14 +387,34 @@ class Paster:
             self._reader.close()
 
 
-def _side_by_side(drv: Driver, k: int, pts: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """driver | landmarks | output, each as large as the output; ``pts`` in output pixels."""
-    size = out.shape[0]
-    if drv.crops is not None:
-        left = cv2.resize(drv.crops[min(k, len(drv.crops) - 1)], (size, size))
-    else:  # the built-in track has no pictures: show its own (mean-face) landmarks
+class PreviewPanel:
+    """The left panel of ``--preview``, frame by frame: the driver's face crop, read again from the
+    video in order (nothing kept in memory), or for landmark drivers the mean face they move."""
+
+    def __init__(self, drv: Driver, size: int):
+        self.drv, self.size = drv, size
+        self._reader = MediaReader(drv.path) if drv.kind == "video" else None
+        self._frames = (f for i, f in self._reader.frames() if i >= drv.start) if self._reader else None
+
+    def __call__(self, k: int) -> np.ndarray:
+        """Panel for output frame ``k`` (frames are asked for in order)."""
+        from generator.crop import DETECTOR_CROP
         from generator.driving import mean_face
 
-        left = landmark_image(transfer_motion(mean_face(size), drv.track[k:k + 1], "absolute")[0],
-                              size)
-    return np.hstack([left, landmark_image(pts, size), out])
+        if self._frames is None:
+            pts = transfer_motion(mean_face(self.size), self.drv.track[k:k + 1], "absolute")[0]
+            return landmark_image(pts, self.size)
+        frame = next(self._frames)
+        crop = _preview_crop(frame, None if np.isnan(self.drv.raw[k]).any() else self.drv.raw[k],
+                             DETECTOR_CROP)
+        return cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
+
+    def close(self) -> None:
+        """Release the driver file."""
+        if self._reader is not None:
+            self._reader.close()
+
+
+def _side_by_side(left: np.ndarray, pts: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """driver | landmarks | output, each as large as the output; ``pts`` in output pixels."""
+    return np.hstack([left, landmark_image(pts, out.shape[0]), out])

@@ -52,6 +52,9 @@ def test_one_source_image_and_video_driver_with_gaps(checkpoint, tmp_path):
     assert r["frames"] == 12 and r["fps"] == 10.0
     assert r["driver_frames_without_face"] == [4]  # held the previous landmarks, reported
     assert (probe(out).width, probe(out).height) == (3 * 96, 96)  # driver | landmarks | output
+    with MediaReader(out) as reader:
+        left = [f[:, :96].astype(float) for _, f in reader.frames()]
+    assert left[4].mean() < 10 < left[3].mean()  # the faceless driver frame is shown as it is
 
 
 def test_landmark_file_driver_png_export_and_range(checkpoint, tmp_path, astronaut_clip):
