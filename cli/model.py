@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings
+from cli.main import EXIT_PARTIAL, Settings, emit_json, pass_settings
 
 
 def _preset_names() -> list[str]:
@@ -207,7 +207,8 @@ def presets(as_json):
 @click.option("-o", "--out", type=click.Path(), default="sfumato-output/generated.mp4",
               show_default=True, help="Output mp4 (a folder in batch mode).")
 @click.option("--batch", "batch_dir", type=click.Path(exists=True, file_okay=False),
-              help="Batch mode: one video per picture in this folder, written into --out.")
+              help="Batch mode: one video per picture in this folder, written into --out; a rerun "
+                   "keeps outputs already signed for the same picture, model and settings.")
 @click.option("--no-sign", is_flag=True, help="Do not C2PA-sign the output (a warning is logged).")
 @click.option("--keys-dir", type=click.Path(file_okay=False), envvar="SFUMATO_KEYS_DIR",
               help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
@@ -236,7 +237,6 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     from generator.generate import GenerateConfig
     from generator.generate import generate as run_generate
     from generator.provenance import SigningOptions
-    from generator.video_io import is_image_path
 
     if no_sign:
         click.echo("warning: --no-sign: the output will carry no C2PA manifest", err=True)
@@ -244,26 +244,38 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
                          size=size, fps=fps, start=start, end=end, seconds=seconds, preview=preview,
                          png_dir=png_dir, audio=not no_audio, paste=paste, precision=precision)
     signing = SigningOptions(enabled=not no_sign, keys_dir=keys_dir, cert=cert, key=key)
-    jobs = [(list(sources), Path(out))]
-    if batch_dir:
-        pictures = sorted(p for p in Path(batch_dir).iterdir() if is_image_path(p))
-        if not pictures:
-            raise click.ClickException(f"no pictures in {batch_dir}")
-        Path(out).mkdir(parents=True, exist_ok=True)
-        jobs = [([p], Path(out) / f"{p.stem}.mp4") for p in pictures]
-    else:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-    results = []
-    for job_sources, job_out in jobs:
-        r = run_generate(job_out, job_sources, driver, checkpoint, person, cfg, signing, device,
-                         progress=settings.progress and not as_json, vgg19=vgg19, vggface=vggface)
-        results.append(r)
-        if not as_json:
+
+    def report(r):
+        if as_json:
+            return
+        if "error" in r:
+            click.echo(f"Error: {r['error']}", err=True)
+        elif r.get("skipped"):
+            click.echo(f"kept {r['output']}: already made from this picture, model and settings")
+        else:
             click.echo(f"wrote {r['output']}: {r['frames']} frames at {r['fps']:g} fps "
                        f"({r['fps_achieved']:.1f} frames/s achieved), driver {r['driver']}, "
                        f"manifest {r['manifest']}")
             if r["driver_frames_without_face"]:
                 click.echo(f"  {len(r['driver_frames_without_face'])} driver frame(s) without a "
                            "face held the previous landmarks", err=True)
+
+    progress = settings.progress and not as_json
+    failures = []
+    if batch_dir:  # resumable: outputs already signed for this picture, model and settings are kept
+        from generator.generate import generate_batch
+
+        if sources or person:
+            raise click.UsageError("--batch takes its sources from the folder: leave out --source "
+                                   "and --person")
+        results, failures = generate_batch(batch_dir, out, driver, checkpoint, cfg, signing, device,
+                                           progress, vgg19, vggface, on_result=report)
+    else:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        results = [run_generate(out, list(sources), driver, checkpoint, person, cfg, signing, device,
+                                progress, vgg19, vggface)]
+        report(results[0])
     if as_json:
-        emit_json(results[0] if len(results) == 1 else results)
+        emit_json({"results": results, "failed": failures} if batch_dir else results[0])
+    if failures:
+        raise SystemExit(EXIT_PARTIAL if results else 1)

@@ -268,7 +268,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
             (p.meta.get("finetune") or {}).get("steps"), seed=config.seed, driver_kind=drv.kind,
             source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
-            extra={"motion": config.motion, "frames": len(points), "fps": fps})
+            extra={"motion": config.motion, "frames": len(points), "fps": fps,
+                   "settings_sha256": settings_digest(config)})
         images = [x for x in srcs if is_image_path(x)]
         audio = False
         if drv.kind == "video" and config.audio:  # the driver's voice goes with its motion
@@ -290,6 +291,78 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
             "audio": audio,
             "manifest": state, "signed": signed["signed"]}
+
+
+def settings_digest(config: GenerateConfig) -> str:
+    """sha256 of the settings that shape the output (stored in the manifest; batch resume compares it)."""
+    import hashlib
+
+    shaping = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("png_dir",)}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()
+
+
+def batch_outputs(folder: str | Path, out_dir: str | Path) -> list[tuple[Path, Path]]:
+    """(picture, output mp4) for every picture in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"{folder}: not a folder")
+    pictures = sorted(p for p in folder.iterdir() if p.is_file() and is_image_path(p))
+    if not pictures:
+        raise BadInputError(f"no pictures in {folder}")
+    return [(p, Path(out_dir) / f"{p.stem}.mp4") for p in pictures]
+
+
+def already_generated(out: Path, source: Path, driver: str | Path | None,
+                      checkpoint: str | Path | None, config: GenerateConfig) -> bool:
+    """True if ``out`` is a finished, signed output of this very request (same picture, model,
+    driver and settings, read from its C2PA manifest): what batch mode skips when rerun."""
+    from generator.provenance.verify import TRUSTED, VALID
+
+    if not out.is_file():
+        return False
+    v = verify_file(out)
+    g = v.generation or {}
+    if v.state not in (TRUSTED, VALID):
+        return False  # unsigned (killed before signing, or --no-sign), tampered or foreign: redo
+    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
+    return (g.get("checkpoint_sha256") == (sha256_file(ck) if ck.is_file() else None)
+            and g.get("source_sha256") == [sha256_file(source)]
+            and g.get("driver_sha256") == (sha256_file(driver) if driver else None)
+            and (g.get("extra") or {}).get("settings_sha256") == settings_digest(config))
+
+
+def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path | None = None,
+                   checkpoint: str | Path | None = None, config: GenerateConfig = GenerateConfig(),
+                   signing: SigningOptions = SigningOptions(), device: str = "cpu",
+                   progress: bool = False, vgg19: str | None = None, vggface: str | None = None,
+                   on_result=None) -> tuple[list[dict], list[dict]]:
+    """One signed video per picture in ``folder``, written to ``out_dir/<picture stem>.mp4``.
+
+    Resumable: an output already signed for the same picture, model, driver and settings is kept
+    (``{"skipped": True}``). A picture that fails (no face, unreadable) is listed in the failures and
+    the others are still made. ``on_result(result)`` is called as each picture finishes.
+    """
+    from generator.errors import SfumatoError
+
+    pairs = batch_outputs(folder, out_dir)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    results, failures = [], []
+    for pic, out in pairs:
+        try:
+            if already_generated(out, pic, driver, checkpoint, config):
+                r = {"output": str(out), "source": str(pic), "skipped": True}
+            else:
+                r = generate(out, [pic], driver, checkpoint, None, config, signing, device,
+                             progress, vgg19, vggface)
+        except SfumatoError as exc:
+            failures.append({"input": str(pic), "error": str(exc)})
+            if on_result is not None:
+                on_result({"input": str(pic), "error": str(exc)})
+            continue
+        results.append(r)
+        if on_result is not None:
+            on_result(r)
+    return results, failures
 
 
 class FrameSink:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import numpy as np
@@ -259,15 +260,25 @@ def test_generate_command(runner, tiny_corpus, tmp_path, monkeypatch):
                                 str(pics), "-o", str(tmp_path / "batch"), "--json"])
     assert batch.exit_code == 0, batch.output
     assert sorted(p.name for p in (tmp_path / "batch").iterdir()) == ["a.mp4", "b.mp4"]
+    first = {r["output"]: r for r in json.loads(batch.stdout)["results"]}
+    # Rerun (e.g. after a kill) with one more picture, one without a face: finished outputs are
+    # kept (read from their manifests), the new one is made, the faceless one fails alone (exit 3).
+    write_astronaut_image(pics / "c.png")
+    import cv2
+
+    cv2.imwrite(str(pics / "d.png"), np.full((96, 96, 3), 128, np.uint8))
+    again = runner.invoke(cli, ["-q", "generate", "--checkpoint", ck, "--seconds", "0.2", "--batch",
+                                str(pics), "-o", str(tmp_path / "batch"), "--json"])
+    assert again.exit_code == EXIT_PARTIAL, again.output
+    doc = json.loads(again.stdout)
+    skipped = sorted(Path(r["output"]).name for r in doc["results"] if r.get("skipped"))
+    made = sorted(Path(r["output"]).name for r in doc["results"] if not r.get("skipped"))
+    assert (skipped, made) == (["a.mp4", "b.mp4"], ["c.mp4"]) and len(first) == 2
+    assert [Path(f["input"]).name for f in doc["failed"]] == ["d.png"]
+    assert "no face" in doc["failed"][0]["error"]
+    reseeded = runner.invoke(cli, ["-q", "generate", "--checkpoint", ck, "--seconds", "0.2", "--seed",
+                                   "1", "--batch", str(pics), "-o", str(tmp_path / "batch"), "--json"])
+    assert sum(not r.get("skipped") for r in json.loads(reseeded.stdout)["results"]) == 3
     unsigned = runner.invoke(cli, ["generate", "--checkpoint", ck, "--seconds", "0.2", "--no-sign",
                                    "-o", str(tmp_path / "u.mp4")])
     assert unsigned.exit_code == 0 and "--no-sign" in unsigned.stderr
-
-
-def test_generate_without_a_model_is_one_clear_line(runner, tmp_path, monkeypatch):
-    import generator.generate
-
-    monkeypatch.setattr(generator.generate, "BUNDLED_MODEL", tmp_path / "absent.safetensors")
-    result = runner.invoke(cli, ["generate", "-o", str(tmp_path / "x.mp4")])
-    assert result.exit_code == 1 and "--checkpoint" in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
