@@ -136,8 +136,8 @@ def provenance(repeats, frames, as_json):
 
 @bench.command("quality")
 @click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Meta-trained checkpoint to evaluate.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Meta-trained checkpoint to evaluate (default: the bundled model).")
 @click.option("-o", "--out", default="sfumato-output/quality", show_default=True,
               type=click.Path(file_okay=False), help="Folder for quality.json, quality.md, grid.png.")
 @click.option("--shots", default="1,8,32", show_default=True, help="Values of T, comma-separated.")
@@ -162,6 +162,10 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
     if not t_values or min(t_values) < 1:
         raise click.BadParameter("T values must be >= 1", param_hint="--shots")
     cfg = QualityConfig(shots=t_values, eval_frames=frames, finetune_steps=finetune_steps, seed=seed)
+    if checkpoint is None:
+        from generator.generate import BUNDLED_MODEL
+
+        checkpoint = BUNDLED_MODEL
     summary = run_quality(list(videos), checkpoint, out, cfg,
                           progress=settings.progress and not as_json)
     if as_json:
