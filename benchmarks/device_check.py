@@ -114,13 +114,14 @@ def train_cli(a) -> list[dict]:
 def _train_cli_one(a, preset: str, run: Path) -> dict:
     dev, out_dir = a.device, Path(a.out)
     steps = 4 if a.quick else {"paper": 20}.get(preset, 60)
-    amp = "fp16" if dev == "cuda" else "bf16"
-    row: dict = {"preset": preset, "amp": amp}
+    amp = a.train_amp or ("fp16" if dev == "cuda" else "bf16")
+    row: dict = {"preset": preset, "amp": amp, "batch_size": a.train_batch}
     for total, resume in ((steps, False), (steps + steps // 2, True)):
         cmd = [sys.executable, "-m", "cli", "-q", "train", a.corpus, "-o", str(run),
                "--preset", preset, "--steps", str(total), "--amp", amp, "--device", dev,
                "--content-loss", "none", "--pixel-loss", "10", "--checkpoint-every",
                str(max(2, steps // 2)), "--sample-every", str(steps), "--log-every", "2",
+               "--batch-size", str(a.train_batch),
                "--json"] + (["--resume"] if resume else [])
         t = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True)
@@ -129,12 +130,13 @@ def _train_cli_one(a, preset: str, run: Path) -> dict:
         summary = json.loads(p.stdout) if p.returncode == 0 else {"rc": p.returncode}
         row["resume" if resume else "first"] = {"wall_s": round(wall, 1), **summary}
     stats = (run / "stats.csv").read_text() if (run / "stats.csv").exists() else ""
-    (out_dir / f"train_{preset}_stats.csv").write_text(stats)
+    (out_dir / f"train_{preset}_{amp}_b{a.train_batch}_stats.csv").write_text(stats)
     secs = [float(line.split(",")[-1]) for line in stats.strip().splitlines()[2:]]
     row["median_step_s"] = float(np.median(secs)) if secs else None
     samples = sorted((run / "samples").glob("*.png"))
     if samples:
-        (out_dir / f"train_{preset}_sample.png").write_bytes(samples[-1].read_bytes())
+        (out_dir / f"train_{preset}_{amp}_b{a.train_batch}_sample.png").write_bytes(
+            samples[-1].read_bytes())
     return row
 
 
@@ -150,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--presets", default="paper,small", type=lambda v: v.split(","))
     ap.add_argument("--only", default=",".join(CHECKS), type=lambda v: v.split(","))
     ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--train-batch", type=int, default=1, help="episodes per train step")
+    ap.add_argument("--train-amp", choices=["none", "bf16", "fp16"],
+                    help="train_cli autocast (default: fp16 on CUDA, bf16 on the CPU)")
     ap.add_argument("--quick", action="store_true", help="fewer repeats and steps (a smoke run)")
     a = ap.parse_args(argv)
     out = Path(a.out)

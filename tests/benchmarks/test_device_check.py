@@ -22,4 +22,4 @@ def test_device_check_on_the_cpu(tiny_corpus, tmp_path):
     assert (tr["first"]["step"], tr["resume"]["step"]) == (4, 6) and tr["amp"] == "bf16"
     assert json.loads((out / "device.json").read_text()) == json.loads(json.dumps(r))
     assert (out / "test_tiny_generated.mp4").stat().st_size > 1000
-    assert (out / "train_test_tiny_stats.csv").read_text().startswith("step,")
+    assert (out / "train_test_tiny_bf16_b1_stats.csv").read_text().startswith("step,")
