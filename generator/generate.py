@@ -250,19 +250,22 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         t_render = 0.0
         t_frames = time.perf_counter()
         bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
-        with VideoWriter(out, fps=fps, crf=config.crf) as writer, FrameSink(compose_and_write) as sink:
-            for k in range(0, len(points), config.batch_size):
-                batch = points[k:k + config.batch_size]
-                t = time.perf_counter()
-                frames = p.render(batch, config.batch_size, config.precision)
-                t_render += time.perf_counter() - t
-                sink.submit(k, batch, frames)  # encoded on the sink's thread while G renders on
-                bar.update(len(frames))
-            sink.drain()
-        bar.close()
-        for panel in (paster, preview):
-            if panel is not None:
-                panel.close()
+        try:
+            with VideoWriter(out, fps=fps, crf=config.crf) as writer, \
+                    FrameSink(compose_and_write) as sink:
+                for k in range(0, len(points), config.batch_size):
+                    batch = points[k:k + config.batch_size]
+                    t = time.perf_counter()
+                    frames = p.render(batch, config.batch_size, config.precision)
+                    t_render += time.perf_counter() - t
+                    sink.submit(k, batch, frames)  # encoded on the sink's thread while G renders on
+                    bar.update(len(frames))
+                sink.drain()
+        finally:
+            bar.close()
+            for panel in (paster, preview):
+                if panel is not None:
+                    panel.close()
         generation = GenerationInfo(
             preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
             shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
