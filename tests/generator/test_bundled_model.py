@@ -1,0 +1,68 @@
+"""The bundled model (MODEL_CARD.md): small enough to ship, loads, and the default `generate` runs on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli.main import cli
+from generator.checkpoint import load_checkpoint
+from generator.generate import BUNDLED_MODEL
+from generator.video_io import MediaReader, probe
+
+HELD_OUT = ("sadtalker_WDA_KatieHill_000", "spectre_M026_level_3_disgusted_018", "lia_vox_driving2")
+
+
+def test_bundled_model_is_shipped_small_and_documented():
+    assert BUNDLED_MODEL.is_file(), f"{BUNDLED_MODEL} is missing from the package"
+    assert BUNDLED_MODEL.stat().st_size <= 30 * 2**20
+    ck = load_checkpoint(BUNDLED_MODEL, kind="meta", preset="small")
+    assert ck.meta["step"] > 0 and ck.meta["export"]["dtype"] == "fp16"
+    assert not any(k.startswith("opt.") for k in ck.tensors)
+    trained_on = {identity for identity, _video_id in ck.meta["corpus_videos"]}
+    assert len(trained_on) == 32 and not trained_on & set(HELD_OUT)  # evaluation identities unseen
+
+
+def test_bundled_embedder_is_alive():
+    """Different faces give different identity embeddings (a dead E gives 0 for all)."""
+    from generator.model import load_meta_model
+    from generator.samples import astronaut_frames
+
+    model, _ = load_meta_model(BUNDLED_MODEL)
+    s = model.cfg.image_size
+    frame = torch.from_numpy(astronaut_frames(1, s)[0]).permute(2, 0, 1).float() / 127.5 - 1
+    y = torch.zeros_like(frame)
+    with torch.no_grad():
+        e_a = model.E(frame[None, None], y[None, None])
+        e_b = model.E(frame.flip(0)[None, None], y[None, None])  # colours swapped: another "person"
+    assert e_a.abs().mean() > 1e-3 and (e_a - e_b).abs().mean() > 1e-4
+
+
+def test_default_generate_on_the_bundled_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["-q", "generate", "--seconds", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    out = tmp_path / "sfumato-output" / "generated.mp4"
+    assert (doc["frames"], doc["driver"], doc["manifest"]) == (25, "builtin", "Trusted")
+    info = probe(out)
+    assert (info.frame_count, info.width, info.height) == (25, 128, 128)
+    with MediaReader(out) as reader:
+        frames = np.stack([f for _, f in reader.frames()])
+    assert frames.std() > 10  # a picture, not a flat field
+    assert np.abs(np.diff(frames.astype(float), axis=0)).mean() > 0.1  # the face moves
+
+
+@pytest.mark.parametrize("flag", ["--checkpoint", "--person"])
+def test_a_missing_bundled_model_names_the_alternatives(tmp_path, monkeypatch, flag):
+    import generator.generate
+
+    monkeypatch.setattr(generator.generate, "BUNDLED_MODEL", tmp_path / "absent.safetensors")
+    result = CliRunner().invoke(cli, ["generate", "-o", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 1 and flag in result.stderr and "missing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
