@@ -15,10 +15,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from generator.driving import builtin_track, fill_missing, smooth_track, transfer_motion
 from generator.errors import BadInputError, MissingWeightsError, NoFaceError
 from generator.files import sha256_file
+from generator.inference import PRECISIONS, autocast_dtype
 from generator.landmarks import landmark_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
 from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
@@ -56,8 +58,9 @@ class GenerateConfig:
             raise BadInputError("the frame range must satisfy 0 <= start < end")
         if self.paste not in ("none", "source", "driver"):
             raise BadInputError(f"paste must be none, source or driver, not {self.paste!r}")
-        if self.precision not in ("fp32", "fp16", "bf16"):
-            raise BadInputError(f"precision must be fp32, fp16 or bf16, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, not "
+                                f"{self.precision!r}")
         if self.paste != "none" and self.preview:
             raise BadInputError("--preview shows face crops; it does not combine with --paste")
 
@@ -149,8 +152,6 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
                 config: GenerateConfig, device: str = "cpu", progress: bool = False,
                 vgg19: str | None = None, vggface: str | None = None, backend=None):
     """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources."""
-    import torch
-
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune
     from generator.inference import load_person
@@ -201,8 +202,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         raise BadInputError("--person already holds the source and the model: leave out --source "
                             "and --checkpoint")
     out = check_writable(out)
-    if config.precision == "fp16" and not str(device).startswith("cuda"):
-        raise BadInputError("--precision fp16 needs a CUDA device; use bf16 on a CPU")
+    autocast_dtype(config.precision, torch.device(device))  # fp16 off CUDA fails here, before any work
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
