@@ -22,6 +22,7 @@ from benchmarks.timing import best_of
 from generator.config import get_preset
 from generator.data import Episode
 from generator.distributed import DistInfo
+from generator.inference import autocast_dtype
 from generator.losses import (
     adversarial_loss,
     feature_matching_loss,
@@ -85,7 +86,6 @@ def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN time its algorithms once
     sync = torch.cuda.synchronize if cuda else None
     low = ("fp16", "bf16") if cuda else ("bf16",)
-    dtypes = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
     def timed(fn, n=repeats):
         return best_of(fn, n, sync=sync)
@@ -114,7 +114,7 @@ def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
         y8 = yt.expand(8, -1, -1, -1).contiguous()
         out["G_ms_per_frame_batch8"] = 1000 * timed(lambda: G(y8, psi=psi)) / 8
         for amp in low:
-            with torch.autocast(dev.type, dtype=dtypes[amp]):
+            with torch.autocast(dev.type, dtype=autocast_dtype(amp, dev)):
                 out[f"G_ms_per_frame_{amp}"] = 1000 * timed(lambda: G(yt, psi=psi))
                 out[f"G_ms_per_frame_batch8_{amp}"] = 1000 * timed(lambda: G(y8, psi=psi)) / 8
     out["inference_speedup"] = out["naive_G_ms_per_frame"] / out["G_ms_per_frame"]

@@ -79,6 +79,11 @@ class Driver:
     start: int = 0  # first driver frame used
 
 
+def is_landmark_file(path: str | Path) -> bool:
+    """A driver given as a landmark file from ``sfumato landmarks`` (npz/json), not a video."""
+    return Path(path).suffix.lower() in (".npz", ".json")
+
+
 def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None) -> Driver:
     """Read the driver: a video (faces tracked), a landmark file from ``sfumato landmarks``, or None
     for the built-in track. Frames where the driver shows no face hold the last landmarks."""
@@ -86,7 +91,7 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
         track = builtin_track(config.seconds, config.fps or 25.0, config.seed)
         return Driver(track[config.start:config.end], "builtin", config.fps or 25.0)
     path = Path(driver)
-    if path.suffix.lower() in (".npz", ".json"):
+    if is_landmark_file(path):
         return _landmark_file_driver(path, config)
     from generator.faces import create_backend
     from generator.tracking import OK, FaceTracker, TrackerConfig
@@ -207,7 +212,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     with tempfile.TemporaryDirectory() as tmp:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
         backend = None
-        if srcs or (driver is not None and Path(driver).suffix.lower() not in (".npz", ".json")):
+        if srcs or (driver is not None and not is_landmark_file(driver)):
             from generator.faces import create_backend
 
             backend = create_backend("dlib")  # loaded once (~0.5 s) for the source and the driver
@@ -315,10 +320,19 @@ def batch_outputs(folder: str | Path, out_dir: str | Path) -> list[tuple[Path, P
     return [(p, Path(out_dir) / f"{p.stem}.mp4") for p in pictures]
 
 
-def already_generated(out: Path, source: Path, driver: str | Path | None,
-                      checkpoint: str | Path | None, config: GenerateConfig) -> bool:
-    """True if ``out`` is a finished, signed output of this very request (same picture, model,
-    driver and settings, read from its C2PA manifest): what batch mode skips when rerun."""
+def batch_request(driver: str | Path | None, checkpoint: str | Path | None,
+                  config: GenerateConfig) -> dict:
+    """What every output of one batch shares in its manifest: model, driver and settings hashes."""
+    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
+    return {"checkpoint_sha256": sha256_file(ck) if ck.is_file() else None,
+            "driver_sha256": sha256_file(driver) if driver else None,
+            "settings_sha256": settings_digest(config)}
+
+
+def already_generated(out: Path, source: Path, request: dict) -> bool:
+    """True if ``out`` is a finished, signed output of this very request (same picture, and the
+    model, driver and settings of ``batch_request``, read from its C2PA manifest): what batch mode
+    skips when rerun."""
     from generator.provenance.verify import TRUSTED, VALID
 
     if not out.is_file():
@@ -327,11 +341,10 @@ def already_generated(out: Path, source: Path, driver: str | Path | None,
     g = v.generation or {}
     if v.state not in (TRUSTED, VALID):
         return False  # unsigned (killed before signing, or --no-sign), tampered or foreign: redo
-    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
-    return (g.get("checkpoint_sha256") == (sha256_file(ck) if ck.is_file() else None)
-            and g.get("source_sha256") == [sha256_file(source)]
-            and g.get("driver_sha256") == (sha256_file(driver) if driver else None)
-            and (g.get("extra") or {}).get("settings_sha256") == settings_digest(config))
+    return (g.get("checkpoint_sha256") == request["checkpoint_sha256"]
+            and g.get("driver_sha256") == request["driver_sha256"]
+            and (g.get("extra") or {}).get("settings_sha256") == request["settings_sha256"]
+            and g.get("source_sha256") == [sha256_file(source)])
 
 
 def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path | None = None,
@@ -349,10 +362,11 @@ def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path |
 
     pairs = batch_outputs(folder, out_dir)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
+    request = batch_request(driver, checkpoint, config)  # hashed once, not per picture
     results, failures = [], []
     for pic, out in pairs:
         try:
-            if already_generated(out, pic, driver, checkpoint, config):
+            if already_generated(out, pic, request):
                 r = {"output": str(out), "source": str(pic), "skipped": True}
             else:
                 r = generate(out, [pic], driver, checkpoint, None, config, signing, device,
