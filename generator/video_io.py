@@ -345,7 +345,8 @@ class VideoWriter:
     The file appears at ``path`` only when the writer closes without error.
     """
 
-    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 23, preset: str = "medium"):
+    def __init__(self, path: str | os.PathLike, fps: float, crf: int = 23, preset: str = "medium",
+                 reproducible: bool = False):
         if not 0 <= crf <= 51:
             raise BadInputError(f"CRF must be in 0..51, got {crf}")
         if fps <= 0:
@@ -354,7 +355,11 @@ class VideoWriter:
         self.fps, self.crf, self.preset = fps, crf, preset
         self.frame_count = 0
         self._tmp = temp_path_beside(self.path)
-        self._container = av.open(str(self._tmp), "w", format="mp4")
+        # reproducible: the same frames give the same bytes. In-process libx264 (PyAV) does not: its
+        # lossy encodes of identical frames differed from run to run here (mb-tree rate control),
+        # while the ffmpeg binary of imageio-ffmpeg, fed raw frames on a pipe, is bit-exact.
+        self._pipe = None
+        self._container = None if reproducible else av.open(str(self._tmp), "w", format="mp4")
         self._stream = None
         self._size: tuple[int, int] | None = None
 
@@ -362,38 +367,81 @@ class VideoWriter:
         from fractions import Fraction
 
         rate = Fraction(self.fps).limit_denominator(1001)
+        if self._container is None:
+            self._open_pipe(h + (h % 2), w + (w % 2), rate)
+            self._size = (h, w)
+            return
         s = self._container.add_stream("libx264", rate=rate)
         s.width, s.height = w + (w % 2), h + (h % 2)
         s.pix_fmt = "yuv420p"
         s.options = {"crf": str(self.crf), "preset": self.preset}
+        # PyAV asks libx264 for slice threads; frame threads encoded a 183-frame 512 px clip in
+        # 0.87 s instead of 0.99 s here.
+        s.thread_type = "FRAME"
         self._stream, self._size = s, (h, w)
+
+    def _open_pipe(self, h: int, w: int, rate) -> None:
+        import subprocess
+
+        import imageio_ffmpeg
+
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-y", "-loglevel", "error",
+               "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+               "-r", f"{rate.numerator}/{rate.denominator}",
+               "-i", "-", "-c:v", "libx264", "-crf", str(self.crf), "-preset", self.preset,
+               "-pix_fmt", "yuv420p", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+               "-f", "mp4", str(self._tmp)]
+        self._pipe = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, frame: np.ndarray) -> None:
         """Append one RGB uint8 frame (H, W, 3); every frame must have the first frame's size."""
         frame = np.asarray(frame)
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise BadInputError(f"frames must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
-        if self._stream is None:
+        if self._size is None:
             self._open_stream(*frame.shape[:2])
         if frame.shape[:2] != self._size:
             raise BadInputError(f"frame size {frame.shape[:2]} differs from the first {self._size}")
         h, w = self._size
         if h % 2 or w % 2:
             frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        if self._pipe is not None:
+            try:
+                self._pipe.stdin.write(np.ascontiguousarray(frame).tobytes())
+            except BrokenPipeError:
+                raise VideoWriteError(f"cannot write {self.path}: ffmpeg stopped "
+                                      f"({self._pipe_error()})") from None
+        else:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            for packet in self._stream.encode(vf):
+                self._container.mux(packet)
         self.frame_count += 1
+
+    def _pipe_error(self) -> str:
+        self._pipe.wait()
+        err = self._pipe.stderr.read().decode(errors="replace").strip()[-500:]
+        return err or f"exit {self._pipe.returncode}"
 
     def close(self, ok: bool = True) -> None:
         """Flush and finish the file (``ok=False`` discards it)."""
-        if self._container is None:
+        if self._container is None and self._pipe is None:
+            if self._tmp.exists():  # a reproducible writer that never got a frame
+                self._tmp.unlink()
+                if ok:
+                    raise VideoWriteError(f"cannot write {self.path}: no frames were given")
             return
         try:
-            if ok and self._stream is not None:
-                for packet in self._stream.encode():
-                    self._container.mux(packet)
-            self._container.close()
+            if self._pipe is not None:
+                pipe, self._pipe = self._pipe, None
+                pipe.stdin.close()
+                if pipe.wait() != 0 and ok:
+                    err = pipe.stderr.read().decode(errors="replace").strip()[-500:]
+                    raise VideoWriteError(f"cannot write {self.path}: ffmpeg failed ({err})")
+            else:
+                if ok and self._stream is not None:
+                    for packet in self._stream.encode():
+                        self._container.mux(packet)
+                self._container.close()
             if ok and self.frame_count == 0:
                 raise VideoWriteError(f"cannot write {self.path}: no frames were given")
             if ok:

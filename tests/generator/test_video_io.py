@@ -236,3 +236,34 @@ def test_evenly_spaced_indices():
     assert evenly_spaced_indices(100, 5) == [0, 25, 50, 74, 99]
     assert evenly_spaced_indices(3, 10) == [0, 1, 2]
     assert evenly_spaced_indices(0, 4) == []
+
+
+def test_reproducible_writer_gives_the_same_bytes_for_the_same_frames(tmp_path):
+    from generator.files import sha256_file
+    from generator.video_io import VideoWriter
+
+    frames = numbered_frames(12, h=51, w=77)  # odd sizes are padded like the in-process writer's
+    hashes = set()
+    for k in range(3):
+        with VideoWriter(tmp_path / f"{k}.mp4", fps=25, crf=23, reproducible=True) as w:
+            for f in frames:
+                w.write(f)
+        hashes.add(sha256_file(tmp_path / f"{k}.mp4"))
+    assert len(hashes) == 1
+    with MediaReader(tmp_path / "0.mp4") as r:
+        got = [f for _, f in r.frames()]
+    assert len(got) == 12 and got[0].shape == (52, 78, 3)
+    assert np.abs(got[5][:51, :77].astype(int) - frames[5]).mean() < 4
+
+
+def test_reproducible_writer_errors_leave_nothing(tmp_path):
+    from generator.video_io import VideoWriter
+
+    with pytest.raises(VideoWriteError, match="no frames"):
+        with VideoWriter(tmp_path / "empty.mp4", fps=25, reproducible=True):
+            pass
+    with pytest.raises(RuntimeError):
+        with VideoWriter(tmp_path / "broken.mp4", fps=25, reproducible=True) as w:
+            w.write(numbered_frames(1)[0])
+            raise RuntimeError("stop")
+    assert list(tmp_path.iterdir()) == []
