@@ -84,14 +84,19 @@ class CropTransform:
         return cv2.warpAffine(src, m, (self.size, self.size), flags=interpolation,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
 
-    def paste(self, crop: np.ndarray, frame: np.ndarray, feather: int = 8) -> np.ndarray:
-        """Paste a (generated) crop back into a copy of ``frame`` with a feathered edge."""
+    def paste(self, crop: np.ndarray, frame: np.ndarray, feather: int = 8,
+              mask: np.ndarray | None = None) -> np.ndarray:
+        """Paste a (generated) crop back into a copy of ``frame`` with a feathered edge.
+
+        ``mask`` (S, S) float in [0, 1] limits the paste (e.g. ``face_mask``); default: the square.
+        """
         h, w = frame.shape[:2]
         back = cv2.warpAffine(crop, self.inverse, (w, h), flags=cv2.INTER_LINEAR)
-        mask = np.zeros((self.size, self.size), np.float32)
         f = max(1, feather)
-        mask[f:-f, f:-f] = 1.0
-        mask = cv2.GaussianBlur(mask, (0, 0), f / 2)
+        if mask is None:
+            mask = np.zeros((self.size, self.size), np.float32)
+            mask[f:-f, f:-f] = 1.0
+            mask = cv2.GaussianBlur(mask, (0, 0), f / 2)
         alpha = cv2.warpAffine(mask, self.inverse, (w, h), flags=cv2.INTER_LINEAR)[..., None]
         return (alpha * back + (1 - alpha) * frame).round().astype(np.uint8)
 
@@ -140,6 +145,20 @@ def crop_face(frame: np.ndarray, points: np.ndarray, params: CropParams = TRAINI
     """Cut the face crop; return (crop RGB, landmarks in crop coordinates, transform)."""
     t = crop_transform(points, params)
     return t.apply_image(frame), t.apply_points(points), t
+
+
+def face_mask(points: np.ndarray, size: int, grow: float = 0.08, feather: float = 0.04) -> np.ndarray:
+    """A soft (size, size) float mask of the face: the convex hull of one or more landmark sets
+    (..., 68, 2) in crop pixels, grown by ``grow`` and feathered by ``feather`` (fractions of size).
+
+    Blending only the face keeps the real background and hair, as face-swap benchmarks do.
+    """
+    pts = np.asarray(points, np.float32).reshape(-1, 2)
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(pts.round().astype(np.int32)), 1)
+    k = max(1, round(grow * size))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * k + 1, 2 * k + 1)))
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(0.5, feather * size))
 
 
 def box_from_points(points: np.ndarray) -> np.ndarray:

@@ -184,3 +184,35 @@ def transfer_motion(source: np.ndarray, driver: np.ndarray, mode: str = "relativ
         m = similarity_transform(drv[0], src)
         return (drv @ m[:, :2].T + m[:, 2]).astype(np.float32)
     raise ValueError(f"unknown motion mode {mode!r}; use relative or absolute")
+
+
+# Points that move with the head but hardly with expressions (jaw ends, nose, eyes): rigid fits use
+# only these, so an opening mouth is not mistaken for head motion.
+RIGID_POINTS = np.array([0, 1, 15, 16, *range(27, 48)])
+
+
+def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ m[:, :2].T + m[:, 2]
+
+
+def transfer_expression(target: np.ndarray, driver: np.ndarray) -> np.ndarray:
+    """Face2Face-style reenactment: the target's head pose, the driver's expressions (N, 68, 2).
+
+    Each driver frame is registered onto the driver's first frame (a similarity, so its head motion
+    is removed); what is left, the expression change, is scaled and turned into the target's first
+    frame, added to the target's first-frame shape, and carried into the pose the target has at
+    that frame (the similarity from its first frame to frame t). Both tracks are in their own pixels.
+    """
+    tgt = np.asarray(target, np.float64)
+    drv = np.asarray(driver, np.float64)
+    if tgt.shape != drv.shape or tgt.ndim != 3 or tgt.shape[1:] != (68, 2):
+        raise ValueError(f"target and driver must be (N, 68, 2) of one length, got {tgt.shape} and "
+                         f"{drv.shape}")
+    a0, b0 = tgt[0], drv[0]
+    r = RIGID_POINTS
+    turn = similarity_transform(b0[r], a0[r])[:, :2]  # driver's face frame -> target's (scale + rotation)
+    out = np.empty_like(tgt)
+    for t in range(len(tgt)):
+        delta = _apply(similarity_transform(drv[t][r], b0[r]), drv[t]) - b0
+        out[t] = _apply(similarity_transform(a0[r], tgt[t][r]), a0 + delta @ turn.T)
+    return out.astype(np.float32)

@@ -89,3 +89,20 @@ def test_bad_params_are_refused():
         CropParams(size=4)
     with pytest.raises(ValueError):
         CropParams(margin=0)
+
+
+def test_face_mask_covers_the_face_and_paste_keeps_the_background():
+    from generator.crop import crop_transform, face_mask
+    from generator.driving import mean_face
+
+    pts = mean_face(128)
+    mask = face_mask(pts, 128)
+    assert mask.shape == (128, 128) and mask.max() <= 1.0 + 1e-6
+    cx, cy = pts.mean(0).round().astype(int)
+    assert mask[cy, cx] > 0.99 and mask[2, 2] < 0.01 and mask[125, 125] < 0.01
+    frame = np.full((200, 200, 3), 50, np.uint8)
+    t = crop_transform(pts + 36, CropParams(size=128))
+    out = t.paste(np.full((128, 128, 3), 250, np.uint8), frame, mask=mask)
+    centre = t.invert_points(np.array([[cx, cy]], np.float32))[0].round().astype(int)
+    assert out[centre[1], centre[0]].min() > 240  # the face is pasted
+    assert (out[:3, :3] == 50).all() and (out[-3:, -3:] == 50).all()  # the corners stay the frame's

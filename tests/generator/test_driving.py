@@ -94,3 +94,22 @@ def test_gaps_are_held_and_jitter_smoothed():
     noisy = track + np.random.default_rng(0).normal(0, 0.02, track.shape)
     smooth = smooth_track(noisy, 7)
     assert np.abs(smooth - track).mean() < np.abs(noisy - track).mean()
+
+
+def test_transfer_expression_keeps_target_pose_and_takes_driver_expression():
+    from generator.driving import mean_face, transfer_expression
+
+    base = mean_face(128).astype(np.float64)
+    n = 5
+    target = np.repeat(base[None], n, axis=0)
+    target += np.arange(n)[:, None, None] * np.array([6.0, 0.0])  # the target's head moves right
+    driver = np.repeat(base[None] * 1.5 + 40, n, axis=0)  # another face size and place
+    c, s = np.cos(0.2), np.sin(0.2)
+    driver[3] = (driver[3] - driver[3].mean(0)) @ np.array([[c, -s], [s, c]]).T + driver[3].mean(0)
+    driver[4, 48:68, 1] += 9.0  # the driver opens its mouth in the last frame (1.5x the target's size)
+    out = transfer_expression(target, driver)
+    assert out.shape == target.shape
+    np.testing.assert_allclose(out[:4], target[:4], atol=1e-3)  # head turn of the driver: not copied
+    mouth = out[4, 48:68, 1] - target[4, 48:68, 1]
+    np.testing.assert_allclose(mouth, 6.0, atol=0.2)  # the mouth opens, scaled to the target's face
+    np.testing.assert_allclose(out[4, :17], target[4, :17], atol=1.5)  # the jaw line barely moves
