@@ -1,4 +1,5 @@
-"""Benchmark commands: ``sfumato bench faces`` (and, as they land, quality and datasets)."""
+"""Benchmark commands: ``sfumato bench faces | model | provenance | quality | generate``, and the dataset
+commands of ``cli/datasets.py`` (build, merge, perturb, export, import, build-speed)."""
 
 from __future__ import annotations
 
@@ -200,3 +201,13 @@ def generate_speed(driver, presets, frames, threads, as_json):
         click.echo(f"{r['preset']} ({r['size'][0]} px): {r['fps_after_person']} frames/s after the "
                    f"person is made ({r['fps_end_to_end']} end to end); {shares}; "
                    f"everything but G: {r['non_G_share_percent']}%")
+
+
+def _add_dataset_commands() -> None:
+    from cli.datasets import COMMANDS
+
+    for command in COMMANDS:
+        bench.add_command(command)
+
+
+_add_dataset_commands()

@@ -1,0 +1,61 @@
+"""How fast ``bench build`` makes clips: clips per minute per compression level, and the share of
+time in generation (tracking, persons, G, paste), encoding, signing and realism scoring.
+
+Runs a real build of a few identities of a corpus into a temporary folder and reads its stage timings.
+Per compression level, "clips/min" is the rate a build of that level alone would reach: the shared
+generation time plus that level's encoding, signing and scoring.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+from benchmarks.build import BuildConfig, build_dataset, corpus_videos
+
+GENERATION = ("track", "person", "render", "paste")
+
+
+def summarise(summary: dict, compressions: tuple[str, ...]) -> dict:
+    """Rates and shares from a build summary's ``stage_seconds`` (the clips it made)."""
+    st = summary["stage_seconds"]
+    clips = max(summary["made"], 1)
+    gen = sum(st.get(k, 0.0) for k in GENERATION)
+    per_comp = {c: {"encode": st.get(f"encode_{c}", 0.0), "sign": st.get(f"sign_{c}", 0.0)}
+                for c in compressions}
+    realism = st.get("realism", 0.0)
+    rates = {}
+    for c, t in per_comp.items():
+        alone = gen + t["encode"] + t["sign"] + realism / len(compressions)
+        rates[c] = round(60.0 * clips / max(alone, 1e-9), 2)
+    encode = sum(t["encode"] for t in per_comp.values())
+    sign = sum(t["sign"] for t in per_comp.values())
+    total = gen + encode + sign + realism
+    share = {"generation": gen, "encoding": encode, "signing": sign, "realism": realism}
+    return {"clips": summary["made"], "seconds": summary["seconds"],
+            "clips_per_minute_all_levels": round(60.0 * clips / max(summary["seconds"], 1e-9), 2),
+            "clips_per_minute_per_level": rates,
+            "share_percent": {k: round(100 * v / max(total, 1e-9), 1) for k, v in share.items()},
+            "generation_seconds": {k: st.get(k, 0.0) for k in GENERATION},
+            "per_level_seconds": per_comp}
+
+
+def run_build_speed(corpus: str | os.PathLike, checkpoint: str | os.PathLike, identities: int = 6,
+                    config: BuildConfig | None = None, progress: bool = False) -> dict:
+    """Build a small dataset from the first ``identities`` identities of ``corpus``; return the figures."""
+    config = config or BuildConfig(splits=(0.34, 0.33, 0.33), fakes_per_real=4)
+    videos = corpus_videos(corpus)
+    keep = sorted({v["identity"] for v in videos})[:identities]
+    with tempfile.TemporaryDirectory() as tmp:
+        sub = Path(tmp) / "corpus"
+        for ident in keep:  # a corpus of just these identities, without copying their frames
+            (sub / ident).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(Path(corpus).resolve() / ident, sub / ident)
+        from generator.provenance.manifest import SigningOptions
+
+        summary = build_dataset(sub, checkpoint, Path(tmp) / "ds", config,
+                                signing=SigningOptions(keys_dir=str(Path(tmp) / "keys")), progress=progress)
+    return {"identities": keep, "config": dataclasses.asdict(config),
+            **summarise(summary, config.compressions)}

@@ -1,0 +1,152 @@
+"""The dataset card (README.md) of a built benchmark: what is in it, how it was made, how r looks.
+
+A benchmark is only as good as its documentation (detection.md): counts per split / label / method /
+compression, the identities of each split, what was skipped and why, the realism score of real vs
+fake frames (histograms, and how well r alone separates them), the command, hashes and versions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from detector.metadata import ClipRecord
+from generator.files import write_bytes_atomic
+
+HISTOGRAM = "realism_hist.png"
+
+
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+
+
+def realism_auc(rows: list[ClipRecord]) -> dict[str, float | None]:
+    """Per compression: ROC AUC of -mean r as a fake score per clip (r high = looks real)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for comp in sorted({r.compression for r in rows}):
+        pairs = [(r.label == "fake", -r.realism_mean) for r in rows
+                 if r.compression == comp and r.realism_mean is not None]
+        labels = {p[0] for p in pairs}
+        out[comp] = round(float(roc_auc_score(*zip(*pairs))), 4) if len(labels) == 2 else None
+    return out
+
+
+def write_histogram(path: Path, rows: list[ClipRecord]) -> None:
+    """Per-frame r of real vs fake frames, one panel per compression, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comps = sorted({r.compression for r in rows}) or ["c0"]
+    fig, axes = plt.subplots(1, len(comps), figsize=(4.2 * len(comps), 3.2), squeeze=False)
+    for ax, comp in zip(axes[0], comps):
+        values = {lab: np.array([v for r in rows if r.compression == comp and r.label == lab
+                                 for v in (r.realism or []) if v is not None]) for lab in ("real", "fake")}
+        both = np.concatenate([v for v in values.values() if len(v)] or [np.zeros(1)])
+        bins = np.linspace(both.min(), both.max() + 1e-6, 40)
+        for lab, colour in (("real", "tab:blue"), ("fake", "tab:red")):
+            if len(values[lab]):
+                ax.hist(values[lab], bins=bins, alpha=0.55, color=colour, density=True,
+                        label=f"{lab} ({len(values[lab])} frames)")
+        ax.set_title(f"{comp}: realism score r per frame")
+        ax.set_xlabel("r (higher = looks real to D)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict]) -> str:
+    """The markdown of the card."""
+    cfg = doc["config"]
+    clips = {r.clip_id: r for r in rows}
+    lines = ["# sfumato benchmark dataset", "",
+             "Real talking-head clips and few-shot talking-head fakes of the same people (Zakharov et al., "
+             "ICCV 2019), made by `sfumato bench build`. Identity-disjoint splits; every clip at "
+             f"{', '.join(cfg['compressions'])} (H.264 CRF "
+             f"{', '.join(str(c[1:]) for c in cfg['compressions'])}"
+             "); every fake C2PA-signed (`*.signed.mp4`) with a manifest-free copy (`path`, what a "
+             "detector should read: fakes in the wild carry no manifest).", "",
+             "## How it was made", "",
+             f"- Command: `{doc.get('command') or '(library call)'}`",
+             f"- Generator checkpoint sha256: `{doc['checkpoint_sha256']}`"
+             + (f" ({doc['checkpoint']})" if doc.get("checkpoint") else ""),
+             f"- Corpus: {doc.get('corpus', '?')} ({len(doc['corpus_videos'])} videos)",
+             f"- Build digest (settings + corpus + checkpoint + plan): `{doc['digest']}`",
+             f"- Seed {cfg['seed']}; versions: "
+             + ", ".join(f"{k} {v}" for k, v in (doc.get("versions") or {}).items()), "",
+             "Settings:", "", "```json", json.dumps(cfg, indent=1), "```", "",
+             "A fake keeps the target clip's frames, background and head pose and replaces the face (convex "
+             "hull of the landmarks, feathered) by the generator's rendering of the target identity from T "
+             "of its frames (FF: feed-forward; FT: fine-tuned) driven by the expressions of the target "
+             "itself (self) or of another identity of the same split (cross). Shots come from frames "
+             "outside the clip where the corpus has enough.", "",
+             "## Counts", ""]
+    per_clip = list(clips.values())
+    splits = ("train", "val", "test")
+    lines += _table(["split", "identities", "real clips", "fake clips", "files"],
+                    [[s, sum(v == s for v in doc["splits"].values()),
+                      sum(c.split == s and c.label == "real" for c in per_clip),
+                      sum(c.split == s and c.label == "fake" for c in per_clip),
+                      sum(r.split == s for r in rows)] for s in splits])
+    lines += [""]
+    methods = Counter((c.method, c.shots, c.mode) for c in per_clip)
+    lines += _table(["method", "T", "mode", "clips"],
+                    [[m, t if t is not None else "-", mo or "-", n]
+                     for (m, t, mo), n in sorted(methods.items(), key=lambda x: (x[0][0], x[0][1] or 0,
+                                                                                   x[0][2] or ""))])
+    lines += ["", "Files per compression: " + ", ".join(
+        f"{c} {n}" for c, n in sorted(Counter(r.compression for r in rows).items())), ""]
+    lines += ["## Identities per split", ""]
+    for s in splits:
+        ids = sorted(i for i, v in doc["splits"].items() if v == s)
+        lines.append(f"- **{s}** ({len(ids)}): {', '.join(ids) or '-'}")
+    lines += ["", "No identity is in two splits (checked when the split is made).", "",
+              "## Realism score r", "",
+              f"![realism histograms]({HISTOGRAM})", "",
+              "r = V(x, y)^T w_0 + b, the generator's projection discriminator with no identity (eq. 3), "
+              "on each frame's face crop and the landmarks it should show. Mean r per clip:", ""]
+    auc = realism_auc(rows)
+    rows_t = []
+    for comp in sorted({r.compression for r in rows}):
+        means = {lab: [r.realism_mean for r in rows if r.compression == comp and r.label == lab
+                       and r.realism_mean is not None] for lab in ("real", "fake")}
+        rows_t.append([comp, *(f"{np.mean(v):.3f}" if v else "-" for v in means.values()),
+                       auc.get(comp) if auc.get(comp) is not None else "-"])
+    lines += _table(["compression", "real", "fake", "AUC of r alone (fake = low r)"], rows_t)
+    lines += ["", "## Skipped", ""]
+    skipped = [*(f"identity {s['identity']}: {s['reason']}" for s in doc["skipped_identities"]),
+               *(f"clip {s['clip_id']}: {s['reason']}" for s in skips)]
+    lines += [f"- {s}" for s in skipped] or ["Nothing was skipped."]
+    lines += ["", "## Files", "",
+              "- `metadata.jsonl`: one row per clip file (clip x compression) with every field, including "
+              "`realism`, r per frame (null: no face found); `metadata.csv`: the same without per-frame r.",
+              "- `videos/<clip_id>/<compression>.mp4` (+ `.signed.mp4` for fakes, `track.npz`: per-frame "
+              "crop matrices and landmarks), `splits.json`, `build.json` (the whole plan), `records/`.",
+              "- `sfumato bench export DIR --format deepfakebench|ffpp|csv` writes layouts other tools read; "
+              "`sfumato bench perturb DIR --type GB --level 3` makes DeeperForensics-style perturbed copies.",
+              "", "## Use", "",
+              "For research on detecting synthetic faces. The real clips show real people from the corpus "
+              "(see its sources and their terms: research use, no redistribution outside the project); "
+              "the fakes show them doing what they did not do. Do not publish the fakes as real footage, "
+              "and keep the signed copies' manifests intact when sharing generated media.", ""]
+    return "\n".join(lines)
+
+
+def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict]) -> dict:
+    """Write README.md and the realism histogram into ``out``; returns their paths and r's AUCs."""
+    write_histogram(out / HISTOGRAM, rows)
+    write_bytes_atomic(out / "README.md", card_text(doc, rows, skips).encode())
+    return {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM),
+            "realism_auc": realism_auc(rows)}

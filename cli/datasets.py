@@ -1,0 +1,257 @@
+"""Benchmark dataset commands under ``sfumato bench``: build, merge, perturb, export, import, build-speed.
+
+Each parses its options and calls one library function in ``benchmarks/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import click
+
+from cli.main import Settings, emit_json, pass_settings
+
+
+def _csv(kind, name: str, text: str) -> tuple:
+    try:
+        values = tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated values, got {text!r}", param_hint=name) from None
+    if not values:
+        raise click.BadParameter("give at least one value", param_hint=name)
+    return values
+
+
+def _splits(text: str) -> tuple[float, float, float]:
+    try:
+        parts = [float(v) for v in text.replace(",", "/").split("/")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or sum(parts) <= 0 or min(parts) < 0:
+        raise click.BadParameter(f"expected three shares like 72/14/14, got {text!r}", param_hint="--splits")
+    total = sum(parts)
+    return tuple(p / total for p in parts)
+
+
+def _checkpoint(checkpoint):
+    if checkpoint is None:
+        from generator.generate import BUNDLED_MODEL
+
+        return BUNDLED_MODEL
+    return checkpoint
+
+
+@click.command("build")
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Meta-trained generator (default: the bundled model).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--splits", default="72/14/14", show_default=True, help="train/val/test identity shares.")
+@click.option("--methods", default="self,cross", show_default=True, help="Reenactment kinds.")
+@click.option("--shots", default="1,8,32", show_default=True, help="Values of T.")
+@click.option("--modes", default="FF,FT", show_default=True, help="Feed-forward and/or fine-tuned.")
+@click.option("--fakes-per-real", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Fakes per real clip, round-robin over methods x T x modes (0: all of them).")
+@click.option("--clips-per-identity", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--clip-frames", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--compressions", default="c0,c23,c40", show_default=True,
+              help="FaceForensics++ levels: H.264 CRF 0 / 23 / 40.")
+@click.option("--finetune-steps", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Steps of the FT mode.")
+@click.option("--max-side", type=click.IntRange(min=64), default=512, show_default=True,
+              help="Frames larger than this are scaled down.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--shard", help="Make only shard i of n (i/n); under torchrun taken from RANK/WORLD_SIZE.")
+@click.option("--keys-dir", type=click.Path(file_okay=False), envvar="SFUMATO_KEYS_DIR",
+              help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
+@click.option("--cert", type=click.Path(dir_okay=False), help="Your own signing chain (PEM).")
+@click.option("--key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_settings
+def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, modes, fakes_per_real,
+          clips_per_identity, clip_frames, compressions, finetune_steps, max_side, seed, shard, keys_dir,
+          cert, key, as_json):
+    """Build a real/fake benchmark dataset from a prepared CORPUS (see `sfumato prepare`).
+
+    Identity-disjoint splits; real clips and self/cross-reenacted fakes of the same people, every
+    clip at c0/c23/c40, fakes C2PA-signed with manifest-free copies, per-frame realism scores,
+    metadata.jsonl/csv and a dataset card. Rerun the same command to resume a killed build.
+    """
+    from benchmarks.build import BuildConfig, build_dataset, parse_shard
+    from generator.provenance import SigningOptions
+
+    cfg = BuildConfig(splits=_splits(splits), methods=_csv(str, "--methods", methods),
+                      shots=_csv(int, "--shots", shots), modes=_csv(str, "--modes", modes),
+                      fakes_per_real=fakes_per_real, clips_per_identity=clips_per_identity,
+                      clip_frames=clip_frames, compressions=_csv(str, "--compressions", compressions),
+                      finetune_steps=finetune_steps, max_side=max_side, seed=seed)
+    command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    summary = build_dataset(corpus, _checkpoint(checkpoint), out, cfg, shard=parse_shard(shard),
+                            signing=SigningOptions(keys_dir=keys_dir, cert=cert, key=key), command=command,
+                            progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{summary['made']} clip(s) made, {summary['reused']} kept from an earlier run, "
+               f"{summary['skipped_now']} skipped, in {summary['seconds']:.0f} s")
+    _report_dataset(summary.get("dataset"), out)
+    if summary.get("dataset") is None and summary["shard"]:
+        i, n = summary["shard"]
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            click.echo(f"rank {i} of {n} done; rank 0 writes the metadata once every rank is")
+        else:
+            click.echo(f"shard {i}/{n} done; when every shard is, run "
+                       f"`sfumato bench merge {out} [OTHER_SHARD_FOLDERS...]`")
+
+
+def _report_dataset(ds: dict | None, out) -> None:
+    if ds is None:
+        return
+    click.echo(f"dataset {out}: {ds['clips']} clips, {ds['rows']} files; card {ds['card']}")
+    for s in ds["skipped_identities"]:
+        click.echo(f"  skipped identity {s['identity']}: {s['reason']}", err=True)
+    for s in ds["skipped_clips"]:
+        click.echo(f"  skipped clip {s['clip_id']}: {s['reason']}", err=True)
+    auc = ", ".join(f"{k} {v}" for k, v in ds["realism_auc"].items() if v is not None)
+    if auc:
+        click.echo(f"realism score alone, clip AUC: {auc}")
+
+
+@click.command("merge")
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("shards", nargs=-1, type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+def merge(out, shards, as_json):
+    """Finish a sharded build: bring SHARDS' clips into OUT (same build only) and write the metadata
+    and card. With no SHARDS, every shard wrote into OUT itself."""
+    from benchmarks.build import merge_shards
+
+    ds = merge_shards(out, list(shards))
+    if as_json:
+        emit_json(ds)
+    else:
+        _report_dataset(ds, out)
+
+
+@click.command("perturb")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--type", "code", required=True,
+              type=click.Choice(["CS", "CC", "BW", "GNC", "GB", "PX", "VC", "JPEG", "RS", "mix"],
+                                case_sensitive=False),
+              help="DeeperForensics-1.0 perturbation (PX = its 'JPEG', pixelation), a true JPEG "
+                   "re-encode, a resize, or a random mix.")
+@click.option("--level", type=click.IntRange(1, 5), default=3, show_default=True)
+@click.option("--count", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Perturbations per clip in mix mode.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--from", "source", default="c0", show_default=True, help="Compression level to start from.")
+@click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True,
+              help="Encode the perturbed clips at this CRF (VC uses its level's).")
+@click.option("-o", "--out", type=click.Path(file_okay=False),
+              help="Output dataset (default DATASET/perturbed/TYPE_LEVEL).")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="The dataset's generator, to score the perturbed clips' realism (else left empty).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def perturb(settings: Settings, dataset, code, level, count, seed, source, crf, out, checkpoint, as_json):
+    """Perturbed copy of a dataset (real and fake alike), recorded in its metadata."""
+    from benchmarks.perturb import perturb_dataset
+
+    rescore = None
+    if checkpoint:
+        from benchmarks.build import dataset_rescorer
+
+        rescore = dataset_rescorer(dataset, checkpoint)
+    summary = perturb_dataset(dataset, out, code.upper() if code.lower() != "mix" else "mix", level,
+                              count=count, seed=seed, source_compression=source, crf=crf, rescore=rescore,
+                              progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{summary.get('out', out)}: " + ", ".join(
+        f"{k} {v}" for k, v in summary.get("counts", {}).items() if isinstance(v, int)))
+    for f in summary.get("failed", []):
+        click.echo(f"  failed {f.get('clip_id', f)}: {f.get('error', f.get('reason', ''))}", err=True)
+
+
+@click.command("export")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", required=True, type=click.Choice(["deepfakebench", "ffpp", "csv"]))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False))
+@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Evenly spaced frames per video (deepfakebench).")
+@click.option("--size", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Face crop side (deepfakebench; 1.3x margin, aligned).")
+@click.option("--compression", "compressions", multiple=True, help="Only these levels (repeatable).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as_json):
+    """Write a dataset in a layout other tools read: DeepfakeBench frame folders + JSON index,
+    a FaceForensics++-like tree, or one flat CSV."""
+    from benchmarks.export import export_dataset
+
+    summary = export_dataset(dataset, out, fmt, frames=frames, size=size,
+                             compressions=tuple(compressions) or None,
+                             progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"exported {dataset} as {fmt} into {out} (summary: {out}/export.json)")
+    for f in summary.get("failures", []):
+        click.echo(f"  failed {f.get('id', '?')}: {f.get('reason') or f.get('error', '')}", err=True)
+
+
+@click.command("import")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["train", "val", "test"]),
+              help="Split of files whose path names none (default test).")
+@click.option("--compression", help="Compression of files whose path names none (c0, c23, c40).")
+@click.option("--method", help="Method name of fakes whose path names none.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def import_(settings: Settings, folder, out, split, compression, method, as_json):
+    """Read a folder of labelled real/fake videos (real/ fake/, or FaceForensics++'s original_sequences/
+    manipulated_sequences) into sfumato's metadata format, files left in place."""
+    from benchmarks.export import import_folder
+
+    summary = import_folder(folder, out, split=split, compression=compression, method=method,
+                            progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"imported {folder} into {out}: " + ", ".join(
+        f"{k} {v}" for k, v in summary.get("counts", {}).items() if isinstance(v, int)))
+    for s in summary.get("skipped", []):
+        click.echo(f"  skipped {s.get('path', s)}: {s.get('reason', '')}", err=True)
+
+
+@click.command("build-speed")
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Generator (default: the bundled model).")
+@click.option("--identities", type=click.IntRange(min=3), default=6, show_default=True)
+@click.option("--clip-frames", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames, as_json):
+    """Clips per minute of `bench build` per compression level, and where the time goes."""
+    from benchmarks.build import BuildConfig
+    from benchmarks.build_speed import run_build_speed
+
+    cfg = BuildConfig(splits=(0.34, 0.33, 0.33), clip_frames=clip_frames)
+    r = run_build_speed(corpus, _checkpoint(checkpoint), identities, cfg,
+                        progress=settings.progress and not as_json)
+    if as_json:
+        emit_json(r)
+        return
+    click.echo(f"{r['clips']} clips of {clip_frames} frames in {r['seconds']:.0f} s: "
+               f"{r['clips_per_minute_all_levels']} clips/min with every level")
+    click.echo("per level alone: " + ", ".join(f"{k} {v} clips/min"
+                                                for k, v in r["clips_per_minute_per_level"].items()))
+    click.echo("time: " + ", ".join(f"{k} {v}%" for k, v in r["share_percent"].items()))
+
+
+COMMANDS = (build, merge, perturb, export, import_, build_speed)
