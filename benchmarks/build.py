@@ -251,13 +251,13 @@ class ClipMaker:
     """Tracks, persons and the discriminator, cached across the clips of one target identity."""
 
     def __init__(self, corpus: Path, videos: dict[str, dict], checkpoint: Path, checkpoint_sha: str,
-                 config: BuildConfig, signing=None):
+                 config: BuildConfig, signing=None, device: str = "cpu"):
         from generator.faces import create_backend
         from generator.model import load_meta_model
 
         self.corpus, self.videos, self.config = corpus, videos, config
         self.checkpoint_sha, self.signing = checkpoint_sha, signing
-        self.model, self.meta = load_meta_model(checkpoint)
+        self.model, self.meta = load_meta_model(checkpoint, device)
         self.size = self.model.cfg.image_size
         self.scorer = RealismScorer(self.model)
         self.backend = create_backend("dlib")
@@ -366,7 +366,7 @@ class ClipMaker:
 
         shot_set = self.shots(identity, shots, exclude)
         if mode == "FF":
-            x, y = shot_set.tensors()
+            x, y = shot_set.tensors(self.model.D.w_0.device)
             return init_person(self.model, x, y).prepare_for_inference()
         seed = derived_seed(self.config.seed, f"person:{identity}:{shots}:{exclude.video}:{exclude.start}")
         torch.manual_seed(seed)
@@ -424,7 +424,7 @@ class RealismScorer:
         self.size = model.cfg.image_size
         self.D = Discriminator(model.cfg)
         self.D.load_state_dict(model.D.state_dict())
-        bake_spectral_norm(self.D.eval())
+        bake_spectral_norm(self.D.eval()).to(model.D.w_0.device)
 
     def __call__(self, path: Path, matrices: np.ndarray, points: np.ndarray, found: np.ndarray,
                  frame_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -614,11 +614,12 @@ def _read_record(out: Path, clip_id: str) -> dict | None:
 def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
                   config: BuildConfig = BuildConfig(), shard: tuple[int, int] | None = None,
                   signing=None, command: str | None = None, progress: bool = False,
-                  on_clip: Callable[[str], None] | None = None) -> dict:
+                  on_clip: Callable[[str], None] | None = None, device: str = "cpu") -> dict:
     """Build (or finish) the dataset in ``out``; see the module docstring. Returns a summary.
 
     With ``shard`` only that shard's clips are made; the metadata and card are written by
-    ``merge_shards`` (under torchrun, rank 0 waits for the others and writes them).
+    ``merge_shards`` (under torchrun, rank 0 waits for the others and writes them). ``device``
+    "cuda" renders, fine-tunes and scores on the GPU (under torchrun: the rank's local GPU).
     """
     from tqdm import tqdm
 
@@ -648,8 +649,10 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     done = skipped = 0
     if todo:
         videos = {v["dir"]: v for v in corpus_videos(corpus)}
+        if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         maker = ClipMaker(corpus, videos, checkpoint, doc["checkpoint_sha256"], config,
-                          signing or SigningOptions())
+                          signing or SigningOptions(), device)
         (out / "records").mkdir(exist_ok=True)
         for clip in tqdm(todo, desc="bench build", unit="clip", disable=not progress):
             rec = make_clip(maker, clip, out)

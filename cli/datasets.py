@@ -68,11 +68,13 @@ def _checkpoint(checkpoint):
               help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own signing chain (PEM).")
 @click.option("--key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Render, fine-tune and score here (torchrun: each rank its local GPU).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_settings
 def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, modes, fakes_per_real,
           clips_per_identity, clip_frames, compressions, finetune_steps, max_side, seed, shard, keys_dir,
-          cert, key, as_json):
+          cert, key, device, as_json):
     """Build a real/fake benchmark dataset from a prepared CORPUS (see `sfumato prepare`).
 
     Identity-disjoint splits; real clips and self/cross-reenacted fakes of the same people, every
@@ -90,7 +92,7 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
     command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     summary = build_dataset(corpus, _checkpoint(checkpoint), out, cfg, shard=parse_shard(shard),
                             signing=SigningOptions(keys_dir=keys_dir, cert=cert, key=key), command=command,
-                            progress=settings.progress and not as_json)
+                            progress=settings.progress and not as_json, device=device)
     if as_json:
         emit_json(summary)
         return
