@@ -339,3 +339,21 @@ def test_build_speed_reports_rates_per_level_and_shares(corpus, checkpoint):
     assert set(rates) == {"c0", "c23", "c40"} and all(v > 0 for v in rates.values())
     assert rates["c40"] >= r["clips_per_minute_all_levels"]  # one level alone is faster than all three
     assert abs(sum(r["share_percent"].values()) - 100) < 0.5 and r["share_percent"]["signing"] > 0
+
+
+def test_a_built_dataset_exports_to_deepfakebench(dataset, tmp_path):
+    from benchmarks.export import export_dataset
+
+    out = tmp_path / "dfb"
+    summary = export_dataset(dataset, out, "deepfakebench", frames=4, size=64, compressions=("c23",))
+    rows = [r for r in read_metadata(dataset) if r.compression == "c23"]
+    index = json.loads((out / "dataset_json" / "sfumato_c23.json").read_text())
+    videos = {name: v for labels in index.values() for splits in labels.values()
+              for split in splits.values() for name, v in split.items()}
+    failed = {f["id"] for f in summary["failures"]}
+    # One entry per clip file, keyed by its unique id; the untrained test model's fakes may show no
+    # face dlib can find: those are listed as failures, never dropped silently.
+    assert sorted([*videos, *failed]) == sorted(r.id for r in rows)
+    assert {r.id for r in rows if r.label == "real"} <= set(videos)
+    for v in videos.values():
+        assert len(v["frames"]) == 4 and all((out / f).is_file() for f in v["frames"])
