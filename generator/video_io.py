@@ -459,9 +459,9 @@ class VideoWriter:
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float, crf: int = 23,
-                preset: str = "medium") -> int:
+                preset: str = "medium", reproducible: bool = False) -> int:
     """Encode RGB uint8 frames to an H.264 mp4 at ``crf``; return the number of frames written."""
-    with VideoWriter(path, fps=fps, crf=crf, preset=preset) as writer:
+    with VideoWriter(path, fps=fps, crf=crf, preset=preset, reproducible=reproducible) as writer:
         for frame in frames:
             writer.write(frame)
     return writer.frame_count

@@ -1,0 +1,285 @@
+"""``sfumato detect train``: the field's recipe (detection.md, DeepfakeBench) on a sfumato dataset.
+
+Face crops of 32 evenly spaced frames per video (cached beside the dataset), Adam lr 2e-4, weight
+decay 5e-4, batch 32, 10 epochs, mean = std = 0.5, augmentation by flip, Gaussian blur (kernel 3-7)
+and JPEG (quality 40-100); presets ``paper`` (that recipe, 256 px) and ``small`` (128 px, fewer
+frames and epochs: trains on a CPU). Checkpoints are safetensors, written atomically every
+``checkpoint_every`` steps and at each epoch's end; a rerun with the same arguments resumes where
+the last checkpoint left off. Validation (frame and video AUC) after every epoch keeps ``best``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from detector.backbone import DEFAULT_BACKBONE, Detector, load_pretrained, to_input
+from detector.metadata import ClipRecord, read_metadata
+from generator.errors import BadInputError, ConfigMismatchError
+from generator.files import write_bytes_atomic
+
+CACHE_DIR = ".cache/detector"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectTrainConfig:
+    """How to train (defaults: DeepfakeBench's recipe)."""
+
+    backbone: str = DEFAULT_BACKBONE
+    input_size: int = 256
+    frames: int = 32  # evenly spaced frames per video
+    batch_size: int = 32
+    epochs: int = 10
+    lr: float = 2e-4
+    weight_decay: float = 5e-4
+    compressions: tuple[str, ...] = ("c23",)  # the training files; eval covers every level
+    flip: float = 0.5  # probability of each augmentation
+    blur: float = 0.3
+    jpeg: float = 0.3
+    checkpoint_every: int = 200
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.input_size < 32 or self.frames < 1 or self.batch_size < 1 or self.epochs < 1:
+            raise BadInputError("input_size >= 32, frames >= 1, batch_size >= 1 and epochs >= 1")
+
+
+PRESETS = {
+    "paper": DetectTrainConfig(),
+    "small": DetectTrainConfig(input_size=128, frames=8, batch_size=16, epochs=3),
+}
+
+
+@dataclasses.dataclass
+class FrameSet:
+    """Face crops of one split with their labels and the unique id of the video each came from."""
+
+    crops: np.ndarray  # (N, S, S, 3) uint8
+    labels: np.ndarray  # (N,) 1 = fake
+    video_ids: list[str]
+    missing: list[dict]  # videos with frames (or all frames) without a face, and why
+
+
+def crop_size_key(row: ClipRecord, frames: int, size: int) -> str:
+    """Cache key of a row's face samples: its id, file hash, frame count and crop size."""
+    return f"{row.id}-{(row.sha256 or 'nohash')[:16]}-f{frames}-s{size}"
+
+
+def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int, size: int,
+                progress: bool = False, desc: str = "faces") -> FrameSet:
+    """Face crops of ``rows`` (through the dataset's cache); frames without a face are reported."""
+    import dataclasses as dc
+
+    from tqdm import tqdm
+
+    from detector.faces import cached_faces
+    from generator.crop import DETECTOR_CROP
+    from generator.faces import create_backend
+
+    crop = dc.replace(DETECTOR_CROP, size=size)
+    cache = Path(dataset) / CACHE_DIR
+    backend = None
+    crops, labels, ids, missing = [], [], [], []
+    for row in tqdm(rows, desc=desc, unit="video", disable=not progress):
+        key = crop_size_key(row, frames, size)
+        if backend is None and not (cache / f"{key}.npz").is_file():
+            backend = create_backend("dlib")
+        try:
+            got = cached_faces(row.resolve(dataset), cache, key, frames, backend, crop)
+        except Exception as exc:  # an unreadable video is reported with the others, not fatal
+            missing.append({"id": row.id, "frames": "all", "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        if not got.found.all():
+            lost = [int(i) for i in got.indices[~got.found]]
+            missing.append({"id": row.id, "frames": lost if got.found.any() else "all",
+                            "reason": sorted({r for r in got.reasons if r})})
+        crops.append(got.crops[got.found])
+        labels += [int(row.label == "fake")] * int(got.found.sum())
+        ids += [row.id] * int(got.found.sum())
+    arr = np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+    return FrameSet(arr, np.asarray(labels, np.int64), ids, missing)
+
+
+def augment(crop: np.ndarray, rng: np.random.Generator, config: DetectTrainConfig) -> np.ndarray:
+    """Flip, Gaussian blur (kernel 3-7) and JPEG (quality 40-100), each with its probability."""
+    if rng.random() < config.flip:
+        crop = crop[:, ::-1]
+    if rng.random() < config.blur:
+        k = int(rng.choice([3, 5, 7]))
+        crop = cv2.GaussianBlur(crop, (k, k), 0)
+    if rng.random() < config.jpeg:
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop), [cv2.IMWRITE_JPEG_QUALITY,
+                                                                    int(rng.integers(40, 101))])
+        crop = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else crop
+    return np.ascontiguousarray(crop)
+
+
+@torch.inference_mode()
+def predict(model: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probability of fake per crop."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [torch.sigmoid(model(to_input(torch.from_numpy(crops[k:k + batch_size])).to(dev))).float().cpu()
+           for k in range(0, len(crops), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def _save(path: Path, model: Detector, opt, meta: dict) -> None:
+    from generator.checkpoint import save_checkpoint
+
+    save_checkpoint(path, "detector", {"net": model.net}, meta, optimizers={"adam": opt} if opt else None)
+
+
+def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detector, dict]:
+    """A trained detector and its metadata (backbone, input size, training record)."""
+    from generator.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, kind="detector")
+    model = Detector(ck.meta["backbone"])
+    ck.load_module("net", model.net)
+    return model.to(device).eval(), ck.meta
+
+
+def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
+                   config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = None,
+                   device: str = "cpu", progress: bool = False, max_steps: int | None = None) -> dict:
+    """Train on the dataset's train split, validate on val; see the module docstring.
+
+    ``max_steps`` stops early (a run can be resumed from there with the same arguments).
+    """
+    from tqdm import tqdm
+
+    from detector.metrics import detection_report
+    from generator.checkpoint import load_checkpoint
+
+    dataset, out = Path(dataset), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [r for r in read_metadata(dataset) if r.perturbation == "none"]
+    stamp = {"config": dataclasses.asdict(config), "pretrained": pretrained,
+             "dataset": str(dataset.resolve()),
+             "metadata_sha256": _sha(dataset / "metadata.jsonl")}
+    config_file = out / "config.json"
+    if config_file.is_file():
+        old = json.loads(config_file.read_text())
+        if old != json.loads(json.dumps(stamp)):
+            raise ConfigMismatchError(f"{out} holds a run with other settings or data: rerun with the same "
+                                      "arguments to resume it, or choose a new --out")
+    else:
+        write_bytes_atomic(config_file, json.dumps(stamp, indent=1).encode())
+    pick = [r for r in rows if r.compression in config.compressions]
+    train_rows = [r for r in pick if r.split == "train"]
+    val_rows = [r for r in pick if r.split == "val"]
+    if not train_rows or len({r.label for r in train_rows}) < 2:
+        raise BadInputError(f"{dataset}: the train split at {', '.join(config.compressions)} needs real and "
+                            "fake videos")
+    train = load_frames(dataset, train_rows, config.frames, config.input_size, progress, "faces (train)")
+    val = load_frames(dataset, val_rows, config.frames, config.input_size, progress, "faces (val)")
+    if not len(train.crops):
+        raise BadInputError(f"{dataset}: no face found in any training video")
+
+    torch.manual_seed(config.seed)
+    model = Detector(config.backbone)
+    init = load_pretrained(model, pretrained)
+    model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = -(-len(train.crops) // config.batch_size)
+    epoch, step_in_epoch, global_step, best = 0, 0, 0, {"video_auc": None, "epoch": None}
+    last = out / "checkpoint.safetensors"
+    if last.is_file():
+        ck = load_checkpoint(last, kind="detector")
+        ck.load_module("net", model.net)
+        ck.load_optimizer("adam", opt)
+        epoch, step_in_epoch = ck.meta["epoch"], ck.meta["step_in_epoch"]
+        global_step, best, init = ck.meta["global_step"], ck.meta["best"], ck.meta["init"]
+    from torch.utils.tensorboard import SummaryWriter
+
+    tb = SummaryWriter(str(out / "tensorboard"))
+    stats_path = out / "stats.csv"
+    new_stats = not stats_path.is_file()
+    stats = open(stats_path, "a", newline="")
+    writer = csv.writer(stats)
+    if new_stats:
+        writer.writerow(["epoch", "step", "loss", "val_frame_auc", "val_video_auc", "seconds"])
+
+    def meta() -> dict:
+        return {"backbone": config.backbone, "input_size": config.input_size, "config": config,
+                "init": init, "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "best": best, "dataset": str(dataset), "metadata_sha256": stamp["metadata_sha256"],
+                "missing_faces": {"train": len(train.missing), "val": len(val.missing)}}
+
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    t0 = time.perf_counter()
+    history = []
+    stopped = False
+    try:
+        while epoch < config.epochs and not stopped:
+            order = np.random.default_rng(config.seed + epoch).permutation(len(train.crops))
+            rng = np.random.default_rng([config.seed, epoch, step_in_epoch])
+            bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, unit="step", disable=not progress,
+                       desc=f"epoch {epoch + 1}/{config.epochs}")
+            model.train()
+            while step_in_epoch < steps_per_epoch:
+                idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
+                x = np.stack([augment(train.crops[i], rng, config) for i in idx])
+                y = torch.from_numpy(train.labels[idx]).float().to(device)
+                loss = loss_fn(model(to_input(torch.from_numpy(x)).to(device)), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step_in_epoch += 1
+                global_step += 1
+                value = loss.item()
+                history.append(value)
+                tb.add_scalar("loss/train", value, global_step)
+                writer.writerow([epoch, global_step, round(value, 5), "", "",
+                                 round(time.perf_counter() - t0, 2)])
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+                if global_step % config.checkpoint_every == 0:
+                    _save(last, model, opt, meta())
+                if max_steps is not None and len(history) >= max_steps:
+                    stopped = True
+                    break
+            bar.close()
+            if stopped:
+                break
+            report = (detection_report(val.video_ids, val.labels, predict(model, val.crops))
+                      if len(val.crops) else None)
+            vauc = report["video"]["auc"] if report else None
+            fauc = report["frame"]["auc"] if report else None
+            tb.add_scalar("val/video_auc", vauc or 0.0, global_step)
+            writer.writerow([epoch, global_step, "", fauc, vauc, round(time.perf_counter() - t0, 2)])
+            epoch, step_in_epoch = epoch + 1, 0
+            if best["video_auc"] is None or (vauc is not None and vauc > best["video_auc"]):
+                best = {"video_auc": vauc, "frame_auc": fauc, "epoch": epoch}
+                _save(out / "best.safetensors", model, None, meta())
+            _save(last, model, opt, meta())
+    finally:
+        if stopped:
+            _save(last, model, opt, meta())
+        stats.close()
+        tb.close()
+    summary = {"out": str(out), "epochs_done": epoch, "global_step": global_step,
+               "steps_this_run": len(history),
+               # mean of this run's first and last 5 steps (single batches are noisy)
+               "first_loss": float(np.mean(history[:5])) if history else None,
+               "last_loss": float(np.mean(history[-5:])) if history else None, "best": best, "init": init,
+               "train_frames": int(len(train.crops)), "val_frames": int(len(val.crops)),
+               "missing_faces": {"train": train.missing, "val": val.missing},
+               "seconds": round(time.perf_counter() - t0, 2), "finished": epoch >= config.epochs}
+    write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
+    return summary
+
+
+def _sha(path: Path) -> str | None:
+    from generator.files import sha256_file
+
+    return sha256_file(path) if path.is_file() else None
