@@ -96,3 +96,15 @@ def tiny_corpus(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     prepare_corpus([src], out, PrepareConfig(frames_per_video=8, crop=CropParams(size=128)))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
+    """A test_tiny meta checkpoint after one training step (random-ish weights of the right shape)."""
+    import dataclasses
+
+    from generator.config import get_preset
+    from generator.meta_train import train
+
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=1)
+    return train(tiny_corpus, tmp_path_factory.mktemp("tiny_run"), "test_tiny", cfg).checkpoint
