@@ -145,6 +145,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detecto
     ck = load_checkpoint(path, kind="detector")
     model = Detector(ck.meta["backbone"])
     ck.load_module("net", model.net)
+    model.input_size = int(ck.meta["input_size"])
     return model.to(device).eval(), ck.meta
 
 

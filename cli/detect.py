@@ -1,0 +1,156 @@
+"""Detector commands: ``sfumato detect train | fuse | eval`` and ``sfumato scan``."""
+
+from __future__ import annotations
+
+import click
+
+from cli.main import Settings, emit_json, pass_settings
+
+
+@click.group()
+def detect():
+    """Train and evaluate the deepfake detector on sfumato datasets."""
+
+
+@detect.command("train")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--preset", type=click.Choice(["paper", "small"]), default="paper", show_default=True,
+              help="paper: DeepfakeBench's recipe (256 px, 32 frames, 10 epochs); small: 128 px for a CPU.")
+@click.option("--backbone", help="Any timm model name (default efficientnet_b0).")
+@click.option("--pretrained", type=click.Path(dir_okay=False),
+              help="Local backbone weights (e.g. timm's model.safetensors); else trained from scratch.")
+@click.option("--epochs", type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--compressions", help="Training files' levels, comma-separated (default c23).")
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False),
+              help="Generator checkpoint for the realism evidence (default: the bundled model).")
+@click.option("--no-fusion", is_flag=True, help="Skip fitting the fusion on the val split.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, compressions,
+          generator, no_fusion, device, seed, as_json):
+    """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
+    of its scores with the realism score on the val split into OUT/detector.safetensors."""
+    import dataclasses
+    from pathlib import Path
+
+    from detector.evaluate import fit_detector_fusion
+    from detector.train import PRESETS, train_detector
+
+    cfg = PRESETS[preset]
+    changes = {"seed": seed}
+    for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size)):
+        if value is not None:
+            changes[key] = value
+    if compressions:
+        changes["compressions"] = tuple(c.strip() for c in compressions.split(",") if c.strip())
+    cfg = dataclasses.replace(cfg, **changes)
+    show = settings.progress and not as_json
+    summary = train_detector(dataset, out, cfg, pretrained, device, show)
+    if not no_fusion and summary["finished"]:
+        summary["fusion"] = fit_detector_fusion(dataset, Path(out) / "best.safetensors",
+                                                Path(out) / "detector.safetensors", generator,
+                                                frames=cfg.frames, progress=show)
+    if as_json:
+        emit_json(summary)
+        return
+    click.echo(f"{summary['global_step']} steps, {summary['epochs_done']} epochs; loss "
+               f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; best val video AUC "
+               f"{summary['best'].get('video_auc')}")
+    for split, items in summary["missing_faces"].items():
+        if items:
+            click.echo(f"  {len(items)} {split} video(s) with frames without a face (see summary.json)",
+                       err=True)
+    if "fusion" in summary:
+        click.echo(f"detector with fusion: {summary['fusion']['out']}")
+
+
+@detect.command("fuse")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--detector", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False))
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False))
+@click.option("--split", default="val", show_default=True)
+@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--identity", type=click.Choice(["agnostic", "clip"]), default="agnostic", show_default=True,
+              help="r with w_0 only, or with the identity estimated from the clip itself.")
+@pass_settings
+def fuse(settings: Settings, dataset, detector, out, generator, split, frames, identity):
+    """Fit the fusion (calibrated logistic regression) of a trained detector with the realism score."""
+    from detector.evaluate import fit_detector_fusion
+
+    r = fit_detector_fusion(dataset, detector, out, generator, split, frames, identity, settings.progress)
+    click.echo(f"fitted on {r['videos']} videos ({r['fake']} fake): {out}")
+
+
+@detect.command("eval")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False),
+              help="Detector file (default: the bundled one).")
+@click.option("--split", default="test", show_default=True)
+@click.option("-o", "--out", default="sfumato-output/eval", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False))
+@click.option("--frames", type=click.IntRange(min=1))
+@click.option("--no-perturbed", is_flag=True, help="Leave out DATASET/perturbed/*.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def eval_(settings: Settings, dataset, detector, split, out, generator, frames, no_perturbed, as_json):
+    """Frame/video AUC, EER, AP, accuracy per compression and perturbation, for the backbone alone, the
+    realism score alone and fused; ROC curves as PNG; everything as JSON."""
+    from detector.evaluate import evaluate, markdown
+    from detector.scan import BUNDLED_DETECTOR
+
+    result = evaluate(dataset, detector or BUNDLED_DETECTOR, out, split, generator, frames,
+                      not no_perturbed, settings.progress and not as_json)
+    if as_json:
+        emit_json({k: v for k, v in result.items() if k != "per_video"})
+        return
+    click.echo(markdown(result), nl=False)
+    click.echo(f"{result['videos_per_minute']} videos/min; written to {out}/eval.json, eval.md, roc.png")
+
+
+@click.command("scan")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False),
+              help="Detector file (default: the bundled one).")
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False),
+              help="Generator checkpoint the detector's realism evidence needs (default: bundled).")
+@click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Folder results (default scan-results).")
+@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option("--unsure-band", type=click.FloatRange(0, 0.5), default=0.15, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def scan(settings: Settings, paths, detector, generator, report, out, frames, threshold, unsure_band,
+         as_json):
+    """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
+    calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
+    from detector.scan import ScanConfig, Scanner, exit_status, scan_paths
+
+    scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band))
+    res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
+    if as_json:
+        emit_json(res["results"][0] if len(res["results"]) == 1 and len(paths) == 1 else res)
+    else:
+        for r in res["results"]:
+            if "error" in r:
+                click.echo(f"{r['file']}: error: {r['error']}", err=True)
+                continue
+            v, face = r["verdict"], r["faces"][0]
+            p = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
+            click.echo(f"{r['file']}: {v['label']} (p(fake) {p}, {v['method']}); manifest "
+                       f"{r['manifest'].get('state')}; face in {sum(face['face_found'])}/"
+                       f"{len(face['frames'])} frames")
+            for note in r["notes"]:
+                click.echo(f"  {note}")
+        if report:
+            click.echo(f"report: {report}")
+    raise SystemExit(exit_status(res["results"]))
+
+
+COMMANDS = (detect, scan)

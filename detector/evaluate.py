@@ -1,0 +1,250 @@
+"""``sfumato detect eval`` and the fusion fit: the detector on any dataset in sfumato's metadata format
+(built, perturbed or imported), for three methods side by side:
+
+- backbone: the timm model's frame probabilities (video score = their mean, as DeepfakeBench);
+- realism: the generator discriminator's r alone (frame score -r; video probability from a
+  logistic fit of the realism statistics on val);
+- fused: logistic regression on backbone and realism statistics, fitted on val.
+
+Metrics (frame AUC, video AUC, EER, AP, accuracy at 0.5) overall, per compression level and per
+perturbation; ROC curves as PNG; everything in one JSON and a markdown table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from detector.evidence import FEATURES, REALISM_FEATURES, Evidence, evidence
+from detector.fusion import FusionModel, fit_fusion
+from detector.metadata import ClipRecord, read_metadata
+from detector.metrics import binary_metrics, detection_report
+from generator.errors import BadInputError, ConfigMismatchError
+from generator.files import sha256_file, write_bytes_atomic
+
+METHODS = ("backbone", "realism", "fused")
+
+
+def dataset_rows(dataset: str | os.PathLike, split: str | None, with_perturbed: bool = True
+                 ) -> list[tuple[Path, ClipRecord]]:
+    """(folder the row's path is relative to, row) of a dataset and of its perturbed copies."""
+    root = Path(dataset)
+    folders = [root] + (sorted(p.parent for p in root.glob("perturbed/*/metadata.jsonl"))
+                        if with_perturbed else [])
+    out = [(f, r) for f in folders for r in read_metadata(f) if split is None or r.split == split]
+    if not out:
+        raise BadInputError(f"{dataset}: no rows{f' in split {split!r}' if split else ''}")
+    return out
+
+
+class EvidenceSource:
+    """Face samples (cached beside each dataset) -> evidence, with one dlib backend loaded on demand."""
+
+    def __init__(self, model, realism=None, frames: int = 32, identity: str = "agnostic"):
+        self.model, self.realism, self.frames, self.identity = model, realism, frames, identity
+        self._backend = None
+
+    def __call__(self, folder: Path, row: ClipRecord) -> Evidence:
+        """Evidence of one row (its file resolved against ``folder``)."""
+        from detector.faces import cached_faces
+        from detector.train import CACHE_DIR
+        from generator.faces import create_backend
+
+        rsize = self.realism.size if self.realism is not None else None
+        key = f"{row.id}-{(row.sha256 or 'nohash')[:16]}-f{self.frames}-s256-r{rsize or 0}"
+        cache = folder / CACHE_DIR
+        if self._backend is None and not (cache / f"{key}.npz").is_file():
+            self._backend = create_backend("dlib")
+        samples = cached_faces(row.resolve(folder), cache, key, self.frames, self._backend,
+                               realism_size=rsize)
+        return evidence(samples, self.model, self.realism, self.identity)
+
+
+def load_realism(meta: dict, generator: str | os.PathLike | None):
+    """The realism scorer a detector was fused with (its generator checkpoint, checked by hash)."""
+    from detector.realism import RealismScorer
+
+    want = (meta.get("realism") or {}).get("checkpoint_sha256")
+    if generator is None:
+        from generator.generate import BUNDLED_MODEL
+
+        generator = BUNDLED_MODEL
+    if want and sha256_file(generator) != want:
+        raise ConfigMismatchError(f"this detector's realism evidence comes from the generator with sha256 "
+                                  f"{want[:12]}..., not {generator}: pass that checkpoint with --generator")
+    return RealismScorer(generator)
+
+
+def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
+                        generator: str | os.PathLike | None = None, split: str = "val", frames: int = 32,
+                        identity: str = "agnostic", progress: bool = False) -> dict:
+    """Fit the fused and realism-only models on ``split`` and write the detector with them to ``out``."""
+    from tqdm import tqdm
+
+    from detector.train import _save, load_detector
+
+    model, meta = load_detector(detector)
+    realism = load_realism({}, generator)
+    source = EvidenceSource(model, realism, frames, identity)
+    rows = dataset_rows(dataset, split, with_perturbed=False)  # every compression: calibrated on all
+    feats, labels = [], []
+    for folder, row in tqdm(rows, desc="fusion", unit="video", disable=not progress):
+        ev = source(folder, row)
+        if ev.found.any():
+            feats.append(ev.features)
+            labels.append(int(row.label == "fake"))
+    fused = fit_fusion(feats, labels, list(FEATURES))
+    realism_only = fit_fusion(feats, labels, list(REALISM_FEATURES))
+    meta = {**meta, "fusion": dataclasses.asdict(fused), "realism_fusion": dataclasses.asdict(realism_only),
+            "realism": {**realism.info, "identity": identity}, "eval_frames": frames,
+            "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
+    meta.pop("optimizers", None)
+    _save(Path(out), model, None, meta)
+    return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
+            "fused_coef": dict(zip(FEATURES, fused.coef)), "realism_coef": dict(zip(REALISM_FEATURES,
+                                                                                    realism_only.coef))}
+
+
+def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
+             split: str = "test", generator: str | os.PathLike | None = None, frames: int | None = None,
+             with_perturbed: bool = True, progress: bool = False) -> dict:
+    """Evaluate on ``split`` of ``dataset`` (and its perturbed copies); writes eval.json, eval.md, roc.png."""
+    from tqdm import tqdm
+
+    from detector.train import load_detector
+
+    t0 = time.perf_counter()
+    model, meta = load_detector(detector)
+    fused = FusionModel(**meta["fusion"]) if meta.get("fusion") else None
+    r_only = FusionModel(**meta["realism_fusion"]) if meta.get("realism_fusion") else None
+    realism = load_realism(meta, generator) if fused is not None or generator is not None else None
+    frames = frames or int(meta.get("eval_frames", 32))
+    source = EvidenceSource(model, realism, frames, (meta.get("realism") or {}).get("identity", "agnostic"))
+    rows = dataset_rows(dataset, split, with_perturbed)
+    per_video, failed = [], []
+    for folder, row in tqdm(rows, desc="eval", unit="video", disable=not progress):
+        try:
+            ev = source(folder, row)
+        except Exception as exc:  # an unreadable file is reported, the rest go on
+            failed.append({"id": row.id, "error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if not ev.found.any():
+            failed.append({"id": row.id, "error": "no face in any sampled frame"})
+            continue
+        per_video.append({"row": row, "ev": ev,
+                          "fused": float(fused.predict([ev.features])[0]) if fused else None,
+                          "realism_p": float(r_only.predict([ev.features])[0]) if r_only else None})
+    if not per_video:
+        raise BadInputError(f"{dataset}: no video of split {split!r} could be scored ({len(failed)} failed)")
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for v in per_video:
+        r = v["row"]
+        groups["all"].append(v)
+        groups[f"compression={r.compression}"].append(v)
+        groups[f"perturbation={r.perturbation}"].append(v)
+    table = {name: _group_metrics(vs) for name, vs in sorted(groups.items())}
+    seconds = time.perf_counter() - t0
+    result = {"dataset": str(dataset), "split": split, "detector": str(detector),
+              "detector_sha256": sha256_file(detector), "backbone": meta["backbone"],
+              "realism": meta.get("realism"), "frames": frames, "videos": len(per_video), "failed": failed,
+              "metrics": table, "seconds": round(seconds, 2),
+              "videos_per_minute": round(60 * (len(per_video) + len(failed)) / max(seconds, 1e-9), 2),
+              "per_video": [{"id": v["row"].id, "label": v["row"].label, "compression": v["row"].compression,
+                             "perturbation": v["row"].perturbation, "fused": v["fused"],
+                             **v["ev"].to_dict()} for v in per_video]}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out / "eval.json", json.dumps(result, indent=1).encode())
+    write_bytes_atomic(out / "eval.md", markdown(result).encode())
+    write_roc(out / "roc.png", per_video)
+    return result
+
+
+def _method_scores(vs: list[dict]) -> dict[str, tuple]:
+    """Per method: (frame ids, frame labels, frame scores) and (video labels, video scores)."""
+    out = {}
+    f_ids, f_y, f_b, f_r = [], [], [], []
+    for v in vs:
+        ok = v["ev"].found
+        y = int(v["row"].label == "fake")
+        f_ids += [v["row"].id] * int(ok.sum())
+        f_y += [y] * int(ok.sum())
+        f_b += list(v["ev"].probs[ok])
+        f_r += list(-v["ev"].realism[ok])
+    vy = [int(v["row"].label == "fake") for v in vs]
+    out["backbone"] = ((f_ids, f_y, f_b), (vy, [v["ev"].features["backbone_mean"] for v in vs]))
+    if all(np.isfinite(f_r)) and vs[0]["realism_p"] is not None:
+        out["realism"] = ((f_ids, f_y, f_r), (vy, [v["realism_p"] for v in vs]))
+    if vs[0]["fused"] is not None:
+        out["fused"] = (None, (vy, [v["fused"] for v in vs]))
+    return out
+
+
+def _group_metrics(vs: list[dict]) -> dict:
+    res = {}
+    for method, (frame, video) in _method_scores(vs).items():
+        entry = {"video": binary_metrics(*video)}
+        if frame is not None:
+            entry["frame"] = detection_report(*frame)["frame"]
+            if method == "realism":
+                entry["frame"]["acc"] = None  # -r is a score, not a probability
+        res[method] = entry
+    return res
+
+
+def markdown(result: dict) -> str:
+    """The metrics as a markdown table."""
+    lines = [f"# Detector evaluation: {result['dataset']} ({result['split']}, {result['videos']} videos)", "",
+             f"Backbone {result['backbone']}; realism from "
+             f"{(result.get('realism') or {}).get('checkpoint', 'none')}.", "",
+             "| group | method | frame AUC | video AUC | video EER | video AP | video acc@0.5 | videos |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def f(x):
+        return "-" if x is None else f"{x:.3f}"
+
+    for group, methods in result["metrics"].items():
+        for m, e in methods.items():
+            v = e["video"]
+            lines.append(f"| {group} | {m} | {f(e.get('frame', {}).get('auc'))} | {f(v['auc'])} | "
+                         f"{f(v['eer'])} | {f(v['ap'])} | {f(v['acc'])} | {v['n']} |")
+    if result["failed"]:
+        lines += ["", "Not scored: " + "; ".join(f"{x['id']} ({x['error']})" for x in result["failed"])]
+    return "\n".join(lines) + "\n"
+
+
+def write_roc(path: Path, per_video: list[dict]) -> None:
+    """Video-level ROC curves of each method, one panel per compression level."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    comps = sorted({v["row"].compression for v in per_video if v["row"].perturbation == "none"}) or ["all"]
+    fig, axes = plt.subplots(1, len(comps), figsize=(4 * len(comps), 3.8), squeeze=False)
+    for ax, comp in zip(axes[0], comps):
+        vs = [v for v in per_video
+              if v["row"].perturbation == "none" and comp in ("all", v["row"].compression)]
+        for method, (_, (y, s)) in _method_scores(vs).items() if vs else []:
+            if len(set(y)) == 2:
+                fpr, tpr, _ = roc_curve(y, s)
+                ax.plot(fpr, tpr, label=f"{method} (AUC {binary_metrics(y, s)['auc']:.3f})")
+        ax.plot([0, 1], [0, 1], ":", color="grey")
+        ax.set_title(f"{comp}: video-level ROC")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())

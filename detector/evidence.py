@@ -1,0 +1,79 @@
+"""Evidence about one video from its face samples: the backbone's per-frame fake probability, the
+realism score r per frame, and the per-video features the fusion model reads. Used by ``detect
+eval`` and ``scan`` alike, so both see a video the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from detector.faces import FaceSamples
+from detector.realism import RealismScorer, clip_statistics
+
+BACKBONE_FEATURES = ("backbone_mean", "backbone_logit_mean", "backbone_max")
+REALISM_FEATURES = ("realism_mean", "realism_p10", "realism_min", "realism_std")
+FEATURES = BACKBONE_FEATURES + REALISM_FEATURES
+
+
+@dataclasses.dataclass
+class Evidence:
+    """Per sampled frame and per video."""
+
+    indices: np.ndarray  # frame index in the file
+    found: np.ndarray  # face found
+    probs: np.ndarray  # backbone probability of fake (NaN: no face)
+    realism: np.ndarray  # r (NaN: no face, or no realism model)
+    features: dict[str, float]
+
+    def to_dict(self) -> dict:
+        """JSON-ready (NaN -> None)."""
+        def clean(a):
+            return [None if not np.isfinite(v) else round(float(v), 5) for v in a]
+
+        return {"frames": [int(i) for i in self.indices], "face_found": [bool(f) for f in self.found],
+                "fake_probability": clean(self.probs), "realism": clean(self.realism),
+                "features": {k: (None if not np.isfinite(v) else round(float(v), 5))
+                             for k, v in self.features.items()}}
+
+
+def evidence(samples: FaceSamples, model, realism: RealismScorer | None = None,
+             identity: str = "agnostic") -> Evidence:
+    """Backbone probabilities, r and features of one video's samples."""
+    from detector.train import predict
+
+    n = len(samples)
+    probs = np.full(n, np.nan)
+    ok = np.flatnonzero(samples.found)
+    if len(ok):
+        probs[ok] = predict(model, _resize(samples.crops[ok], model_input_size(model)))
+    r = realism.scores(samples, identity) if realism is not None else np.full(n, np.nan)
+    return Evidence(samples.indices, samples.found, probs, r, features(probs, r))
+
+
+def features(probs: np.ndarray, r: np.ndarray) -> dict[str, float]:
+    """Per-video features from per-frame probabilities and r (NaN where unknown)."""
+    p = probs[np.isfinite(probs)]
+    if len(p):
+        q = np.clip(p, 1e-6, 1 - 1e-6)
+        back = {"backbone_mean": float(p.mean()), "backbone_logit_mean": float(np.log(q / (1 - q)).mean()),
+                "backbone_max": float(p.max())}
+    else:
+        back = {k: float("nan") for k in BACKBONE_FEATURES}
+    s = clip_statistics(r)
+    return {**back, "realism_mean": s["mean"], "realism_p10": s["p10"], "realism_min": s["min"],
+            "realism_std": s["std"]}
+
+
+def model_input_size(model) -> int:
+    """The crop side a detector was trained at (recorded on the model by ``load_detector``)."""
+    return int(getattr(model, "input_size", 256))
+
+
+def _resize(crops: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    if crops.shape[1] == size:
+        return crops
+    return np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops])

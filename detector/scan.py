@@ -1,0 +1,264 @@
+"""``sfumato scan``: evidence about one suspicious video or picture (or a folder of them).
+
+Per file: the followed face in evenly spaced frames, its fake probability from the learned detector and
+its realism score r from the generator's discriminator, per frame; a verdict from the fused,
+calibrated probability with the threshold and the "unsure" band used; frames without a face reported
+as such; the C2PA state (Trusted / Valid / Invalid with codes / Absent) and sfumato's generation
+assertion when present (a tampered manifest is itself evidence); the model versions. As JSON, and as a
+self-contained HTML report (face thumbnails, a timeline of both scores, the manifest panel).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from generator.errors import BadInputError, MissingWeightsError
+from generator.files import sha256_file, write_bytes_atomic
+
+BUNDLED_DETECTOR = Path(__file__).resolve().parent / "weights" / "sfumato_detector.safetensors"
+FAKE, REAL, UNSURE, NO_FACE = "fake", "real", "unsure", "no face"
+EXIT_CODES = {REAL: 0, FAKE: 20, UNSURE: 21, NO_FACE: 22}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanConfig:
+    """How to scan."""
+
+    frames: int = 32  # evenly spaced frames per video
+    threshold: float = 0.5  # on the calibrated probability of fake
+    unsure_band: float = 0.15  # |p - threshold| below this: unsure
+    thumbnails: int = 8  # face thumbnails in the HTML report
+
+
+def verdict(p: float, config: ScanConfig) -> str:
+    """fake / real / unsure for a calibrated probability of fake."""
+    if abs(p - config.threshold) < config.unsure_band:
+        return UNSURE
+    return FAKE if p >= config.threshold else REAL
+
+
+class Scanner:
+    """The detector (with its fusion), the realism scorer and one dlib backend, loaded once."""
+
+    def __init__(self, detector: str | os.PathLike | None = None, generator: str | os.PathLike | None = None,
+                 config: ScanConfig = ScanConfig()):
+        from detector.evaluate import load_realism
+        from detector.fusion import FusionModel
+        from detector.train import load_detector
+        from generator.faces import create_backend
+
+        path = Path(detector) if detector else BUNDLED_DETECTOR
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"detector {path} not found: train one with `sfumato detect train DATASET` (and pass it with "
+                "--detector), or reinstall sfumato for the bundled one")
+        self.path, self.config = path, config
+        self.model, self.meta = load_detector(path)
+        self.fusion = FusionModel(**self.meta["fusion"]) if self.meta.get("fusion") else None
+        self.realism = load_realism(self.meta, generator) if self.fusion is not None else None
+        self.backend = create_backend("dlib")
+        self.versions = {"detector": str(path), "detector_sha256": sha256_file(path),
+                         "backbone": self.meta["backbone"], "input_size": self.meta["input_size"],
+                         "realism": self.realism.info if self.realism else None,
+                         "method": "fused" if self.fusion else "backbone"}
+
+    def scan(self, path: str | os.PathLike) -> dict:
+        """The evidence about one file (see the module docstring)."""
+        from detector.evidence import evidence
+        from detector.faces import sample_faces
+        from generator.provenance.verify import verify_file
+        from generator.video_io import probe
+
+        t0 = time.perf_counter()
+        path = Path(path)
+        info = probe(path)  # a clear error for missing, empty or undecodable files
+        try:
+            manifest = verify_file(path).to_dict()
+        except Exception as exc:  # provenance must not stop the pixel evidence; say what happened
+            manifest = {"state": "Unreadable", "message": str(exc)}
+        samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend,
+                               realism_size=self.realism.size if self.realism else None)
+        identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
+        ev = evidence(samples, self.model, self.realism, identity)
+        if not ev.found.any():
+            p, label = None, NO_FACE
+        else:
+            p = float(self.fusion.predict([ev.features])[0]) if self.fusion else \
+                float(np.nanmean(ev.probs))
+            label = verdict(p, self.config)
+        notes = []
+        if manifest.get("state") == "Invalid":
+            notes.append("the file carries a C2PA manifest that does not validate: it was altered after "
+                         "signing (or the manifest was forged)")
+        if (manifest.get("generation") or {}).get("generator") == "sfumato":
+            notes.append("the file's valid manifest says sfumato generated it")
+        missing = [{"frame": int(i), "reason": r} for i, r, f in zip(ev.indices, samples.reasons, ev.found)
+                   if not f]
+        return {"file": str(path), "sha256": sha256_file(path), "media": info.to_dict(),
+                "verdict": {"label": label, "probability_fake": p, "threshold": self.config.threshold,
+                            "unsure_band": self.config.unsure_band, "method": self.versions["method"]},
+                "manifest": manifest, "notes": notes,
+                "faces": [{"track": 0, **ev.to_dict(), "frames_without_face": missing}],
+                "models": self.versions, "seconds": round(time.perf_counter() - t0, 3),
+                "_samples": samples}
+
+
+def public(result: dict) -> dict:
+    """A scan result without its in-memory samples (JSON-ready)."""
+    return {k: v for k, v in result.items() if not k.startswith("_")}
+
+
+def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | os.PathLike | None = None,
+               out_dir: str | os.PathLike | None = None, progress: bool = False) -> dict:
+    """Scan files and folders; per file a result or an error. Folders write results.jsonl/.csv and a
+    summary into ``out_dir`` (default: the current folder's ``scan-results``)."""
+    from tqdm import tqdm
+
+    from generator.prepare import collect_inputs
+
+    files, problems = collect_inputs(paths)
+    if not files and not problems:
+        raise BadInputError(f"nothing to scan in {', '.join(map(str, paths))} (no pictures or videos)")
+    results = []
+    for f in tqdm(files, desc="scan", unit="file", disable=not progress):
+        try:
+            results.append(scanner.scan(f.path))
+        except Exception as exc:  # one bad file must not stop a folder scan; it is reported
+            results.append({"file": str(f.path), "error": f"{type(exc).__name__}: {exc}"})
+    results += [{"file": p, "error": "not a picture or video"} for p in problems]
+    if report is not None:
+        if len(results) != 1 or "error" in results[0]:
+            raise BadInputError("--report makes one HTML page for one scanned file")
+        write_bytes_atomic(report, html_report(results[0]).encode())
+    summary = {"files": len(results),
+               "verdicts": {k: sum(r.get("verdict", {}).get("label") == k for r in results)
+                            for k in EXIT_CODES},
+               "errors": sum("error" in r for r in results)}
+    folder = any(Path(p).is_dir() for p in paths)
+    if folder:
+        out = Path(out_dir or "scan-results")
+        out.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(public(r)) + "\n" for r in results)
+        write_bytes_atomic(out / "results.jsonl", lines.encode())
+        write_bytes_atomic(out / "results.csv", _csv(results).encode())
+        write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
+        summary["out"] = str(out)
+    return {"results": [public(r) for r in results], "summary": summary}
+
+
+def exit_status(results: list[dict]) -> int:
+    """fake (20) over unsure (21) over no face (22) over real (0); errors only: 1."""
+    labels = [r["verdict"]["label"] for r in results if "verdict" in r]
+    if not labels:
+        return 1
+    for label in (FAKE, UNSURE, NO_FACE):
+        if label in labels:
+            return EXIT_CODES[label]
+    return 0
+
+
+def _csv(results: list[dict]) -> str:
+    import csv
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["file", "verdict", "probability_fake", "manifest", "frames_with_face", "frames", "error"])
+    for r in results:
+        if "error" in r:
+            w.writerow([r["file"], "", "", "", "", "", r["error"]])
+            continue
+        face = r["faces"][0]
+        w.writerow([r["file"], r["verdict"]["label"], r["verdict"]["probability_fake"],
+                    r["manifest"].get("state"), sum(face["face_found"]), len(face["frames"]), ""])
+    return buf.getvalue()
+
+
+def _png(fig_or_array) -> str:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(fig_or_array, cv2.COLOR_RGB2BGR))
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode()
+
+
+def _timeline(face: dict) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = face["frames"]
+    p = [np.nan if v is None else v for v in face["fake_probability"]]
+    r = [np.nan if v is None else v for v in face["realism"]]
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.plot(x, p, "o-", color="tab:red", label="fake probability (detector)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("frame")
+    ax.set_ylabel("p(fake)")
+    ax2 = ax.twinx()
+    ax2.plot(x, r, "s--", color="tab:blue", label="realism r (discriminator)")
+    ax2.set_ylabel("r (higher = looks real)")
+    for i, found in zip(x, face["face_found"]):
+        if not found:
+            ax.axvspan(i - 0.5, i + 0.5, color="grey", alpha=0.3)
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _row(key: str, value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return f"<tr><th>{html.escape(str(key))}</th><td>{html.escape(text)}</td></tr>"
+
+
+def html_report(result: dict) -> str:
+    """A self-contained HTML page (images inlined) of one scan result."""
+    e = html.escape
+    v, m, face = result["verdict"], result["manifest"], result["faces"][0]
+    samples = result.get("_samples")
+    thumbs = ""
+    if samples is not None:
+        ok = np.flatnonzero(samples.found)
+        for k in ok[np.linspace(0, len(ok) - 1, min(8, len(ok))).round().astype(int)] if len(ok) else []:
+            pk = face["fake_probability"][k]
+            thumbs += (f'<figure><img src="{_png(samples.crops[k][::2, ::2])}"><figcaption>frame '
+                       f'{int(samples.indices[k])}<br>p={pk:.2f}</figcaption></figure>')
+    colour = {FAKE: "#c0392b", REAL: "#27ae60", UNSURE: "#e67e22"}.get(v["label"], "#7f8c8d")
+    prob = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
+    gen = m.get("generation")
+    panel = (("state", m.get("state")), ("codes", m.get("codes")), ("signer", m.get("signer")),
+             ("claim generator", m.get("claim_generator")), ("generation", gen),
+             ("message", m.get("message")))
+    rows = "".join(_row(k, val) for k, val in panel if val)
+    missing = "".join(f"<li>frame {x['frame']}: {e(x['reason'])}</li>" for x in face["frames_without_face"])
+    models = "".join(_row(k, val) for k, val in result["models"].items())
+    notes = "".join(f"<li>{e(n)}</li>" for n in result["notes"])
+    title = e(Path(result["file"]).name)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>sfumato scan: {title}</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
+.verdict{{font-size:1.6em;color:white;background:{colour};padding:.4em .8em;border-radius:6px;
+display:inline-block}} table{{border-collapse:collapse}}
+th,td{{text-align:left;padding:2px 8px;border-bottom:1px solid #ddd;vertical-align:top}}
+figure{{display:inline-block;margin:4px;text-align:center;font-size:.8em}}</style></head><body>
+<h1>sfumato scan</h1><p><code>{e(result['file'])}</code><br>sha256 <code>{e(result['sha256'])}</code></p>
+<div class="verdict">{e(v['label'])}: p(fake) = {prob}</div>
+<p>Verdict from the {e(v['method'])} probability: fake at or above {v['threshold']}, real below, unsure within
+{v['unsure_band']} of it.</p><ul>{notes}</ul>
+<h2>Faces</h2>{thumbs or '<p>No face found.</p>'}
+<h2>Timeline</h2><img src="{_timeline(face)}" style="max-width:100%">
+{f'<h3>Frames without a face</h3><ul>{missing}</ul>' if missing else ''}
+<h2>Provenance (C2PA)</h2><table>{rows}</table>
+<h2>Models</h2><table>{models}</table>
+<p style="color:#888">Scanned in {result['seconds']} s.</p></body></html>
+"""

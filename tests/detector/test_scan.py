@@ -1,0 +1,160 @@
+"""detect eval and scan end to end on a tiny case: the fusion fitted, metrics per compression, ROC PNG;
+scan reports per-frame evidence, the verdict and the C2PA state (a tampered file shows Invalid), and
+bad inputs give clear results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detector.metadata import ClipRecord, write_metadata
+from detector.train import DetectTrainConfig, train_detector
+from tests.conftest import shared_file
+
+CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=2, blur=0.0, jpeg=0.0)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Real astronaut clips and R/B-swapped 'fakes' in train/val/test, at c23 and c40."""
+    from generator.files import sha256_file
+    from generator.samples import astronaut_frames
+    from generator.video_io import write_video
+
+    root = tmp_path_factory.mktemp("sds")
+    frames = astronaut_frames(10, 160)
+    rows = []
+    for k in range(12):
+        label = "fake" if k % 2 else "real"
+        split = ("train", "train", "val", "test")[k // 2 % 4] if k < 8 else ("val", "test")[k // 2 % 2]
+        clip = [np.roll(f, 5 * k, axis=1) for f in frames]
+        if label == "fake":
+            clip = [np.ascontiguousarray(f[..., ::-1]) for f in clip]
+        for comp, crf in (("c23", 23), ("c40", 40)):
+            rel = f"videos/v{k}/{comp}.mp4"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            write_video(root / rel, clip, fps=25, crf=crf, reproducible=True)
+            rows.append(ClipRecord(id=f"v{k}_{comp}", clip_id=f"v{k}", label=label, split=split,
+                                   method=label if label == "real" else "self", source_identity=f"p{k}",
+                                   driver_identity=f"p{k}", compression=comp, crf=crf, frames=10, fps=25.0,
+                                   path=rel, sha256=sha256_file(root / rel)))
+    write_metadata(root, rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def detector(dataset, tiny_checkpoint, tmp_path_factory) -> Path:
+    from detector.evaluate import fit_detector_fusion
+
+    run = tmp_path_factory.mktemp("det")
+    import torch
+
+    torch.manual_seed(0)
+    train_detector(dataset, run, dataclasses.replace(CFG, compressions=("c23", "c40")))
+    fit_detector_fusion(dataset, run / "best.safetensors", run / "detector.safetensors", tiny_checkpoint,
+                        frames=4)
+    return run / "detector.safetensors"
+
+
+def test_eval_reports_every_method_per_compression(dataset, detector, tiny_checkpoint, tmp_path):
+    from detector.evaluate import evaluate
+
+    result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint)
+    assert result["videos"] == 8 and not result["failed"]  # 4 test clips x c23, c40
+    m = result["metrics"]
+    assert {"all", "compression=c23", "compression=c40", "perturbation=none"} <= set(m)
+    assert set(m["all"]) == {"backbone", "realism", "fused"}
+    assert m["compression=c23"]["backbone"]["video"]["n"] == 4
+    found = sum(sum(v["face_found"]) for v in result["per_video"])
+    assert m["all"]["backbone"]["frame"]["n"] == found > 8 * 4 / 2  # frames with a face, each counted once
+    saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(m))
+    assert (tmp_path / "ev" / "roc.png").stat().st_size > 5000
+    assert "| all | fused |" in (tmp_path / "ev" / "eval.md").read_text()
+
+
+def test_eval_refuses_another_generator(dataset, detector, tmp_path):
+    from generator.errors import ConfigMismatchError
+
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(b"not the generator")
+    with pytest.raises(ConfigMismatchError, match="pass that checkpoint with --generator"):
+        from detector.evaluate import evaluate
+
+        evaluate(dataset, detector, tmp_path / "ev", "test", other)
+
+
+@pytest.fixture()
+def scanner(detector, tiny_checkpoint):
+    from detector.scan import ScanConfig, Scanner
+
+    return Scanner(detector, tiny_checkpoint, ScanConfig(frames=4))
+
+
+def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, tmp_path, monkeypatch):
+    from detector.scan import html_report, public
+    from generator.provenance.manifest import GenerationInfo, SigningOptions, sign_generated
+
+    monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
+    clip = tmp_path / "generated.mp4"
+    clip.write_bytes((dataset / "videos/v1/c23.mp4").read_bytes())
+    sign_generated(clip, GenerationInfo(preset="small", seed=1), SigningOptions())
+    r = scanner.scan(clip)
+    assert r["manifest"]["state"] == "Trusted" and any("sfumato generated it" in n for n in r["notes"])
+    face = r["faces"][0]
+    assert len(face["frames"]) == 4 and all(face["face_found"])
+    assert all(0 <= p <= 1 for p in face["fake_probability"]) and all(x is not None for x in face["realism"])
+    assert r["verdict"]["label"] in ("fake", "real", "unsure") and 0 <= r["verdict"]["probability_fake"] <= 1
+    assert r["models"]["method"] == "fused" and r["models"]["detector_sha256"]
+    page = html_report(r)
+    assert "<img" in page and "Trusted" in page and "data:image/png;base64" in page
+    json.dumps(public(r))  # JSON-ready
+
+    data = bytearray(clip.read_bytes())
+    k = data.find(b"mdat") + 200  # flip pixels' bytes after signing
+    data[k:k + 16] = bytes(16)
+    tampered = tmp_path / "tampered.mp4"
+    tampered.write_bytes(bytes(data))
+    r2 = scanner.scan(tampered)
+    assert r2["manifest"]["state"] == "Invalid" and r2["manifest"]["codes"]
+    assert any("altered after signing" in n for n in r2["notes"])
+
+
+def test_scan_of_a_real_clip_from_shared(scanner):
+    r = scanner.scan(shared_file("videos", "eamm_happy.mp4"))
+    assert r["manifest"]["state"] == "Absent" and all(r["faces"][0]["face_found"])
+    assert r["verdict"]["label"] in ("fake", "real", "unsure")
+
+
+def test_scan_bad_inputs(scanner, tmp_path):
+    from detector.scan import exit_status, scan_paths
+    from generator.video_io import write_video
+
+    grey = tmp_path / "in" / "grey.mp4"
+    grey.parent.mkdir()
+    write_video(grey, [np.full((96, 96, 3), 128, np.uint8)] * 6, fps=25)
+    (tmp_path / "in" / "corrupt.mp4").write_bytes(b"\x00" * 100)
+    res = scan_paths([tmp_path / "in"], scanner, out_dir=tmp_path / "out")
+    by = {Path(r["file"]).name: r for r in res["results"]}
+    grey = by["grey.mp4"]["verdict"]
+    assert grey["label"] == "no face" and grey["probability_fake"] is None
+    assert len(by["grey.mp4"]["faces"][0]["frames_without_face"]) == 4
+    assert "error" in by["corrupt.mp4"]
+    assert res["summary"]["errors"] == 1 and (tmp_path / "out" / "results.jsonl").is_file()
+    assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 3
+    assert exit_status(res["results"]) == 22
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="nothing to scan"):
+        scan_paths([tmp_path / "empty"], scanner)
+
+
+def test_missing_detector_is_a_clear_error(tmp_path):
+    from detector.scan import Scanner
+    from generator.errors import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match="sfumato detect train"):
+        Scanner(tmp_path / "none.safetensors")
