@@ -203,6 +203,25 @@ def generate_speed(driver, presets, frames, threads, as_json):
                    f"everything but G: {r['non_G_share_percent']}%")
 
 
+@bench.command("scan")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False), help="Default: the bundled one.")
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False), help="Default: the bundled one.")
+@click.option("--source", type=click.Path(exists=True, dir_okay=False),
+              help="Video to make the 720p clip from (default: the astronaut sample).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def scan_speed(detector, generator, source, repeats, as_json):
+    """Seconds to scan a 10 s 720p clip (target < 3 s on a 2-core CPU), per stage."""
+    from benchmarks.scan_speed import run_scan_speed
+
+    r = run_scan_speed(detector, generator, source, repeats)
+    if as_json:
+        emit_json(r)
+        return
+    stages = ", ".join(f"{k} {v} s" for k, v in r["stage_seconds"].items())
+    click.echo(f"scan of a {r['clip']} clip ({r['frames_sampled']} frames): {r['seconds']} s ({stages})")
+
+
 def _add_dataset_commands() -> None:
     from cli.datasets import COMMANDS
 

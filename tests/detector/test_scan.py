@@ -158,3 +158,30 @@ def test_missing_detector_is_a_clear_error(tmp_path):
 
     with pytest.raises(MissingWeightsError, match="sfumato detect train"):
         Scanner(tmp_path / "none.safetensors")
+
+
+def test_scan_speed_benchmark_times_the_stages(detector, tiny_checkpoint):
+    from benchmarks.scan_speed import run_scan_speed
+
+    r = run_scan_speed(detector, tiny_checkpoint, repeats=1, frames=4)
+    st = r["stage_seconds"]
+    assert r["seconds"] > 0 and st["decode_and_faces"] > 0 and st["backbone_and_realism"] > 0
+    assert abs(sum(st.values()) - r["seconds"]) < 0.01 and r["verdict"]["label"] in ("fake", "real", "unsure")
+
+
+def test_cli_detect_eval_and_scan(dataset, detector, tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+
+    run = CliRunner().invoke
+    r = run(cli, ["-q", "detect", "eval", str(dataset), "--detector", str(detector), "--generator",
+                  str(tiny_checkpoint), "-o", str(tmp_path / "ev"), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["videos"] == 8
+    clip = dataset / "videos/v0/c23.mp4"
+    r = run(cli, ["-q", "scan", str(clip), "--detector", str(detector), "--generator", str(tiny_checkpoint),
+                  "--frames", "4", "--json", "--report", str(tmp_path / "r.html")])
+    got = json.loads(r.output)
+    assert r.exit_code == {"real": 0, "fake": 20, "unsure": 21}[got["verdict"]["label"]]
+    assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
