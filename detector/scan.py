@@ -85,7 +85,10 @@ class Scanner:
             manifest = verify_file(path).to_dict()
         except Exception as exc:  # provenance must not stop the pixel evidence; say what happened
             manifest = {"state": "Unreadable", "message": str(exc)}
-        samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend,
+        from generator.crop import DETECTOR_CROP
+
+        crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
+        samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend, crop,
                                realism_size=self.realism.size if self.realism else None)
         identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
         ev = evidence(samples, self.model, self.realism, identity)
@@ -232,7 +235,7 @@ def html_report(result: dict) -> str:
         ok = np.flatnonzero(samples.found)
         for k in ok[np.linspace(0, len(ok) - 1, min(8, len(ok))).round().astype(int)] if len(ok) else []:
             pk = face["fake_probability"][k]
-            thumbs += (f'<figure><img src="{_png(samples.crops[k][::2, ::2])}"><figcaption>frame '
+            thumbs += (f'<figure><img src="{_png(samples.crops[k])}"><figcaption>frame '
                        f'{int(samples.indices[k])}<br>p={pk:.2f}</figcaption></figure>')
     colour = {FAKE: "#c0392b", REAL: "#27ae60", UNSURE: "#e67e22"}.get(v["label"], "#7f8c8d")
     prob = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
