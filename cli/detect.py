@@ -53,7 +53,7 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
     if not no_fusion and summary["finished"]:
         summary["fusion"] = fit_detector_fusion(dataset, Path(out) / "best.safetensors",
                                                 Path(out) / "detector.safetensors", generator,
-                                                frames=cfg.frames, progress=show)
+                                                frames=32, progress=show)  # the protocol's 32 frames
     if as_json:
         emit_json(summary)
         return
