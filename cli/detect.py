@@ -22,6 +22,7 @@ def detect():
               help="Local backbone weights (e.g. timm's model.safetensors); else trained from scratch.")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--frames", type=click.IntRange(min=1), help="Frames per training video (paper: 32).")
 @click.option("--compressions", help="Training files' levels, comma-separated (default c23).")
 @click.option("--generator", type=click.Path(exists=True, dir_okay=False),
               help="Generator checkpoint for the realism evidence (default: the bundled model).")
@@ -30,8 +31,8 @@ def detect():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, compressions,
-          generator, no_fusion, device, seed, as_json):
+def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, frames,
+          compressions, generator, no_fusion, device, seed, as_json):
     """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
     of its scores with the realism score on the val split into OUT/detector.safetensors."""
     import dataclasses
@@ -42,7 +43,8 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
 
     cfg = PRESETS[preset]
     changes = {"seed": seed}
-    for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size)):
+    for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size),
+                       ("frames", frames)):
         if value is not None:
             changes[key] = value
     if compressions:

@@ -205,7 +205,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     tb = SummaryWriter(str(out / "tensorboard"))
     stats_path = out / "stats.csv"
     new_stats = not stats_path.is_file()
-    stats = open(stats_path, "a", newline="")
+    stats = open(stats_path, "a", newline="", buffering=1)  # line-buffered: readable while training
     writer = csv.writer(stats)
     if new_stats:
         writer.writerow(["epoch", "step", "loss", "val_frame_auc", "val_video_auc", "seconds"])
