@@ -185,3 +185,19 @@ def test_cli_detect_eval_and_scan(dataset, detector, tiny_checkpoint, tmp_path):
     got = json.loads(r.output)
     assert r.exit_code == {"real": 0, "fake": 20, "unsure": 21}[got["verdict"]["label"]]
     assert (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+
+def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path):
+    import shutil
+
+    from benchmarks.export import import_folder
+    from detector.evaluate import evaluate
+
+    for k in range(4):
+        label = "fake" if k % 2 else "real"
+        (tmp_path / "mine" / label).mkdir(parents=True, exist_ok=True)
+        shutil.copy(dataset / f"videos/v{k}/c23.mp4", tmp_path / "mine" / label / f"clip{k}.mp4")
+    import_folder(tmp_path / "mine", tmp_path / "imported")
+    result = evaluate(tmp_path / "imported", detector, tmp_path / "ev", "test", tiny_checkpoint)
+    assert result["videos"] == 4 and result["metrics"]["all"]["fused"]["video"]["n"] == 4
+    assert {"compression=unknown"} <= set(result["metrics"])

@@ -1,0 +1,34 @@
+"""The bundled detector: loads with its fusion, is tied to the bundled generator, scans with no options."""
+
+from __future__ import annotations
+
+import pytest
+
+from detector.scan import BUNDLED_DETECTOR
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    if not BUNDLED_DETECTOR.is_file():
+        pytest.skip(f"{BUNDLED_DETECTOR} is not installed")
+    from detector.train import load_detector
+
+    return load_detector(BUNDLED_DETECTOR)
+
+
+def test_bundled_detector_carries_its_fusion_and_generator_hash(bundled):
+    from generator.files import sha256_file
+    from generator.generate import BUNDLED_MODEL
+
+    model, meta = bundled
+    assert meta["backbone"] == "efficientnet_b0" and meta["fusion"]["features"]
+    assert meta["realism"]["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
+    assert (BUNDLED_DETECTOR.parent / "MODEL_CARD.md").is_file()
+
+
+def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
+    from detector.scan import ScanConfig, Scanner
+
+    r = Scanner(config=ScanConfig(frames=4)).scan(astronaut_clip)
+    assert r["models"]["method"] == "fused" and r["manifest"]["state"] == "Absent"
+    assert r["verdict"]["label"] in ("fake", "real", "unsure") and len(r["faces"][0]["frames"]) == 4
