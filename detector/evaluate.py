@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.evidence import FEATURES, REALISM_FEATURES, Evidence, evidence
+from detector.evidence import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
 from detector.fusion import FusionModel, fit_fusion
 from detector.metadata import ClipRecord, read_metadata
 from detector.metrics import binary_metrics, detection_report
@@ -102,16 +102,16 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
         if ev.found.any():
             feats.append(ev.features)
             labels.append(int(row.label == "fake"))
-    fused = fit_fusion(feats, labels, list(FEATURES))
-    realism_only = fit_fusion(feats, labels, list(REALISM_FEATURES))
+    fused = fit_fusion(feats, labels, list(FUSION_FEATURES))
+    realism_only = fit_fusion(feats, labels, list(REALISM_FUSION_FEATURES))
     meta = {**meta, "fusion": dataclasses.asdict(fused), "realism_fusion": dataclasses.asdict(realism_only),
             "realism": {**realism.info, "identity": identity}, "eval_frames": frames,
             "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
     meta.pop("optimizers", None)
     _save(Path(out), model, None, meta)
     return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
-            "fused_coef": dict(zip(FEATURES, fused.coef)), "realism_coef": dict(zip(REALISM_FEATURES,
-                                                                                    realism_only.coef))}
+            "fused_coef": dict(zip(FUSION_FEATURES, fused.coef)),
+            "realism_coef": dict(zip(REALISM_FUSION_FEATURES, realism_only.coef))}
 
 
 def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
