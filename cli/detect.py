@@ -126,15 +126,17 @@ def eval_(settings: Settings, dataset, detector, split, out, generator, frames, 
 @click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
 @click.option("--unsure-band", type=click.FloatRange(0, 0.5), default=0.15, show_default=True)
+@click.option("--faces", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Face tracks to follow (largest first); the file's verdict is its most suspicious face's.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def scan(settings: Settings, paths, detector, generator, report, out, frames, threshold, unsure_band,
+def scan(settings: Settings, paths, detector, generator, report, out, frames, threshold, unsure_band, faces,
          as_json):
     """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
     calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
     from detector.scan import ScanConfig, Scanner, exit_status, scan_paths
 
-    scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band))
+    scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces))
     res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
     if as_json:
         emit_json(res["results"][0] if len(res["results"]) == 1 and len(paths) == 1 else res)
@@ -143,7 +145,8 @@ def scan(settings: Settings, paths, detector, generator, report, out, frames, th
             if "error" in r:
                 click.echo(f"{r['file']}: error: {r['error']}", err=True)
                 continue
-            v, face = r["verdict"], r["faces"][0]
+            v = r["verdict"]
+            face = r["faces"][v.get("track", 0)]
             p = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
             click.echo(f"{r['file']}: {v['label']} (p(fake) {p}, {v['method']}); manifest "
                        f"{r['manifest'].get('state')}; face in {sum(face['face_found'])}/"

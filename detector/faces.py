@@ -60,8 +60,10 @@ class FaceSamples:
 
 
 def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
-                 crop: CropParams = DETECTOR_CROP, realism_size: int | None = None) -> FaceSamples:
-    """``frames`` evenly spaced frames of a video (or the one frame of an image) and their faces."""
+                 crop: CropParams = DETECTOR_CROP, realism_size: int | None = None,
+                 face_index: int = 0) -> FaceSamples:
+    """``frames`` evenly spaced frames of a video (or the one frame of an image) and their faces
+    (``face_index``: 0 follows the largest face, 1 the second largest, ...)."""
     from generator.faces import create_backend
     from generator.tracking import OK, FaceTracker, TrackerConfig
     from generator.video_io import MediaReader
@@ -73,7 +75,7 @@ def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
         indices, images = reader.sample(frames)
     if not images:
         raise BadInputError(f"{path}: no decodable frames")
-    tracker = FaceTracker(backend, TrackerConfig(detect_every=1))
+    tracker = FaceTracker(backend, TrackerConfig(detect_every=1, face_index=face_index))
     s = crop.size
     n = len(images)
     out = FaceSamples(np.asarray(indices, np.int64), np.zeros(n, bool), np.zeros((n, s, s, 3), np.uint8),

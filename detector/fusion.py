@@ -1,7 +1,7 @@
 """Fusion of the evidence per video: logistic regression on standardised features (the backbone's
 frame-score statistics and the realism statistics), fitted on the validation split, so its output is
-a calibrated probability of fake (for even prior odds). Stored as JSON (coefficients, no pickle), so a fusion file can be
-read without running code from it.
+a calibrated probability of fake (for even prior odds). Stored as JSON (coefficients, no pickle), so
+a fusion file can be read without running code from it.
 """
 
 from __future__ import annotations

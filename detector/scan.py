@@ -37,6 +37,7 @@ class ScanConfig:
     threshold: float = 0.5  # on the calibrated probability of fake
     unsure_band: float = 0.15  # |p - threshold| below this: unsure
     thumbnails: int = 8  # face thumbnails in the HTML report
+    faces: int = 1  # face tracks to follow: the largest, then the next largest, ...
 
 
 def verdict(p: float, config: ScanConfig) -> str:
@@ -88,36 +89,47 @@ class Scanner:
         from generator.crop import DETECTOR_CROP
 
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
-        samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend, crop,
-                               realism_size=self.realism.size if self.realism else None)
         identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
-        ev = evidence(samples, self.model, self.realism, identity)
-        if not ev.found.any():
-            p, label = None, NO_FACE
-        else:
-            p = float(self.fusion.predict([ev.features])[0]) if self.fusion else \
-                float(np.nanmean(ev.probs))
-            label = verdict(p, self.config)
+        tracks = []
+        for k in range(self.config.faces):
+            samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend,
+                                   crop, self.realism.size if self.realism else None, face_index=k)
+            if k and not samples.found.any():
+                break  # no k-th face anywhere: no more tracks
+            ev = evidence(samples, self.model, self.realism, identity)
+            p = None
+            if ev.found.any():
+                p = float(self.fusion.predict([ev.features])[0]) if self.fusion else \
+                    float(np.nanmean(ev.probs))
+            missing = [{"frame": int(i), "reason": r}
+                       for i, r, f in zip(ev.indices, samples.reasons, ev.found) if not f]
+            tracks.append({"track": k, "probability_fake": p,
+                           "label": NO_FACE if p is None else verdict(p, self.config), **ev.to_dict(),
+                           "frames_without_face": missing, "_samples": samples})
+        scored = [t for t in tracks if t["probability_fake"] is not None]
+        # The file is as suspicious as its most suspicious face.
+        top = max(scored, key=lambda t: t["probability_fake"]) if scored else tracks[0]
+        p, label = top["probability_fake"], top["label"]
         notes = []
         if manifest.get("state") == "Invalid":
             notes.append("the file carries a C2PA manifest that does not validate: it was altered after "
                          "signing (or the manifest was forged)")
         if (manifest.get("generation") or {}).get("generator") == "sfumato":
             notes.append("the file's valid manifest says sfumato generated it")
-        missing = [{"frame": int(i), "reason": r} for i, r, f in zip(ev.indices, samples.reasons, ev.found)
-                   if not f]
         return {"file": str(path), "sha256": sha256_file(path), "media": info.to_dict(),
                 "verdict": {"label": label, "probability_fake": p, "threshold": self.config.threshold,
-                            "unsure_band": self.config.unsure_band, "method": self.versions["method"]},
-                "manifest": manifest, "notes": notes,
-                "faces": [{"track": 0, **ev.to_dict(), "frames_without_face": missing}],
-                "models": self.versions, "seconds": round(time.perf_counter() - t0, 3),
-                "_samples": samples}
+                            "unsure_band": self.config.unsure_band, "method": self.versions["method"],
+                            "track": top["track"]},
+                "manifest": manifest, "notes": notes, "faces": tracks,
+                "models": self.versions, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def public(result: dict) -> dict:
     """A scan result without its in-memory samples (JSON-ready)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+    out = {k: v for k, v in result.items() if not k.startswith("_")}
+    if "faces" in out:
+        out["faces"] = [{k: v for k, v in f.items() if not k.startswith("_")} for f in out["faces"]]
+    return out
 
 
 def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | os.PathLike | None = None,
@@ -179,7 +191,7 @@ def _csv(results: list[dict]) -> str:
         if "error" in r:
             w.writerow([r["file"], "", "", "", "", "", r["error"]])
             continue
-        face = r["faces"][0]
+        face = r["faces"][r["verdict"].get("track", 0)]
         w.writerow([r["file"], r["verdict"]["label"], r["verdict"]["probability_fake"],
                     r["manifest"].get("state"), sum(face["face_found"]), len(face["frames"]), ""])
     return buf.getvalue()
@@ -228,8 +240,9 @@ def _row(key: str, value) -> str:
 def html_report(result: dict) -> str:
     """A self-contained HTML page (images inlined) of one scan result."""
     e = html.escape
-    v, m, face = result["verdict"], result["manifest"], result["faces"][0]
-    samples = result.get("_samples")
+    v, m = result["verdict"], result["manifest"]
+    face = result["faces"][v.get("track", 0)]
+    samples = face.get("_samples")
     thumbs = ""
     if samples is not None:
         ok = np.flatnonzero(samples.found)

@@ -201,3 +201,18 @@ def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path
     result = evaluate(tmp_path / "imported", detector, tmp_path / "ev", "test", tiny_checkpoint)
     assert result["videos"] == 4 and result["metrics"]["all"]["fused"]["video"]["n"] == 4
     assert {"compression=unknown"} <= set(result["metrics"])
+
+
+def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
+    from detector.scan import ScanConfig, Scanner, public
+    from generator.samples import astronaut_frames
+    from generator.video_io import write_video
+
+    frames = astronaut_frames(6, 160)
+    two = [np.hstack([f, np.ascontiguousarray(f[:, ::-1])]) for f in frames]  # two people side by side
+    write_video(tmp_path / "two.mp4", two, fps=25)
+    r = public(Scanner(detector, tiny_checkpoint, ScanConfig(frames=3, faces=3)).scan(tmp_path / "two.mp4"))
+    assert [t["track"] for t in r["faces"]] == [0, 1]  # a third face is nowhere: no third track
+    assert all(all(t["face_found"]) for t in r["faces"])
+    top = max(r["faces"], key=lambda t: t["probability_fake"])
+    assert r["verdict"]["track"] == top["track"] and r["verdict"]["probability_fake"] == top["probability_fake"]
