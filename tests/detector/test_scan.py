@@ -215,4 +215,5 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     assert [t["track"] for t in r["faces"]] == [0, 1]  # a third face is nowhere: no third track
     assert all(all(t["face_found"]) for t in r["faces"])
     top = max(r["faces"], key=lambda t: t["probability_fake"])
-    assert r["verdict"]["track"] == top["track"] and r["verdict"]["probability_fake"] == top["probability_fake"]
+    assert r["verdict"]["track"] == top["track"]
+    assert r["verdict"]["probability_fake"] == top["probability_fake"]
