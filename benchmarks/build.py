@@ -536,8 +536,9 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path) -> dict:
                     seed=clip.seed, driver_kind="video", source_sha256=[video["source_sha256"]],
                     driver_sha256=maker.videos[clip.driver.video]["source_sha256"],
                     extra={"dataset_clip_id": clip.clip_id, "method": clip.method, "mode": clip.mode,
-                           "compression": comp, "frames": [clip.target.start,
-                                                           clip.target.start + cfg.clip_frames]})
+                           # named numbers, not a list: c2pa stores small-int lists as bytes
+                           "compression": comp, "start_frame": clip.target.start,
+                           "end_frame": clip.target.start + cfg.clip_frames})
                 sign_generated(tmp / f"{comp}.signed.mp4", info, maker.signing)
                 state = verify_file(tmp / f"{comp}.signed.mp4", trust=_signing_ca(maker.signing)).state
                 maker.seconds[f"sign_{comp}"] += time.perf_counter() - t0

@@ -135,6 +135,8 @@ def test_manifest_free_copy_has_the_signed_pixels(dataset):
 
     fake = next(r for r in read_metadata(dataset) if r.label == "fake" and r.compression == "c23")
     assert verify_file(fake.resolve(dataset)).state == "Absent"
+    extra = verify_file(fake.resolve(dataset, signed=True)).generation["extra"]
+    assert extra["dataset_clip_id"] == fake.clip_id and (extra["start_frame"], extra["end_frame"]) == (0, 8)
     with MediaReader(fake.resolve(dataset)) as a, MediaReader(fake.resolve(dataset, signed=True)) as b:
         for (_, x), (_, y) in zip(a.frames(), b.frames()):
             assert np.array_equal(x, y)
