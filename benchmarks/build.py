@@ -259,7 +259,7 @@ class ClipMaker:
         self.checkpoint_sha, self.signing = checkpoint_sha, signing
         self.model, self.meta = load_meta_model(checkpoint, device)
         self.size = self.model.cfg.image_size
-        self.scorer = RealismScorer(self.model)
+        self.scorer = FileRealismScorer(self.model)
         self.backend = create_backend("dlib")
         self._tracks: dict[tuple, tuple] = {}
         self._persons: dict[tuple, object] = {}
@@ -406,25 +406,22 @@ class ClipMaker:
         return out, matrices, local, found
 
     def realism(self, path: Path, matrices: np.ndarray, points: np.ndarray, found: np.ndarray) -> np.ndarray:
-        """r per frame of an encoded file (see ``RealismScorer``)."""
+        """r per frame of an encoded file (see ``FileRealismScorer``)."""
         t0 = time.perf_counter()
         r = self.scorer(path, matrices, points, found)
         self.seconds["realism"] += time.perf_counter() - t0
         return r
 
 
-class RealismScorer:
+class FileRealismScorer:
     """r per frame of a clip file from the generator's discriminator, identity-agnostic (w_0, eq. 3),
     on the face crops and landmarks the clip was made with (its ``track.npz``)."""
 
     def __init__(self, model):
-        from generator.discriminator import Discriminator
-        from generator.model import bake_spectral_norm
+        from generator.inference import realism_discriminator
 
         self.size = model.cfg.image_size
-        self.D = Discriminator(model.cfg)
-        self.D.load_state_dict(model.D.state_dict())
-        bake_spectral_norm(self.D.eval()).to(model.D.w_0.device)
+        self.D = realism_discriminator(model)
 
     def __call__(self, path: Path, matrices: np.ndarray, points: np.ndarray, found: np.ndarray,
                  frame_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -457,7 +454,7 @@ def dataset_rescorer(dataset: str | os.PathLike, checkpoint: str | os.PathLike
     if sha256_file(checkpoint) != doc["checkpoint_sha256"]:
         raise ConfigMismatchError(f"{checkpoint} is not the checkpoint {dataset} was built with (sha256 "
                                   f"{doc['checkpoint_sha256'][:12]}...): its r would not be comparable")
-    scorer = RealismScorer(load_meta_model(checkpoint)[0])
+    scorer = FileRealismScorer(load_meta_model(checkpoint)[0])
 
     def rescore(path: Path, row: ClipRecord) -> np.ndarray:
         with np.load(Path(dataset) / "videos" / row.clip_id / "track.npz") as z:

@@ -1,1 +1,2 @@
-"""sfumato detector package (lands with the detector issue)."""
+"""sfumato's detector: face samples, a timm backbone, the realism score as evidence, their fusion,
+evaluation (``sfumato detect``) and ``sfumato scan``; plus the clip metadata schema of datasets."""

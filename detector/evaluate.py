@@ -53,14 +53,14 @@ class EvidenceSource:
     def __call__(self, folder: Path, row: ClipRecord) -> Evidence:
         """Evidence of one row (its file resolved against ``folder``)."""
         from detector.evidence import model_input_size
-        from detector.faces import cached_faces
+        from detector.faces import cached_faces, sample_key
         from detector.train import CACHE_DIR
         from generator.crop import DETECTOR_CROP
         from generator.faces import create_backend
 
         rsize = self.realism.size if self.realism is not None else None
         size = model_input_size(self.model)  # cut at the size it was trained at, as in training
-        key = f"{row.id}-{(row.sha256 or 'nohash')[:16]}-f{self.frames}-s{size}-r{rsize or 0}"
+        key = sample_key(row, self.frames, size, rsize)
         cache = folder / CACHE_DIR
         if self._backend is None and not (cache / f"{key}.npz").is_file():
             self._backend = create_backend("dlib")

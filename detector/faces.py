@@ -97,6 +97,11 @@ def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
     return out
 
 
+def sample_key(record, frames: int, size: int, realism_size: int | None = None) -> str:
+    """Cache key of a clip file's samples: its id, file hash, frame count and crop sizes."""
+    return f"{record.id}-{(record.sha256 or 'nohash')[:16]}-f{frames}-s{size}-r{realism_size or 0}"
+
+
 def cached_faces(path: str | os.PathLike, cache: str | os.PathLike, key: str, frames: int = 32,
                  backend=None, crop: CropParams = DETECTOR_CROP, realism_size: int | None = None
                  ) -> FaceSamples:

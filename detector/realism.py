@@ -20,16 +20,14 @@ class RealismScorer:
     """D (spectral norms baked) and E of a meta-trained checkpoint, for r on detector samples."""
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu", shots: int = 8):
-        from generator.discriminator import Discriminator
         from generator.files import sha256_file
-        from generator.model import bake_spectral_norm, load_meta_model
+        from generator.inference import realism_discriminator
+        from generator.model import load_meta_model
 
         model, meta = load_meta_model(checkpoint, device)
         self.size = model.cfg.image_size
         self.E = model.E.eval()
-        self.D = Discriminator(model.cfg)
-        self.D.load_state_dict(model.D.state_dict())
-        bake_spectral_norm(self.D.eval()).to(device)
+        self.D = realism_discriminator(model)
         self.shots, self.device = shots, device
         self.info = {"checkpoint": str(checkpoint), "checkpoint_sha256": sha256_file(checkpoint),
                      "preset": meta.get("preset"), "step": meta.get("step"), "image_size": self.size}

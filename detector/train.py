@@ -68,11 +68,6 @@ class FrameSet:
     missing: list[dict]  # videos with frames (or all frames) without a face, and why
 
 
-def crop_size_key(row: ClipRecord, frames: int, size: int) -> str:
-    """Cache key of a row's face samples: its id, file hash, frame count and crop size."""
-    return f"{row.id}-{(row.sha256 or 'nohash')[:16]}-f{frames}-s{size}"
-
-
 def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int, size: int,
                 progress: bool = False, desc: str = "faces") -> FrameSet:
     """Face crops of ``rows`` (through the dataset's cache); frames without a face are reported."""
@@ -80,7 +75,7 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
 
     from tqdm import tqdm
 
-    from detector.faces import cached_faces
+    from detector.faces import cached_faces, sample_key
     from generator.crop import DETECTOR_CROP
     from generator.faces import create_backend
 
@@ -89,7 +84,7 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
     backend = None
     crops, labels, ids, missing = [], [], [], []
     for row in tqdm(rows, desc=desc, unit="video", disable=not progress):
-        key = crop_size_key(row, frames, size)
+        key = sample_key(row, frames, size)
         if backend is None and not (cache / f"{key}.npz").is_file():
             backend = create_backend("dlib")
         try:

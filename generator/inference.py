@@ -58,6 +58,13 @@ def realism_score(D: Discriminator, frames: np.ndarray, points: np.ndarray,
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
+def realism_discriminator(model: TalkingHeadModel) -> Discriminator:
+    """A copy of the model's D for scoring r: eval mode, spectral norms baked, on the model's device."""
+    D = Discriminator(model.cfg)  # a fresh module: see init_person on why not a deep copy
+    D.load_state_dict(model.D.state_dict())
+    return bake_spectral_norm(D.eval()).to(model.D.w_0.device)
+
+
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.metadata import ClipRecord, write_metadata
+from detector.metadata import write_metadata
 from detector.train import DetectTrainConfig, train_detector
 from tests.conftest import shared_file
+from tests.detector.conftest import add_clip, swap_fake
 
 CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=2, blur=0.0, jpeg=0.0)
 
@@ -21,27 +22,16 @@ CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=2, blur=0.
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Real astronaut clips and R/B-swapped 'fakes' in train/val/test, at c23 and c40."""
-    from generator.files import sha256_file
     from generator.samples import astronaut_frames
-    from generator.video_io import write_video
 
     root = tmp_path_factory.mktemp("sds")
     frames = astronaut_frames(10, 160)
     rows = []
     for k in range(12):
-        label = "fake" if k % 2 else "real"
         split = ("train", "train", "val", "test")[k // 2 % 4] if k < 8 else ("val", "test")[k // 2 % 2]
         clip = [np.roll(f, 5 * k, axis=1) for f in frames]
-        if label == "fake":
-            clip = [np.ascontiguousarray(f[..., ::-1]) for f in clip]
-        for comp, crf in (("c23", 23), ("c40", 40)):
-            rel = f"videos/v{k}/{comp}.mp4"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            write_video(root / rel, clip, fps=25, crf=crf, reproducible=True)
-            rows.append(ClipRecord(id=f"v{k}_{comp}", clip_id=f"v{k}", label=label, split=split,
-                                   method=label if label == "real" else "self", source_identity=f"p{k}",
-                                   driver_identity=f"p{k}", compression=comp, crf=crf, frames=10, fps=25.0,
-                                   path=rel, sha256=sha256_file(root / rel)))
+        add_clip(root, rows, f"v{k}", swap_fake(clip) if k % 2 else clip, "fake" if k % 2 else "real", split,
+                 ("c23", "c40"))
     write_metadata(root, rows)
     return root
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.metadata import ClipRecord, write_metadata
+from detector.metadata import write_metadata
 from detector.train import DetectTrainConfig, augment, load_detector, predict, train_detector
+from tests.detector.conftest import add_clip, swap_fake
 
 CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=6, checkpoint_every=3, blur=0.0,
                         jpeg=0.0)
@@ -17,32 +18,17 @@ CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=6, checkpo
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    """Real astronaut clips and 'fakes' with red and blue swapped (a cue a detector can learn)."""
-    from generator.files import sha256_file
+    """Real astronaut clips, R/B-swapped 'fakes', and a faceless grey 'fake'."""
     from generator.samples import astronaut_frames
-    from generator.video_io import write_video
 
     root = tmp_path_factory.mktemp("dds")
     frames = astronaut_frames(12, 160)
     rows = []
     for k in range(8):
-        label = "fake" if k % 2 else "real"
-        split = "val" if k >= 6 else "train"
         clip = [np.roll(f, 6 * k, axis=1) for f in frames[k % 3:]]
-        if label == "fake":
-            clip = [np.ascontiguousarray(f[..., ::-1]) for f in clip]
-        rel = f"videos/v{k}/c23.mp4"
-        (root / rel).parent.mkdir(parents=True)
-        write_video(root / rel, clip, fps=25, crf=23, reproducible=True)
-        rows.append(ClipRecord(id=f"v{k}_c23", clip_id=f"v{k}", label=label, split=split, method=label,
-                               source_identity=f"p{k}", driver_identity=f"p{k}", compression="c23", crf=23,
-                               frames=len(clip), fps=25.0, path=rel, sha256=sha256_file(root / rel)))
-    grey = "videos/grey/c23.mp4"
-    (root / grey).parent.mkdir(parents=True)
-    write_video(root / grey, [np.full((160, 160, 3), 110, np.uint8)] * 8, fps=25, crf=23)
-    rows.append(ClipRecord(id="grey_c23", clip_id="grey", label="fake", split="train", method="self",
-                           source_identity="g", driver_identity="g", compression="c23", crf=23, frames=8,
-                           fps=25.0, path=grey, sha256=sha256_file(root / grey)))
+        add_clip(root, rows, f"v{k}", swap_fake(clip) if k % 2 else clip, "fake" if k % 2 else "real",
+                 "val" if k >= 6 else "train")
+    add_clip(root, rows, "grey", [np.full((160, 160, 3), 110, np.uint8)] * 8, "fake", "train")
     write_metadata(root, rows)
     return root
 
