@@ -49,7 +49,7 @@ import numpy as np
 
 from detector.metadata import COMPRESSIONS, ClipRecord, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.files import sha256_file, write_bytes_atomic
+from generator.files import link_or_copy, sha256_file, write_bytes_atomic
 
 BUILD_FILE = "build.json"
 FORMAT = 1
@@ -578,10 +578,13 @@ def _digest(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def build_document(corpus: str | os.PathLike, checkpoint: str | os.PathLike,
-                   config: BuildConfig) -> dict:
-    """Everything that determines the dataset: settings, input hashes, split and plan (+ digest)."""
-    videos = corpus_videos(corpus)
+def build_document(corpus: str | os.PathLike, checkpoint: str | os.PathLike, config: BuildConfig,
+                   videos: list[dict] | None = None) -> dict:
+    """Everything that determines the dataset: settings, input hashes, split and plan (+ digest).
+
+    ``videos``: the corpus's ``corpus_videos``, when the caller has read them already.
+    """
+    videos = videos if videos is not None else corpus_videos(corpus)
     clips, split, skipped = make_plan(videos, config)
     doc = {"format": FORMAT, "config": dataclasses.asdict(config),
            "corpus_videos": [{k: v[k] for k in ("dir", "identity", "frame_count", "source_sha256")}
@@ -628,7 +631,8 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     corpus, checkpoint = Path(corpus), Path(checkpoint)
     if not checkpoint.is_file():
         raise BadInputError(f"checkpoint {checkpoint} not found")
-    doc = build_document(corpus, checkpoint, config)
+    videos = corpus_videos(corpus)
+    doc = build_document(corpus, checkpoint, config, videos)
     out.mkdir(parents=True, exist_ok=True)
     old = (out / BUILD_FILE).exists() and read_build(out)
     if old and old.get("digest") != doc["digest"]:
@@ -646,10 +650,9 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     maker = None
     done = skipped = 0
     if todo:
-        videos = {v["dir"]: v for v in corpus_videos(corpus)}
         if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        maker = ClipMaker(corpus, videos, checkpoint, doc["checkpoint_sha256"], config,
+        maker = ClipMaker(corpus, {v["dir"]: v for v in videos}, checkpoint, doc["checkpoint_sha256"], config,
                           signing or SigningOptions(), device)
         (out / "records").mkdir(exist_ok=True)
         for clip in tqdm(todo, desc="bench build", unit="clip", disable=not progress):
@@ -738,16 +741,9 @@ def merge_shards(out: str | os.PathLike, shard_dirs: list[str | os.PathLike] = (
                 dst = out / "videos" / clip_id
                 shutil.rmtree(dst, ignore_errors=True)
                 shutil.copytree(d / "videos" / clip_id, out / ".tmp" / clip_id, dirs_exist_ok=True,
-                                copy_function=_link_or_copy)
+                                copy_function=link_or_copy)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(out / ".tmp" / clip_id, dst)
             (out / "records").mkdir(exist_ok=True)
             write_bytes_atomic(out / "records" / rec_path.name, rec_path.read_bytes())
     return finish_dataset(out)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)

@@ -30,7 +30,6 @@ import io
 import json
 import os
 import re
-import secrets
 import shutil
 import time
 from collections.abc import Iterable
@@ -43,7 +42,8 @@ from generator import __version__
 from generator.crop import DETECTOR_CROP, CropParams, crop_face
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.faces import FaceBackend, create_backend
-from generator.files import sha256_file, write_bytes_atomic
+from generator.files import link_or_copy, sha256_file, write_bytes_atomic
+from generator.prepare import slug
 from generator.tracking import OK, FaceTracker, TrackerConfig
 from generator.video_io import VIDEO_EXTENSIONS, MediaReader, evenly_spaced_indices, write_image
 
@@ -73,11 +73,6 @@ SWAP_METHODS = frozenset({"deepfakes", "faceswap", "faceshifter"})
 
 
 # -- shared helpers --------------------------------------------------------------------------------
-def _slug(text: str) -> str:
-    """A file-name-safe version of ``text`` (no separators, no leading dot)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._") or "x"
-
-
 def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:8]
 
@@ -97,7 +92,7 @@ def deepfakebench_label(record: ClipRecord) -> str:
     """The DeepfakeBench label name of a row: sfumato_real, or sfumato_<method> for fakes."""
     if record.label == "real":
         return f"{DATASET_NAME}_real"
-    method = _slug(record.method)
+    method = slug(record.method)
     # A fake must never share the real label name, whatever its method is called.
     return f"{DATASET_NAME}_{method}" if method.lower() != "real" else f"{DATASET_NAME}_fake"
 
@@ -108,8 +103,8 @@ def _unperturbed(perturbation: str | None) -> bool:
 
 def _group_name(compression: str, perturbation: str | None) -> str:
     """The per-compression (and per-perturbation) DeepfakeBench dataset name of a row."""
-    name = f"{DATASET_NAME}_{_slug(compression)}"
-    return name if _unperturbed(perturbation) else f"{name}_{_slug(perturbation)}"
+    name = f"{DATASET_NAME}_{slug(compression)}"
+    return name if _unperturbed(perturbation) else f"{name}_{slug(perturbation)}"
 
 
 def _select_rows(rows: list[ClipRecord], compressions: tuple[str, ...] | None
@@ -190,10 +185,10 @@ class _VideoPlan:
 
 def _plan_videos(rows: list[ClipRecord]) -> list[_VideoPlan]:
     """Folder of every row, keyed by its unique id (never by a bare name that could merge videos)."""
-    folders = _unique_names([r.id for r in rows], [_slug(r.id) for r in rows])
+    folders = _unique_names([r.id for r in rows], [slug(r.id) for r in rows])
     plans = []
     for r in rows:
-        base = Path(DATASET_NAME) / _slug(r.method) / _slug(r.compression)
+        base = Path(DATASET_NAME) / slug(r.method) / slug(r.compression)
         plans.append(_VideoPlan(r, folders[r.id], base / "frames" / folders[r.id],
                                 base / "landmarks" / folders[r.id]))
     return plans
@@ -471,54 +466,30 @@ for f in (root / "dataset_json").glob("*.json"):
 
 # -- FaceForensics++ layout ------------------------------------------------------------------------
 def _ffpp_method(record: ClipRecord) -> str:
-    return FFPP_METHODS.get(record.method, _slug(record.method))
+    return FFPP_METHODS.get(record.method, slug(record.method))
 
 
 def _ffpp_plan(rows: list[ClipRecord]) -> dict[str, tuple[Path, list[str]]]:
     """For each row id: its path in the FF++ tree and its split pair (see the export README)."""
     def place(r: ClipRecord, clip: str) -> tuple[Path, list[str]]:
-        comp = FFPP_COMPRESSION.get(r.compression, _slug(r.compression))
-        suffix = "" if _unperturbed(r.perturbation) else f"__{_slug(r.perturbation)}"
+        comp = FFPP_COMPRESSION.get(r.compression, slug(r.compression))
+        suffix = "" if _unperturbed(r.perturbation) else f"__{slug(r.perturbation)}"
         if r.label == "real":
             stem = clip + suffix
             return (Path("original_sequences") / DATASET_NAME / comp / "videos" / f"{stem}.mp4",
                     [stem, stem])
         # FF++ names fakes <target>_<source>: here the identity shown, then the driving identity
         # and the clip id, which keeps two clips of the same identity pair apart.
-        target, rest = _slug(r.source_identity), f"{_slug(r.driver_identity)}_{clip}{suffix}"
+        target, rest = slug(r.source_identity), f"{slug(r.driver_identity)}_{clip}{suffix}"
         return (Path("manipulated_sequences") / _ffpp_method(r) / comp / "videos" / f"{target}_{rest}.mp4",
                 [target, rest])
 
-    plan = {r.id: place(r, _slug(r.clip_id)) for r in rows}
+    plan = {r.id: place(r, slug(r.clip_id)) for r in rows}
     taken = collections.Counter(str(path).lower() for path, _ in plan.values())
     for r in rows:  # two rows on one path (e.g. equal clip ids): name them by their unique row ids
         if taken[str(plan[r.id][0]).lower()] > 1:
-            plan[r.id] = place(r, _slug(r.id))
+            plan[r.id] = place(r, slug(r.id))
     return plan
-
-
-def _link_or_copy(src: Path, dst: Path) -> str:
-    """Put ``src`` at ``dst`` as a hard link, else a copy, atomically; 'existing' if already there."""
-    if dst.exists():
-        if os.path.samefile(src, dst):
-            return "existing"
-        s, d = src.stat(), dst.stat()
-        if s.st_size == d.st_size and s.st_mtime_ns == d.st_mtime_ns:  # copy2 keeps the mtime
-            return "existing"
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        try:
-            os.link(src, tmp)
-            how = "linked"
-        except OSError:  # another file system, or links not allowed there
-            shutil.copy2(src, tmp)
-            how = "copied"
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return how
 
 
 def _export_ffpp(dataset: Path, out: Path, rows: list[ClipRecord], progress: bool) -> dict:
@@ -536,7 +507,7 @@ def _export_ffpp(dataset: Path, out: Path, rows: list[ClipRecord], progress: boo
             failures.append({"id": r.id, "reason": f"{src}: no such file"})
             continue
         try:
-            counts[_link_or_copy(src, out / rel)] += 1
+            counts[link_or_copy(src, out / rel)] += 1
         except OSError as exc:
             failures.append({"id": r.id, "reason": f"cannot write {out / rel}: {exc.strerror or exc}"})
             continue
@@ -736,7 +707,7 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
     # Ids come from the whole relative path, so same-named files in different folders never merge;
     # clip ids leave out the compression folder, so one video's c23 and c40 files share theirs.
     rels = [r.as_posix() for _, r, _, _ in found]
-    ids = _unique_names(rels, ["__".join(_slug(p) for p in r.with_suffix("").parts) for _, r, _, _ in found])
+    ids = _unique_names(rels, ["__".join(slug(p) for p in r.with_suffix("").parts) for _, r, _, _ in found])
     records = []
     for path, rel, facts, info in found:
         kept = [p for p in rel.with_suffix("").parts if p.lower() not in COMPRESSION_WORDS]
@@ -745,7 +716,7 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
         if warning:
             warnings.append(warning)
         records.append(ClipRecord(
-            id=ids[rel.as_posix()], clip_id="__".join(_slug(p) for p in kept), label=facts["label"],
+            id=ids[rel.as_posix()], clip_id="__".join(slug(p) for p in kept), label=facts["label"],
             split=facts["split"], method=facts["method"], source_identity=source, driver_identity=driver,
             compression=facts["compression"], crf=COMPRESSIONS.get(facts["compression"]),
             frames=info.frame_count, fps=info.fps, width=info.width, height=info.height,

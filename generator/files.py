@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +59,31 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
+
+
+def link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> str:
+    """Put ``src`` at ``dst`` as a hard link, else a copy, atomically; 'existing' if already there."""
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        if os.path.samefile(src, dst):
+            return "existing"
+        s, d = src.stat(), dst.stat()
+        if s.st_size == d.st_size and s.st_mtime_ns == d.st_mtime_ns:  # copy2 keeps the mtime
+            return "existing"
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        try:
+            os.link(src, tmp)
+            how = "linked"
+        except OSError:  # another file system, or links not allowed there
+            shutil.copy2(src, tmp)
+            how = "copied"
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return how
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
