@@ -313,8 +313,10 @@ def test_torchrun_ranks_take_shards_and_rank0_finishes(dataset, corpus, checkpoi
     if torchrun is None:
         pytest.skip("torchrun is not on PATH")
     out = tmp_path / "tr"
-    cmd = [torchrun, "--nproc-per-node", "2", "-m", "cli", "-q", "bench", "build", str(corpus),
-           "--checkpoint", str(checkpoint), "-o", str(out), "--splits", "34/33/33", "--shots", "1,2",
+    # --standalone: a free rendezvous port, so a lingering torchrun elsewhere cannot collide with it
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "cli", "-q", "bench", "build",
+           str(corpus), "--checkpoint", str(checkpoint), "-o", str(out), "--splits", "34/33/33",
+           "--shots", "1,2",
            "--finetune-steps", "1", "--fakes-per-real", "2", "--clip-frames", "8", "--max-side", "160"]
     import torch
 
