@@ -357,7 +357,9 @@ class VideoWriter:
         self._tmp = temp_path_beside(self.path)
         # reproducible: the same frames give the same bytes. In-process libx264 (PyAV) does not: its
         # lossy encodes of identical frames differed from run to run here (mb-tree rate control),
-        # while the ffmpeg binary of imageio-ffmpeg, fed raw frames on a pipe, is bit-exact.
+        # while the ffmpeg binary of imageio-ffmpeg, fed raw frames on a pipe, is bit-exact. One
+        # encoder thread: x264's output depends on its thread count (auto = the machine's cores),
+        # and a torchrun rank once encoded a clip differently from the in-process build on CI.
         self._pipe = None
         self._container = None if reproducible else av.open(str(self._tmp), "w", format="mp4")
         self._stream = None
@@ -389,6 +391,7 @@ class VideoWriter:
                "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
                "-r", f"{rate.numerator}/{rate.denominator}",
                "-i", "-", "-c:v", "libx264", "-crf", str(self.crf), "-preset", self.preset,
+               "-threads", "1",
                "-pix_fmt", "yuv420p", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
                "-f", "mp4", str(self._tmp)]
         self._pipe = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
