@@ -74,6 +74,12 @@ class BuildConfig:
     min_face_share: float = 0.9  # a segment needs a face in this share of its frames
     x264_preset: str = "medium"
     seed: int = 0
+    # hard examples (issue 9): render ``candidates`` per planned fake and keep one that passes
+    candidates: int = 1
+    min_realism: float | None = None  # keep a fake only if its mean r is at least this
+    realism_quantile: float | None = None  # ... at least this quantile of the real clips' mean r
+    hard_for_sha256: str | None = None  # among those, keep the one this detector scores most real
+    split_seed: int | None = None  # the identity split's seed when it differs from ``seed`` (rounds)
 
     def __post_init__(self):
         if len(self.splits) != 3 or min(self.splits) < 0 or not 0.999 < sum(self.splits) < 1.001:
@@ -89,6 +95,32 @@ class BuildConfig:
                                 f"{self.compressions}")
         if self.clip_frames < 2 or self.clips_per_identity < 1 or self.fakes_per_real < 0:
             raise BadInputError("clip_frames >= 2, clips_per_identity >= 1 and fakes_per_real >= 0")
+        if self.candidates < 1:
+            raise BadInputError(f"candidates must be >= 1, got {self.candidates}")
+        if self.min_realism is not None and self.realism_quantile is not None:
+            raise BadInputError("give a realism threshold (--min-realism) or a quantile "
+                                "(--realism-quantile), not both")
+        if self.realism_quantile is not None and not 0.0 <= self.realism_quantile <= 1.0:
+            raise BadInputError(f"the realism quantile must be in 0..1, got {self.realism_quantile}")
+
+    @property
+    def filtering(self) -> bool:
+        """Whether fakes are chosen among candidates or by a threshold (hard examples)."""
+        return (self.candidates > 1 or self.min_realism is not None or self.realism_quantile is not None
+                or self.hard_for_sha256 is not None)
+
+    def to_doc(self) -> dict:
+        """The settings as they enter the digest: fields added later are left out at their defaults,
+        so datasets built before them keep their digest (and can still be resumed)."""
+        d = dataclasses.asdict(self)
+        for name in _LATER_FIELDS:
+            if d[name] == _DEFAULTS[name]:
+                del d[name]
+        return d
+
+
+_LATER_FIELDS = ("candidates", "min_realism", "realism_quantile", "hard_for_sha256", "split_seed")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(BuildConfig)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +230,8 @@ def make_plan(videos: list[dict], config: BuildConfig) -> tuple[list[ClipPlan], 
             skipped.append({"identity": ident, "reason": f"no video has {config.clip_frames} frames "
                                                          f"(longest: {longest})"})
     need = 2 if "cross" in config.methods else 1
-    split = split_identities(list(segments), config.splits, config.seed, need)
+    split = split_identities(list(segments), config.splits,
+                             config.seed if config.split_seed is None else config.split_seed, need)
     grid = [(m, t, mode) for m in config.methods for t in config.shots for mode in config.modes]
     grid = [grid[i] for i in np.random.default_rng(config.seed).permutation(len(grid))]
     per_real = len(grid) if config.fakes_per_real == 0 else min(config.fakes_per_real, len(grid))
@@ -319,19 +352,21 @@ class ClipMaker:
         return np.stack(frames), track.astype(np.float32), found
 
     # persons ----------------------------------------------------------------------------------
-    def person(self, identity: str, shots: int, mode: str, exclude: Segment):
-        """The target identity as a Person from T corpus shots (outside the clip's frames first)."""
-        key = (identity, shots, mode, exclude)
+    def person(self, identity: str, shots: int, mode: str, exclude: Segment, shot_seed: int | None = None):
+        """The target identity as a Person from T corpus shots (outside the clip's frames first);
+        ``shot_seed`` draws another set of shots (a hard-example candidate) instead of the even spread."""
+        key = (identity, shots, mode, exclude, shot_seed)
         if key not in self._persons:
             if len(self._persons) > 16:
                 self._persons.clear()
             t = time.perf_counter()
-            self._persons[key] = self._make_person(identity, shots, mode, exclude)
+            self._persons[key] = self._make_person(identity, shots, mode, exclude, shot_seed)
             self.seconds["person"] += time.perf_counter() - t
         return self._persons[key]
 
-    def shots(self, identity: str, shots: int, exclude: Segment):
-        """T evenly spread corpus crops of ``identity`` (model size), avoiding ``exclude``'s frames."""
+    def shots(self, identity: str, shots: int, exclude: Segment, shot_seed: int | None = None):
+        """T corpus crops of ``identity`` (model size), avoiding ``exclude``'s frames: evenly spread,
+        or drawn at random with ``shot_seed``."""
         import cv2
 
         from generator.sources import Shots
@@ -348,7 +383,12 @@ class ClipMaker:
                 in_clip = vdir == exclude.video and 0 <= i - exclude.start < self.config.clip_frames
                 (inside if in_clip else outside).append((vdir, int(i), pts[k], rec))
         pool = outside if len(outside) >= shots else outside + inside
-        pick = [pool[i] for i in np.linspace(0, len(pool) - 1, min(shots, len(pool))).round().astype(int)]
+        if shot_seed is None:
+            chosen = np.linspace(0, len(pool) - 1, min(shots, len(pool))).round().astype(int)
+        else:
+            chosen = np.sort(np.random.default_rng(shot_seed).choice(len(pool), min(shots, len(pool)),
+                                                                      replace=False))
+        pick = [pool[i] for i in chosen]
         frames, points, origins = [], [], []
         for vdir, i, p, rec in pick:
             img = read_image(self.corpus / vdir / rec["files"]["frames"].format(index=i))
@@ -358,24 +398,32 @@ class ClipMaker:
             origins.append({"video": vdir, "frame": i})
         return Shots(np.stack(frames), np.stack(points).astype(np.float32), origins, {})
 
-    def _make_person(self, identity: str, shots: int, mode: str, exclude: Segment):
+    def _make_person(self, identity: str, shots: int, mode: str, exclude: Segment,
+                     shot_seed: int | None = None):
         import torch
 
         from generator.finetune import FinetuneConfig, finetune
         from generator.inference import init_person
 
-        shot_set = self.shots(identity, shots, exclude)
+        shot_set = self.shots(identity, shots, exclude, shot_seed)
         if mode == "FF":
             x, y = shot_set.tensors(self.model.D.w_0.device)
             return init_person(self.model, x, y).prepare_for_inference()
-        seed = derived_seed(self.config.seed, f"person:{identity}:{shots}:{exclude.video}:{exclude.start}")
+        seed = derived_seed(self.config.seed, f"person:{identity}:{shots}:{exclude.video}:{exclude.start}"
+                            + (f":{shot_seed}" if shot_seed is not None else ""))
         torch.manual_seed(seed)
         cfg = FinetuneConfig(steps=self.config.finetune_steps, seed=seed)
         return finetune(self.model, shot_set, cfg).person.prepare_for_inference()
 
     # rendering --------------------------------------------------------------------------------
-    def render(self, clip: ClipPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def render(self, clip: ClipPlan, shot_seed: int | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(frames, crop matrices (N, 2, 3), crop landmarks (N, 68, 2), face found (N,)) of a clip."""
+        frames, matrices, local, found, _ = self.render_full(clip, shot_seed)
+        return frames, matrices, local, found
+
+    def render_full(self, clip: ClipPlan, shot_seed: int | None = None):
+        """``render`` plus the landmarks the face shows in frame pixels (N, 68, 2)."""
         import dataclasses as dc
 
         from generator.crop import TRAINING_CROP, crop_transform, face_mask
@@ -387,7 +435,7 @@ class ClipMaker:
         matrices = np.stack([t.matrix for t in transforms])
         target_local = np.stack([t.apply_points(p) for t, p in zip(transforms, track)]).astype(np.float32)
         if clip.label == "real":
-            return frames, matrices, target_local, found
+            return frames, matrices, target_local, found, track
         if clip.method == "self":
             wanted = track
         else:
@@ -395,7 +443,7 @@ class ClipMaker:
             wanted = transfer_expression(track, drv_track)
             found = found & drv_found
         local = np.stack([t.apply_points(p) for t, p in zip(transforms, wanted)]).astype(np.float32)
-        person = self.person(clip.source_identity, clip.shots, clip.mode, clip.target)
+        person = self.person(clip.source_identity, clip.shots, clip.mode, clip.target, shot_seed)
         t0 = time.perf_counter()
         crops = person.render(local)
         self.seconds["render"] += time.perf_counter() - t0
@@ -403,7 +451,7 @@ class ClipMaker:
         out = np.stack([t.paste(c, f, mask=face_mask(np.stack([a, b]), self.size))
                         for t, c, f, a, b in zip(transforms, crops, frames, local, target_local)])
         self.seconds["paste"] += time.perf_counter() - t0
-        return out, matrices, local, found
+        return out, matrices, local, found, wanted
 
     def realism(self, path: Path, matrices: np.ndarray, points: np.ndarray, found: np.ndarray) -> np.ndarray:
         """r per frame of an encoded file (see ``FileRealismScorer``)."""
@@ -428,7 +476,6 @@ class FileRealismScorer:
         """r per frame (NaN where no face was found); ``frame_size`` (h, w) the track was made at,
         when the file was resized since."""
         from generator.crop import CropTransform
-        from generator.inference import realism_score
         from generator.video_io import MediaReader
 
         with MediaReader(path) as reader:
@@ -439,7 +486,20 @@ class FileRealismScorer:
                      for m, (_, f) in zip(matrices, reader.frames())]
         if not crops:
             raise BadInputError(f"{path}: no frames to score")
-        r = realism_score(self.D, np.stack(crops), points[:len(crops)]).astype(np.float64)
+        return self._score(np.stack(crops), points, found)
+
+    def frames(self, frames: np.ndarray, matrices: np.ndarray, points: np.ndarray,
+               found: np.ndarray) -> np.ndarray:
+        """r per frame of frames in memory (a candidate before it is encoded)."""
+        from generator.crop import CropTransform
+
+        crops = np.stack([CropTransform(m, self.size).apply_image(f) for m, f in zip(matrices, frames)])
+        return self._score(crops, points, found)
+
+    def _score(self, crops: np.ndarray, points: np.ndarray, found: np.ndarray) -> np.ndarray:
+        from generator.inference import realism_score
+
+        r = realism_score(self.D, crops, points[:len(crops)]).astype(np.float64)
         r[~np.asarray(found[:len(r)], bool)] = np.nan
         return r
 
@@ -478,6 +538,112 @@ class SkipClip(SfumatoError):
     """A clip that cannot be made from this corpus (no face, too short); recorded, not fatal."""
 
 
+# -- hard examples ---------------------------------------------------------------------------
+def candidate_plan(clip: ClipPlan, k: int, videos: dict[str, dict], clip_frames: int
+                   ) -> tuple[ClipPlan, int | None]:
+    """(plan, shot seed) of candidate ``k`` of a planned fake: 0 is the plan itself; the others draw
+    their own T shots (and, in cross-reenactment, another stretch of the driver's video) from a seed of
+    their own, so the clip keeps its id, identities, T and mode."""
+    if k == 0:
+        return clip, None
+    seed = derived_seed(clip.seed, f"candidate:{k}")
+    driver = clip.driver
+    if clip.method == "cross":
+        room = int(videos[driver.video]["frame_count"]) - clip_frames
+        if room > 0:
+            driver = Segment(driver.video, int(np.random.default_rng(seed).integers(0, room + 1)))
+    return dataclasses.replace(clip, driver=driver, seed=seed), seed
+
+
+class DetectorJudge:
+    """``--hard-for``: a trained detector's mean fake probability over a clip's faces, in memory."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", frames: int = 16):
+        from detector.train import load_detector
+
+        self.model, self.meta = load_detector(path, device)
+        self.size, self.frames = int(self.meta["input_size"]), frames
+        self.path, self.sha256 = str(path), sha256_file(path)
+
+    def __call__(self, frames: np.ndarray, points: np.ndarray, found: np.ndarray) -> float:
+        """Mean p(fake) over up to ``frames`` evenly spaced frames with a face (points: frame pixels)."""
+        from detector.train import predict
+        from generator.crop import DETECTOR_CROP, crop_face
+
+        idx = np.flatnonzero(found)
+        if not len(idx):
+            return float("nan")
+        idx = idx[np.linspace(0, len(idx) - 1, min(self.frames, len(idx))).round().astype(int)]
+        params = dataclasses.replace(DETECTOR_CROP, size=self.size)
+        crops = np.stack([crop_face(frames[i], points[i], params)[0] for i in idx])
+        return float(predict(self.model, crops).mean())
+
+
+def choose_candidate(maker: ClipMaker, clip: ClipPlan, threshold: float | None,
+                     judge: DetectorJudge | None) -> tuple[tuple | None, dict]:
+    """Render the candidates of one planned fake and keep the best that passes.
+
+    Passing: mean r (on the rendered frames, before encoding) at least ``threshold``. Best: the
+    lowest fake probability of ``judge`` when there is one, else the highest mean r. Returns
+    ((chosen plan, (frames, matrices, landmarks, found)) or None when none passed, the record of
+    every candidate tried)."""
+    tried, best, best_key = [], None, -np.inf
+    for k in range(maker.config.candidates):
+        plan, shot_seed = candidate_plan(clip, k, maker.videos, maker.config.clip_frames)
+        t0 = time.perf_counter()
+        try:
+            frames, matrices, local, found, full = maker.render_full(plan, shot_seed)
+        except SkipClip as exc:
+            tried.append({"candidate": k, "error": str(exc)})
+            continue
+        r = maker.scorer.frames(frames, matrices, local, found)
+        r_mean = float(np.nanmean(r)) if np.isfinite(r).any() else float("nan")
+        p = judge(frames, full, found) if judge is not None else None
+        passed = threshold is None or (np.isfinite(r_mean) and r_mean >= threshold)
+        seconds = time.perf_counter() - t0
+        maker.seconds["candidates"] += seconds
+        tried.append({"candidate": k, "seed": plan.seed, "shot_seed": shot_seed,
+                      "driver_start_frame": plan.driver.start,
+                      # unrounded: candidates of one clip can differ in the 6th decimal
+                      "realism_mean": r_mean if np.isfinite(r_mean) else None,
+                      "fake_probability": None if p is None or not np.isfinite(p) else p,
+                      "passed": bool(passed), "seconds": round(seconds, 3)})
+        if passed:
+            key = -p if p is not None and np.isfinite(p) else (r_mean if judge is None else -np.inf)
+            if best is None or key > best_key:
+                best, best_key = (plan, (frames, matrices, local, found), k), key
+    selection = {"threshold": threshold, "judge_sha256": judge.sha256 if judge else None,
+                 "chosen": best[2] if best else None, "candidates": tried}
+    return (best[:2] if best else None), selection
+
+
+def realism_threshold(maker: ClipMaker, clips: list[ClipPlan]) -> dict | None:
+    """The r a fake must reach: --min-realism as given, or --realism-quantile of the real clips' mean
+    r (on their frames as the builder reads them, before encoding, like the candidates)."""
+    cfg = maker.config
+    if cfg.min_realism is not None:
+        return {"value": cfg.min_realism, "source": "--min-realism"}
+    if cfg.realism_quantile is None:
+        return None
+    means = {}
+    for c in clips:
+        if c.label != "real":
+            continue
+        try:
+            frames, matrices, local, found = maker.render(c)
+        except SkipClip:
+            continue
+        r = maker.scorer.frames(frames, matrices, local, found)
+        if np.isfinite(r).any():
+            means[c.clip_id] = round(float(np.nanmean(r)), 5)
+    if not means:
+        raise BadInputError("--realism-quantile needs real clips with faces to take the quantile of")
+    value = round(float(np.quantile(list(means.values()), cfg.realism_quantile)), 5)
+    return {"value": value, "source": f"quantile {cfg.realism_quantile:g} of the mean r of {len(means)} "
+                                      "real clips", "real_means": means}
+
+
+
 def _versions() -> dict:
     import av
     import torch
@@ -495,8 +661,13 @@ def _versions() -> dict:
     return out
 
 
-def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path) -> dict:
-    """Render, encode, sign and score one clip into ``out/videos/<clip_id>``; returns its record."""
+def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path, threshold: float | None = None,
+              judge: DetectorJudge | None = None) -> dict:
+    """Render, encode, sign and score one clip into ``out/videos/<clip_id>``; returns its record.
+
+    With hard-example settings a fake is the best of its candidates (``choose_candidate``), or,
+    when none passes, recorded as ``filtered`` with every candidate's scores.
+    """
     from generator.provenance.manifest import GenerationInfo, sign_generated
     from generator.provenance.verify import verify_file
     from generator.video_io import VideoWriter
@@ -507,7 +678,15 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path) -> dict:
     tmp.mkdir(parents=True)
     final = out / "videos" / clip.clip_id
     try:
-        frames, matrices, points, found = maker.render(clip)
+        selection = None
+        if clip.label == "fake" and cfg.filtering:
+            chosen, selection = choose_candidate(maker, clip, threshold, judge)
+            if chosen is None:
+                return {"clip_id": clip.clip_id, "status": "filtered", "selection": selection,
+                        "reason": f"none of {cfg.candidates} candidate(s) passed (mean r >= {threshold})"}
+            clip, (frames, matrices, points, found) = chosen
+        else:
+            frames, matrices, points, found = maker.render(clip)
         video = maker.videos[clip.target.video]
         fps = video["fps"]
         buf = io.BytesIO()
@@ -561,7 +740,8 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path) -> dict:
             shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp, final)
-        return {"clip_id": clip.clip_id, "status": "done", "rows": rows}
+        rec = {"clip_id": clip.clip_id, "status": "done", "rows": rows}
+        return rec if selection is None else {**rec, "selection": selection}
     except SkipClip as exc:
         return {"clip_id": clip.clip_id, "status": "skipped", "reason": str(exc)}
     except OSError as exc:
@@ -586,7 +766,7 @@ def build_document(corpus: str | os.PathLike, checkpoint: str | os.PathLike, con
     """
     videos = videos if videos is not None else corpus_videos(corpus)
     clips, split, skipped = make_plan(videos, config)
-    doc = {"format": FORMAT, "config": dataclasses.asdict(config),
+    doc = {"format": FORMAT, "config": config.to_doc(),
            "corpus_videos": [{k: v[k] for k in ("dir", "identity", "frame_count", "source_sha256")}
                              for v in videos],
            "checkpoint_sha256": sha256_file(checkpoint), "splits": split, "skipped_identities": skipped,
@@ -609,18 +789,21 @@ def _read_record(out: Path, clip_id: str) -> dict | None:
         rec = json.loads((out / "records" / f"{clip_id}.json").read_text())
     except (OSError, ValueError):
         return None
-    return rec if rec.get("status") in ("done", "skipped") else None
+    return rec if rec.get("status") in ("done", "skipped", "filtered") else None
 
 
 def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out: str | os.PathLike,
                   config: BuildConfig = BuildConfig(), shard: tuple[int, int] | None = None,
                   signing=None, command: str | None = None, progress: bool = False,
-                  on_clip: Callable[[str], None] | None = None, device: str = "cpu") -> dict:
+                  on_clip: Callable[[str], None] | None = None, device: str = "cpu",
+                  hard_for: str | os.PathLike | None = None) -> dict:
     """Build (or finish) the dataset in ``out``; see the module docstring. Returns a summary.
 
     With ``shard`` only that shard's clips are made; the metadata and card are written by
     ``merge_shards`` (under torchrun, rank 0 waits for the others and writes them). ``device``
     "cuda" renders, fine-tunes and scores on the GPU (under torchrun: the rank's local GPU).
+    ``hard_for``: the detector file whose sha256 is ``config.hard_for_sha256`` (the judge of
+    candidates; see ``choose_candidate``).
     """
     from tqdm import tqdm
 
@@ -631,6 +814,11 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     corpus, checkpoint = Path(corpus), Path(checkpoint)
     if not checkpoint.is_file():
         raise BadInputError(f"checkpoint {checkpoint} not found")
+    if (hard_for is None) != (config.hard_for_sha256 is None):
+        raise BadInputError("--hard-for needs the detector file and its sha256 in the settings together")
+    if hard_for is not None and sha256_file(hard_for) != config.hard_for_sha256:
+        raise ConfigMismatchError(f"{hard_for} is not the detector these settings name (sha256 "
+                                  f"{config.hard_for_sha256[:12]}...)")
     videos = corpus_videos(corpus)
     doc = build_document(corpus, checkpoint, config, videos)
     out.mkdir(parents=True, exist_ok=True)
@@ -648,23 +836,26 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     mine = [c for c in clips if shard is None or in_shard(c, identities, shard)]
     todo = [c for c in mine if _read_record(out, c.clip_id) is None]
     maker = None
-    done = skipped = 0
+    done = skipped = filtered = 0
     if todo:
         if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
         maker = ClipMaker(corpus, {v["dir"]: v for v in videos}, checkpoint, doc["checkpoint_sha256"], config,
                           signing or SigningOptions(), device)
         (out / "records").mkdir(exist_ok=True)
+        threshold = _threshold(out, doc, maker, clips) if config.filtering else None
+        judge = DetectorJudge(hard_for, maker.model.D.w_0.device) if hard_for is not None else None
         for clip in tqdm(todo, desc="bench build", unit="clip", disable=not progress):
-            rec = make_clip(maker, clip, out)
+            rec = make_clip(maker, clip, out, threshold, judge)
             write_bytes_atomic(out / "records" / f"{clip.clip_id}.json", json.dumps(rec, indent=1).encode())
             done += rec["status"] == "done"
             skipped += rec["status"] == "skipped"
+            filtered += rec["status"] == "filtered"
             if on_clip is not None:
                 on_clip(clip.clip_id)
     seconds = {k: round(v, 3) for k, v in (maker.seconds if maker else {}).items()}
     summary = {"out": str(out), "shard": list(shard) if shard else None, "clips_planned": len(clips),
-               "clips_in_shard": len(mine), "made": done, "skipped_now": skipped,
+               "clips_in_shard": len(mine), "made": done, "skipped_now": skipped, "filtered_now": filtered,
                "reused": len(mine) - len(todo), "seconds": round(time.perf_counter() - t_start, 3),
                "stage_seconds": seconds}
     name = "build_summary.json" if shard is None else f"build_summary.shard{shard[0]}of{shard[1]}.json"
@@ -674,6 +865,27 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and shard[0] == 0:
         summary["dataset"] = finish_dataset(out, wait=True)
     return summary
+
+
+FILTER_FILE = "filter.json"
+
+
+def _threshold(out: Path, doc: dict, maker: ClipMaker, clips: list[ClipPlan]) -> float | None:
+    """The build's realism threshold, worked out once and kept in filter.json, so resumed runs and
+    every shard judge against the same number."""
+    path = out / FILTER_FILE
+    try:
+        got = json.loads(path.read_text())
+        if got.get("digest") == doc["digest"]:
+            return (got.get("threshold") or {}).get("value")
+    except (OSError, ValueError):
+        pass
+    t0 = time.perf_counter()
+    threshold = realism_threshold(maker, clips)
+    maker.seconds["threshold"] += time.perf_counter() - t0
+    if threshold is not None or not path.exists():
+        write_bytes_atomic(path, json.dumps({"digest": doc["digest"], "threshold": threshold}, indent=1).encode())
+    return threshold["value"] if threshold else None
 
 
 def _what_differs(old: dict, new: dict) -> str:
@@ -707,15 +919,24 @@ def finish_dataset(out: str | os.PathLike, wait: bool = False, poll_seconds: flo
         raise SfumatoError(f"{len(lost)} clip files recorded as built are missing from {out} (e.g. "
                            f"{lost[0]}): delete their records/ entries and rerun the build")
     skips = [{"clip_id": i, "reason": r["reason"]} for i, r in records.items() if r["status"] == "skipped"]
+    dropped = [{"clip_id": i, "reason": r["reason"]} for i, r in records.items() if r["status"] == "filtered"]
+    selections = {i: r["selection"] for i, r in records.items() if r.get("selection")}
     write_metadata(out, rows)
     splits = {"identities": doc["splits"],
               "counts": {s: sorted(i for i, v in doc["splits"].items() if v == s)
                          for s in ("train", "val", "test")},
-              "skipped_identities": doc["skipped_identities"], "skipped_clips": skips}
+              "skipped_identities": doc["skipped_identities"], "skipped_clips": skips,
+              "filtered_clips": dropped}
     write_bytes_atomic(out / "splits.json", json.dumps(splits, indent=1).encode())
-    card = write_card(out, doc, rows, skips)
-    return {"rows": len(rows), "clips": len(ids) - len(skips), "skipped_clips": skips,
-            "skipped_identities": doc["skipped_identities"], **card}
+    threshold = None
+    if selections:
+        try:
+            threshold = json.loads((out / FILTER_FILE).read_text()).get("threshold")
+        except (OSError, ValueError):
+            pass
+    card = write_card(out, doc, rows, skips, selections, threshold)
+    return {"rows": len(rows), "clips": len(ids) - len(skips) - len(dropped), "skipped_clips": skips,
+            "filtered_clips": dropped, "skipped_identities": doc["skipped_identities"], **card}
 
 
 def merge_shards(out: str | os.PathLike, shard_dirs: list[str | os.PathLike] = ()) -> dict:
@@ -729,6 +950,8 @@ def merge_shards(out: str | os.PathLike, shard_dirs: list[str | os.PathLike] = (
         if other.get("digest") != mine.get("digest"):
             raise ConfigMismatchError(f"stale shard: {d} was built with other settings, corpus or "
                                       f"checkpoint than {out} ({_what_differs(other, mine)})")
+        if not (out / FILTER_FILE).exists() and (d / FILTER_FILE).is_file():
+            write_bytes_atomic(out / FILTER_FILE, (d / FILTER_FILE).read_bytes())
         plan = {c["clip_id"] for c in mine["plan"]}
         for rec_path in sorted((d / "records").glob("*.json")):
             clip_id = rec_path.stem

@@ -17,6 +17,7 @@ from detector.metadata import ClipRecord
 from generator.files import write_bytes_atomic
 
 HISTOGRAM = "realism_hist.png"
+FILTER_HISTOGRAM = "filter_hist.png"
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -67,7 +68,87 @@ def write_histogram(path: Path, rows: list[ClipRecord]) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
-def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict]) -> str:
+def selection_summary(selections: dict[str, dict], threshold: dict | None) -> dict:
+    """What the hard-example filter did: candidates tried, how many passed, slots kept and dropped,
+    and the share of candidate rendering spent on candidates that were not kept."""
+    tried = [c for s in selections.values() for c in s["candidates"] if "error" not in c]
+    kept = [s["candidates"][[c["candidate"] for c in s["candidates"]].index(s["chosen"])]
+            for s in selections.values() if s.get("chosen") is not None]
+    seconds = sum(c["seconds"] for c in tried)
+    kept_seconds = sum(c["seconds"] for c in kept)
+    return {"planned_fakes": len(selections), "kept_fakes": len(kept),
+            "kept_share": round(len(kept) / max(len(selections), 1), 4),
+            "candidates_tried": len(tried),
+            "candidates_failed": sum("error" in c for s in selections.values() for c in s["candidates"]),
+            "candidates_passed": sum(c["passed"] for c in tried),
+            "acceptance_rate": round(sum(c["passed"] for c in tried) / max(len(tried), 1), 4),
+            "threshold": None if threshold is None else threshold.get("value"),
+            "threshold_source": None if threshold is None else threshold.get("source"),
+            "judge_sha256": next((s["judge_sha256"] for s in selections.values() if s.get("judge_sha256")), None),
+            "candidate_seconds": round(seconds, 2),
+            "extra_generation_share": round(1 - kept_seconds / seconds, 4) if seconds else 0.0,
+            "realism_tried": [c["realism_mean"] for c in tried],
+            "realism_kept": [c["realism_mean"] for c in kept],
+            "probability_tried": [c["fake_probability"] for c in tried],
+            "probability_kept": [c["fake_probability"] for c in kept]}
+
+
+def write_filter_histogram(path: Path, summary: dict) -> None:
+    """Candidates' mean r (and the judge's fake probability) before (all tried) and after (kept)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("realism", "mean r per candidate clip (higher = looks real to D)")]
+    if any(v is not None for v in summary["probability_tried"]):
+        panels.append(("probability", "judge's p(fake) per candidate clip"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.3), squeeze=False)
+    for ax, (key, title) in zip(axes[0], panels):
+        tried = np.array([v for v in summary[f"{key}_tried"] if v is not None], float)
+        kept = np.array([v for v in summary[f"{key}_kept"] if v is not None], float)
+        if len(tried):
+            bins = np.linspace(tried.min(), tried.max() + 1e-6, 30)
+            ax.hist(tried, bins=bins, alpha=0.5, color="tab:gray", label=f"tried ({len(tried)})")
+            ax.hist(kept, bins=bins, alpha=0.7, color="tab:red", label=f"kept ({len(kept)})")
+        if key == "realism" and summary["threshold"] is not None:
+            ax.axvline(summary["threshold"], color="k", ls="--", lw=1, label=f"threshold {summary['threshold']:.3f}")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+def _filter_lines(summary: dict) -> list[str]:
+    judge = summary["judge_sha256"]
+    lines = ["## Hard examples", "",
+             f"Fakes were chosen: {summary['candidates_tried']} candidates rendered for "
+             f"{summary['planned_fakes']} planned fakes (each candidate draws its own T shots and, in "
+             "cross-reenactment, another stretch of the driver's video). A candidate passes when its mean r "
+             "(on the rendered frames) reaches the threshold; of those passing, the one kept is "
+             + ("the one the detector below scores most real." if judge else "the one with the highest mean r."),
+             "",
+             f"- Threshold: {summary['threshold'] if summary['threshold'] is not None else 'none'}"
+             + (f" ({summary['threshold_source']})" if summary["threshold_source"] else ""),
+             f"- Judge: {'detector sha256 `' + judge + '`' if judge else 'none'}",
+             f"- Candidates passing: {summary['candidates_passed']} of {summary['candidates_tried']} "
+             f"(acceptance rate {summary['acceptance_rate']:.1%}); failed to render: "
+             f"{summary['candidates_failed']}",
+             f"- Fakes kept: {summary['kept_fakes']} of {summary['planned_fakes']} planned "
+             f"({summary['kept_share']:.1%}); the rest are listed under Skipped as filtered",
+             f"- Extra generation: {summary['extra_generation_share']:.1%} of the {summary['candidate_seconds']:.0f} s "
+             "spent rendering candidates went to candidates that were not kept", "",
+             f"![candidates before and after the filter]({FILTER_HISTOGRAM})", ""]
+    return lines
+
+
+def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summary: dict | None = None,
+              dropped: list[dict] = ()) -> str:
     """The markdown of the card."""
     cfg = doc["config"]
     clips = {r.clip_id: r for r in rows}
@@ -125,9 +206,13 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict]) -> str:
         rows_t.append([comp, *(f"{np.mean(v):.3f}" if v else "-" for v in means.values()),
                        auc.get(comp) if auc.get(comp) is not None else "-"])
     lines += _table(["compression", "real", "fake", "AUC of r alone (fake = low r)"], rows_t)
-    lines += ["", "## Skipped", ""]
+    lines += [""]
+    if filter_summary is not None:
+        lines += _filter_lines(filter_summary)
+    lines += ["## Skipped", ""]
     skipped = [*(f"identity {s['identity']}: {s['reason']}" for s in doc["skipped_identities"]),
-               *(f"clip {s['clip_id']}: {s['reason']}" for s in skips)]
+               *(f"clip {s['clip_id']}: {s['reason']}" for s in skips),
+               *(f"clip {s['clip_id']} (filtered): {s['reason']}" for s in dropped)]
     lines += [f"- {s}" for s in skipped] or ["Nothing was skipped."]
     lines += ["", "## Files", "",
               "- `metadata.jsonl`: one row per clip file (clip x compression) with every field, including "
@@ -144,9 +229,21 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict]) -> dict:
-    """Write README.md and the realism histogram into ``out``; returns their paths and r's AUCs."""
+def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict],
+               selections: dict[str, dict] | None = None, threshold: dict | None = None) -> dict:
+    """Write README.md and the realism histogram into ``out`` (and, when fakes were chosen among
+    candidates, the filter's histogram and filter_summary.json); returns paths, r's AUCs and the
+    filter's summary."""
     write_histogram(out / HISTOGRAM, rows)
-    write_bytes_atomic(out / "README.md", card_text(doc, rows, skips).encode())
-    return {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM),
-            "realism_auc": realism_auc(rows)}
+    summary = None
+    if selections:
+        summary = selection_summary(selections, threshold)
+        write_filter_histogram(out / FILTER_HISTOGRAM, summary)
+        write_bytes_atomic(out / "filter_summary.json", json.dumps(summary, indent=1).encode())
+    dropped = [{"clip_id": i, "reason": "no candidate passed"} for i, s in (selections or {}).items()
+               if s.get("chosen") is None]
+    write_bytes_atomic(out / "README.md", card_text(doc, rows, skips, summary, dropped).encode())
+    out_d = {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM), "realism_auc": realism_auc(rows)}
+    if summary is not None:
+        out_d["filter"] = {k: v for k, v in summary.items() if not k.endswith(("_tried", "_kept"))}
+    return out_d

@@ -63,6 +63,16 @@ def _checkpoint(checkpoint):
 @click.option("--max-side", type=click.IntRange(min=64), default=512, show_default=True,
               help="Frames larger than this are scaled down.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--split-seed", type=int, help="Seed of the identity split when it should differ from --seed "
+              "(adversarial rounds keep one split while drawing new fakes).")
+@click.option("--candidates", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Hard examples: candidates rendered per planned fake; the best that passes is kept.")
+@click.option("--min-realism", type=float, help="Keep a fake only if its mean realism score r is at least this.")
+@click.option("--realism-quantile", type=click.FloatRange(0, 1),
+              help="... at least this quantile of the real clips' mean r (e.g. 0.5: as real as the median "
+                   "real clip, to D).")
+@click.option("--hard-for", type=click.Path(exists=True, dir_okay=False),
+              help="A trained detector: among passing candidates keep the one it scores most real.")
 @click.option("--shard", help="Make only shard i of n (i/n); under torchrun taken from RANK/WORLD_SIZE.")
 @click.option("--keys-dir", type=click.Path(file_okay=False), envvar="SFUMATO_KEYS_DIR",
               help="Signing keys (default ~/.config/sfumato/keys, made on first use).")
@@ -73,31 +83,39 @@ def _checkpoint(checkpoint):
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_settings
 def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, modes, fakes_per_real,
-          clips_per_identity, clip_frames, compressions, finetune_steps, max_side, seed, shard, keys_dir,
-          cert, key, device, as_json):
+          clips_per_identity, clip_frames, compressions, finetune_steps, max_side, seed, split_seed,
+          candidates, min_realism, realism_quantile, hard_for, shard, keys_dir, cert, key, device, as_json):
     """Build a real/fake benchmark dataset from a prepared CORPUS (see `sfumato prepare`).
 
     Identity-disjoint splits; real clips and self/cross-reenacted fakes of the same people, every
     clip at c0/c23/c40, fakes C2PA-signed with manifest-free copies, per-frame realism scores,
     metadata.jsonl/csv and a dataset card. Rerun the same command to resume a killed build.
+
+    Hard examples: with --candidates K, --min-realism / --realism-quantile and --hard-for, each fake
+    is the best of K candidates that passes; the card records what was tried and dropped.
     """
     from benchmarks.build import BuildConfig, build_dataset, parse_shard
+    from generator.files import sha256_file
     from generator.provenance import SigningOptions
 
     cfg = BuildConfig(splits=_splits(splits), methods=_csv(str, "--methods", methods),
                       shots=_csv(int, "--shots", shots), modes=_csv(str, "--modes", modes),
                       fakes_per_real=fakes_per_real, clips_per_identity=clips_per_identity,
                       clip_frames=clip_frames, compressions=_csv(str, "--compressions", compressions),
-                      finetune_steps=finetune_steps, max_side=max_side, seed=seed)
+                      finetune_steps=finetune_steps, max_side=max_side, seed=seed, split_seed=split_seed,
+                      candidates=candidates, min_realism=min_realism, realism_quantile=realism_quantile,
+                      hard_for_sha256=sha256_file(hard_for) if hard_for else None)
     command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     summary = build_dataset(corpus, _checkpoint(checkpoint), out, cfg, shard=parse_shard(shard),
                             signing=SigningOptions(keys_dir=keys_dir, cert=cert, key=key), command=command,
-                            progress=settings.progress and not as_json, device=device)
+                            progress=settings.progress and not as_json, device=device, hard_for=hard_for)
     if as_json:
         emit_json(summary)
         return
     click.echo(f"{summary['made']} clip(s) made, {summary['reused']} kept from an earlier run, "
-               f"{summary['skipped_now']} skipped, in {summary['seconds']:.0f} s")
+               f"{summary['skipped_now']} skipped"
+               + (f", {summary['filtered_now']} dropped by the filter" if summary["filtered_now"] else "")
+               + f", in {summary['seconds']:.0f} s")
     _report_dataset(summary.get("dataset"), out)
     if summary.get("dataset") is None and summary["shard"]:
         i, n = summary["shard"]
@@ -119,6 +137,12 @@ def _report_dataset(ds: dict | None, out) -> None:
     auc = ", ".join(f"{k} {v}" for k, v in ds["realism_auc"].items() if v is not None)
     if auc:
         click.echo(f"realism score alone, clip AUC: {auc}")
+    f = ds.get("filter")
+    if f:
+        click.echo(f"hard examples: {f['kept_fakes']} of {f['planned_fakes']} fakes kept; "
+                   f"{f['candidates_passed']} of {f['candidates_tried']} candidates passed"
+                   + (f" r >= {f['threshold']}" if f["threshold"] is not None else "")
+                   + f"; {f['extra_generation_share']:.0%} of candidate rendering not kept")
 
 
 @click.command("merge")

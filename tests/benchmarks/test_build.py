@@ -32,42 +32,6 @@ CFG = BuildConfig(splits=(0.34, 0.33, 0.33), shots=(1, 2), finetune_steps=1, fak
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    """Six 'people' (the astronaut, tinted and mirrored differently), 18 frames each."""
-    from generator.crop import CropParams
-    from generator.prepare import PrepareConfig, prepare_corpus
-    from generator.samples import astronaut_frames
-    from generator.video_io import write_video
-
-    src = tmp_path_factory.mktemp("people")
-    frames = astronaut_frames(18, 192)
-    tints = [(1.0, 1.0, 1.0), (1.1, 0.9, 0.9), (0.9, 1.0, 1.1), (1.0, 1.1, 0.9), (0.85, 0.85, 1.0),
-             (1.1, 1.05, 0.8)]
-    for k, tint in enumerate(tints):
-        clip = [np.clip(f * np.array(tint), 0, 255).astype(np.uint8) for f in frames]
-        if k % 2:
-            clip = [cv2.flip(f, 1) for f in clip]
-        write_video(src / f"person{k}.mp4", clip, fps=25, crf=12)
-    out = tmp_path_factory.mktemp("corpus")
-    prepare_corpus([src], out, PrepareConfig(frames_per_video=6, crop=CropParams(size=64)))
-    return out
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tiny_corpus, tmp_path_factory):
-    from generator.config import get_preset
-    from generator.meta_train import train
-
-    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=1)
-    return train(tiny_corpus, tmp_path_factory.mktemp("run"), "test_tiny", cfg).checkpoint
-
-
-@pytest.fixture(scope="module")
-def signing(tmp_path_factory) -> SigningOptions:
-    return SigningOptions(keys_dir=str(tmp_path_factory.mktemp("keys")))
-
-
-@pytest.fixture(scope="module")
 def dataset(corpus, checkpoint, signing, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ds") / "ds"
     build_dataset(corpus, checkpoint, out, CFG, signing=signing, command="pytest")
