@@ -1,4 +1,5 @@
-"""Benchmark dataset commands under ``sfumato bench``: build, merge, perturb, export, import, build-speed.
+"""Benchmark dataset commands under ``sfumato bench``: build, merge, perturb, export, import, build-speed,
+round.
 
 Each parses its options and calls one library function in ``benchmarks/``.
 """
@@ -280,4 +281,80 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
     click.echo("time: " + ", ".join(f"{k} {v}%" for k, v in r["share_percent"].items()))
 
 
-COMMANDS = (build, merge, perturb, export, import_, build_speed)
+@click.command("round")
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False))
+@click.option("--generator", type=click.Path(exists=True, dir_okay=False),
+              help="G_0: meta-trained generator (default: the bundled model).")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False),
+              help="D_0: a detector made for that generator (default: the bundled detector).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Round folder.")
+@click.option("--rounds", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Adversarial rounds after round 0.")
+@click.option("--splits", default="72/14/14", show_default=True, help="train/val/test identity shares.")
+@click.option("--shots", default="1,8,32", show_default=True, help="Values of T.")
+@click.option("--modes", default="FF,FT", show_default=True)
+@click.option("--fakes-per-real", type=click.IntRange(min=0), default=4, show_default=True)
+@click.option("--clip-frames", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--compressions", default="c0,c23,c40", show_default=True, help="Must include c23 and c40.")
+@click.option("--finetune-steps", type=click.IntRange(min=1), default=40, show_default=True)
+@click.option("--max-side", type=click.IntRange(min=64), default=512, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adv-steps", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Steps of G against the frozen detector per round.")
+@click.option("--detector-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="lambda_DET: the detector loss against the paper's L_CNT + L_ADV.")
+@click.option("--detector-epochs", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Epochs fine-tuning the previous detector on the union of rounds.")
+@click.option("--hard", "hard_candidates", type=click.IntRange(min=1), default=1, show_default=True,
+              help="K > 1: each round's fakes are the best of K candidates for the previous detector.")
+@click.option("--robust-backbone", help="Also train a detector of this timm backbone on round 0 only and "
+              "evaluate it on every round (does the hardness transfer?).")
+@click.option("--eval-frames", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--quality-videos", type=click.IntRange(min=0), default=4, show_default=True,
+              help="Held-out videos for CSIM/SSIM before and after each round's fine-tuning (0: skip).")
+@click.option("--keys-dir", type=click.Path(file_okay=False), envvar="SFUMATO_KEYS_DIR")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_settings
+def round_(settings: Settings, corpus, generator, detector, out, rounds, splits, shots, modes, fakes_per_real,
+           clip_frames, compressions, finetune_steps, max_side, seed, adv_steps, detector_weight,
+           detector_epochs, hard_candidates, robust_backbone, eval_frames, quality_videos, keys_dir, device,
+           as_json):
+    """Adversarial rounds: G fine-tuned against the last detector, a new dataset, the detector
+    fine-tuned on the union; every detector evaluated on every round's test split.
+
+    Writes OUT/round<n>/ (generator, dataset, detector, evaluation), OUT/table.{json,md,png} and
+    OUT/rounds.json (settings, commands, hashes, wall times). Rerun the same command to resume.
+    """
+    from benchmarks.adversarial import AdversarialConfig
+    from benchmarks.build import BuildConfig
+    from benchmarks.rounds import RoundConfig, run_rounds
+    from detector.scan import BUNDLED_DETECTOR
+    from generator.provenance import SigningOptions
+
+    build_cfg = BuildConfig(splits=_splits(splits), shots=_csv(int, "--shots", shots),
+                            modes=_csv(str, "--modes", modes), fakes_per_real=fakes_per_real,
+                            clip_frames=clip_frames, compressions=_csv(str, "--compressions", compressions),
+                            finetune_steps=finetune_steps, max_side=max_side, seed=seed)
+    cfg = RoundConfig(rounds=rounds, build=build_cfg,
+                      adversarial=AdversarialConfig(steps=adv_steps, detector_weight=detector_weight, seed=seed),
+                      detector_epochs=detector_epochs, hard_candidates=hard_candidates,
+                      robust_backbone=robust_backbone, eval_frames=eval_frames, quality_videos=quality_videos)
+    command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    summary = run_rounds(corpus, _checkpoint(generator), detector or BUNDLED_DETECTOR, out, cfg,
+                         signing=SigningOptions(keys_dir=keys_dir), command=command,
+                         progress=settings.progress and not as_json, device=device)
+    if summary is None:  # a torchrun rank other than 0
+        click.echo(f"rank {os.environ.get('RANK')} done; rank 0 writes the table")
+        return
+    if as_json:
+        emit_json(summary)
+        return
+    from benchmarks.rounds import table_markdown
+
+    click.echo(table_markdown(summary["table"]))
+    click.echo(f"round table: {out}/table.md, {out}/table.png; per round: "
+               + ", ".join(f"round {k} {v:.0f} s" for k, v in summary["round_seconds_this_run"].items()))
+
+
+COMMANDS = (build, merge, perturb, export, import_, build_speed, round_)

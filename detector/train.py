@@ -146,10 +146,13 @@ def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detecto
 
 def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                    config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = None,
-                   device: str = "cpu", progress: bool = False, max_steps: int | None = None) -> dict:
+                   device: str = "cpu", progress: bool = False, max_steps: int | None = None,
+                   init_from: str | os.PathLike | None = None) -> dict:
     """Train on the dataset's train split, validate on val; see the module docstring.
 
     ``max_steps`` stops early (a run can be resumed from there with the same arguments).
+    ``init_from``: a trained detector file of the same backbone to fine-tune instead of starting
+    from ``pretrained`` or scratch (adversarial rounds).
     """
     from tqdm import tqdm
 
@@ -160,6 +163,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     out.mkdir(parents=True, exist_ok=True)
     rows = [r for r in read_metadata(dataset) if r.perturbation == "none"]
     stamp = {"config": dataclasses.asdict(config), "pretrained": pretrained,
+             **({"init_from": _sha(Path(init_from))} if init_from else {}),
              "dataset": str(dataset.resolve()),
              "metadata_sha256": _sha(dataset / "metadata.jsonl")}
     config_file = out / "config.json"
@@ -184,6 +188,13 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     torch.manual_seed(config.seed)
     model = Detector(config.backbone)
     init = load_pretrained(model, pretrained)
+    if init_from is not None:
+        start = load_checkpoint(init_from, kind="detector")
+        if start.meta.get("backbone") != config.backbone:
+            raise BadInputError(f"{init_from} is a {start.meta.get('backbone')} detector; these settings train "
+                                f"{config.backbone}")
+        start.load_module("net", model.net)
+        init = {"init": "detector", "file": str(init_from), "sha256": _sha(Path(init_from))}
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train.crops) // config.batch_size)

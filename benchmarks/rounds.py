@@ -1,0 +1,461 @@
+"""``sfumato bench round``: adversarial rounds, the generator and the detector improving against each other.
+
+Round 0 is the given generator G_0 and detector D_0 and a dataset T_0 built with G_0. Round n >= 1:
+
+1. G_n = G_{n-1} fine-tuned against the frozen D_{n-1} (``benchmarks.adversarial``), on the corpus
+   identities of the train split; its CSIM / SSIM / PSNR before and after on held-out (test split)
+   videos, as in ``bench quality``;
+2. T_n, a new dataset from G_n: the same identity split (one split seed for every round), fresh
+   fakes (seed + n); optionally each fake the candidate D_{n-1} scores most real (``--hard``);
+3. D_n = D_{n-1} fine-tuned on the union of the train splits of T_0..T_n, its fusion with r fitted
+   on the union's val split (r always from G_0's discriminator, which no round changes);
+4. D_n evaluated on T_n's test split (the round's own evaluation).
+
+Then every detector is evaluated on every round's test split: the **round table** (rows D_0..D_n,
+columns T_0..T_n, cells video AUC at c23 and c40), ``table.json`` / ``table.md`` / ``table.png``.
+An optional detector of another backbone, trained on T_0 only, is evaluated on every round too, to
+show whether the hardness transfers. Everything lands in ``OUT`` with ``rounds.json`` (settings,
+commands, hashes, wall time per step and per round). Every step resumes from its own files, so a
+killed run rerun with the same arguments goes on where it stopped; under torchrun every rank builds
+its shard of each round's dataset and rank 0 does the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.adversarial import AdversarialConfig, adversarial_finetune
+from benchmarks.build import BuildConfig, build_dataset, read_build
+from detector.metadata import ClipRecord, read_metadata, write_metadata
+from detector.train import DetectTrainConfig
+from generator.errors import BadInputError, ConfigMismatchError
+from generator.files import link_or_copy, sha256_file, write_bytes_atomic
+
+ROUNDS_FILE = "rounds.json"
+TABLE_COMPRESSIONS = ("c23", "c40")
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundConfig:
+    """Settings of a whole run of rounds (every field is part of its stamp)."""
+
+    rounds: int = 2  # adversarial rounds after round 0
+    build: BuildConfig = BuildConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
+    detector_epochs: int = 2  # fine-tuning D_{n-1} on the union
+    detector_frames: int = 8  # frames per training video
+    detector_batch_size: int = 16
+    hard_candidates: int = 1  # > 1: T_n's fakes are the candidates D_{n-1} scores most real
+    robust_backbone: str | None = None  # a detector not in the loop (trained on T_0 only)
+    robust_epochs: int = 3
+    eval_frames: int = 8
+    quality_videos: int = 4  # held-out videos for CSIM / SSIM before and after (0: skip)
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.detector_epochs < 1 or self.eval_frames < 1 or self.hard_candidates < 1:
+            raise BadInputError("rounds, detector epochs, eval frames and hard candidates must be >= 1")
+        missing = [c for c in TABLE_COMPRESSIONS if c not in self.build.compressions]
+        if missing:
+            raise BadInputError(f"the round table reports {' and '.join(TABLE_COMPRESSIONS)}: the datasets "
+                                f"need them (--compressions lacks {', '.join(missing)})")
+
+
+# -- checks ---------------------------------------------------------------------------------
+def check_pair(generator: str | os.PathLike, detector: str | os.PathLike) -> dict:
+    """Refuse a detector whose realism evidence (or training data) came from another generator."""
+    from detector.train import load_detector
+    from generator.model import load_meta_model
+
+    gen_sha = sha256_file(generator)
+    try:
+        _, gmeta = load_meta_model(generator)
+    except Exception as exc:
+        raise BadInputError(f"{generator}: not a generator checkpoint ({exc})") from None
+    try:
+        _, dmeta = load_detector(detector)
+    except Exception as exc:
+        raise BadInputError(f"{detector}: not a detector file ({exc})") from None
+    base = gmeta.get("base_checkpoint_sha256")  # a round's G: its D is the base's
+    want = (dmeta.get("realism") or {}).get("checkpoint_sha256")
+    if want is None:
+        try:
+            want = read_build(dmeta["dataset"])["checkpoint_sha256"]
+        except Exception:  # trained on data sfumato did not build: nothing to compare
+            want = None
+    if want is not None and want not in (gen_sha, base):
+        raise ConfigMismatchError(
+            f"mismatched versions: the detector {detector} was made with the generator sha256 {want[:12]}... "
+            f"(its realism evidence and training data), not {generator} ({gen_sha[:12]}...): pass that "
+            "generator, or a detector trained for this one (`sfumato detect train`)")
+    return {"generator_sha256": gen_sha, "detector_sha256": sha256_file(detector),
+            "detector_generator_sha256": want, "sfumato_versions": {
+                "generator": gmeta.get("sfumato_version"), "detector": dmeta.get("sfumato_version")},
+            "backbone": dmeta["backbone"], "input_size": int(dmeta["input_size"])}
+
+
+# -- the union of rounds ----------------------------------------------------------------------
+def write_union(datasets: list[Path], out: Path) -> Path:
+    """A dataset folder whose metadata lists the clips of every given dataset (ids prefixed r<k>-,
+    paths relative to ``out``), so detector training reads them as one dataset."""
+    rows = []
+    for k, ds in enumerate(datasets):
+        for r in read_metadata(ds):
+            if r.perturbation != "none":
+                continue
+            d = r.to_dict()
+            d.update(id=f"r{k}-{r.id}", clip_id=f"r{k}-{r.clip_id}",
+                     path=os.path.relpath(ds / r.path, out),
+                     signed_path=os.path.relpath(ds / r.signed_path, out) if r.signed_path else None)
+            rows.append(ClipRecord.from_dict(d))
+    out.mkdir(parents=True, exist_ok=True)
+    write_metadata(out, rows)
+    return out
+
+
+# -- the table --------------------------------------------------------------------------------
+def video_auc(result: dict, compression: str) -> float | None:
+    """Video AUC of the detector's verdict (fused when it has a fusion) at one compression level."""
+    group = result["metrics"].get(f"compression={compression}") or {}
+    method = group.get("fused") or group.get("backbone")
+    auc = method["video"]["auc"] if method else None
+    return None if auc is None or not np.isfinite(auc) else round(float(auc), 4)
+
+
+def round_table(evals: dict[tuple[str, int], dict], detectors: list[str], rounds: int) -> dict:
+    """{"rows": detectors, "columns": T_0..T_n, "cells": [[{c23, c40}]]} from evaluation results."""
+    cells = [[{c: video_auc(evals[(d, k)], c) if (d, k) in evals else None for c in TABLE_COMPRESSIONS}
+              for k in range(rounds + 1)] for d in detectors]
+    return {"rows": detectors, "columns": [f"T{k}" for k in range(rounds + 1)], "cells": cells,
+            "metric": "video AUC (fused verdict; backbone alone for a detector without fusion)"}
+
+
+def table_markdown(table: dict) -> str:
+    """The round table in markdown (each cell: AUC at c23 / c40)."""
+    head = ["detector \\ test set", *table["columns"]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, row in zip(table["rows"], table["cells"]):
+        cells = [" / ".join("-" if c[k] is None else f"{c[k]:.3f}" for k in TABLE_COMPRESSIONS) for c in row]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nCells: {table['metric']} at {' / '.join(TABLE_COMPRESSIONS)}.\n"
+
+
+def write_table_plot(path: Path, table: dict) -> None:
+    """One heat map per compression level: rows detectors, columns test sets, AUC in each cell."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(TABLE_COMPRESSIONS), squeeze=False,
+                             figsize=(2.0 + 1.3 * len(table["columns"]) * len(TABLE_COMPRESSIONS),
+                                      1.2 + 0.55 * len(table["rows"])))
+    for ax, comp in zip(axes[0], TABLE_COMPRESSIONS):
+        m = np.array([[np.nan if c[comp] is None else c[comp] for c in row] for row in table["cells"]])
+        ax.imshow(m, vmin=0.5, vmax=1.0, cmap="RdYlGn")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=9)
+        ax.set_xticks(range(len(table["columns"])), table["columns"])
+        ax.set_yticks(range(len(table["rows"])), table["rows"])
+        ax.set_title(f"video AUC at {comp}", fontsize=10)
+        ax.set_xlabel("test set of round")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
+# -- the run ----------------------------------------------------------------------------------
+class Rounds:
+    """One run of rounds in ``out``; each ``step`` is skipped when its output is already there."""
+
+    def __init__(self, corpus: Path, generator: Path, detector: Path, out: Path, config: RoundConfig,
+                 signing=None, command: str | None = None, progress: bool = False, device: str = "cpu",
+                 on_step: Callable[[str], None] | None = None):
+        self.corpus, self.out, self.config = corpus, out, config
+        self.signing, self.command, self.progress, self.device = signing, command, progress, device
+        self.on_step = on_step
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.pair = check_pair(generator, detector)
+        self.stamp = {"corpus": str(corpus.resolve()), "generator_sha256": self.pair["generator_sha256"],
+                      "detector_sha256": self.pair["detector_sha256"],
+                      "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+        self.state = self._open_state()
+        self.g = [self.round_dir(0) / "generator.safetensors"]
+        self.d = [self.round_dir(0) / "detector.safetensors"]
+        if self.rank == 0:
+            for src, dst in ((generator, self.g[0]), (detector, self.d[0])):
+                if not dst.is_file() or sha256_file(dst) != sha256_file(src):
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    tmp = dst.with_name(dst.name + ".tmp")
+                    tmp.unlink(missing_ok=True)
+                    link_or_copy(src, tmp)
+                    os.replace(tmp, dst)
+        else:
+            _wait_for(self.d[0])
+
+    # bookkeeping ------------------------------------------------------------------------------
+    def round_dir(self, n: int) -> Path:
+        """The folder of round ``n``."""
+        return self.out / f"round{n}"
+
+    def _open_state(self) -> dict:
+        path = self.out / ROUNDS_FILE
+        if path.is_file():
+            state = json.loads(path.read_text())
+            if state.get("stamp") != self.stamp:
+                raise ConfigMismatchError(f"{self.out} holds rounds run with another corpus, generator, detector "
+                                          "or settings: rerun with the original arguments to resume, or choose "
+                                          "another --out")
+            if self.command and self.command not in state["commands"]:
+                state["commands"].append(self.command)
+            return state
+        self.out.mkdir(parents=True, exist_ok=True)
+        from benchmarks.build import _versions
+
+        return {"stamp": self.stamp, "commands": [self.command] if self.command else [],
+                "versions": _versions(), "pair": self.pair, "steps": {}}
+
+    def _save(self) -> None:
+        if self.rank == 0:
+            write_bytes_atomic(self.out / ROUNDS_FILE, json.dumps(self.state, indent=1).encode())
+
+    def step(self, name: str, done: Callable[[], bool], run: Callable[[], dict | None]) -> dict:
+        """Run ``run`` unless ``done()``; record its wall time and result under ``name``."""
+        if self.on_step is not None:
+            self.on_step(name)
+        if done():
+            entry = self.state["steps"].setdefault(name, {})
+            entry["reused"] = True
+            return entry
+        t0 = time.perf_counter()
+        result = run() or {}
+        entry = {"seconds": round(time.perf_counter() - t0, 2), "reused": False, **result}
+        self.state["steps"][name] = entry
+        self._save()
+        return entry
+
+    # the steps --------------------------------------------------------------------------------
+    def build_config(self, n: int, hard: bool) -> BuildConfig:
+        """T_n's settings: the same split for every round, fresh fakes (seed + n)."""
+        cfg = self.config.build
+        if n == 0:
+            return cfg  # round 0 is a plain `bench build` with these settings
+        extra = {}
+        if hard:
+            extra = {"candidates": self.config.hard_candidates,
+                     "hard_for_sha256": sha256_file(self.d[n - 1])}
+        split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+        return dataclasses.replace(cfg, seed=cfg.seed + n, split_seed=split_seed, **extra)
+
+    def dataset(self, n: int) -> Path:
+        """Build (this rank's shard of) T_n; rank 0 finishes it."""
+        out = self.round_dir(n) / "dataset"
+        hard = n > 0 and self.config.hard_candidates > 1
+        cfg = self.build_config(n, hard)
+        shard = (self.rank, self.world) if self.world > 1 else None
+
+        def done() -> bool:
+            return _dataset_done(out)
+
+        def run() -> dict:
+            s = build_dataset(self.corpus, self.g[n], out, cfg, shard=shard, signing=self.signing,
+                              command=self.command, progress=self.progress, device=self.device,
+                              hard_for=self.d[n - 1] if hard else None)
+            return {"made": s["made"], "reused": s["reused"], "digest": read_build(out)["digest"],
+                    "filter": (s.get("dataset") or {}).get("filter")}
+
+        if self.rank == 0:
+            self.step(f"round{n}/dataset", done, run)
+        elif not done():
+            run()
+            _wait_for(out / "metadata.jsonl")
+        return out
+
+    def generator(self, n: int) -> None:
+        """G_n: G_{n-1} against the frozen D_{n-1} on the train identities; quality before and after."""
+        path = self.round_dir(n) / "generator.safetensors"
+        self.g.append(path)
+        if self.rank != 0:
+            _wait_for(path)
+            return
+        train_ids = _split_identities(self.round_dir(0) / "dataset", "train")
+
+        def run() -> dict:
+            s = adversarial_finetune(self.g[n - 1], self.corpus, self.d[n - 1], path, self.config.adversarial,
+                                     identities=train_ids, device=self.device, progress=self.progress)
+            return {"sha256": sha256_file(path), "before": s["before"], "after": s["after"]}
+
+        self.step(f"round{n}/generator", path.is_file, run)
+        if self.config.quality_videos:
+            self.step(f"round{n}/quality", lambda: (self.round_dir(n) / "quality.json").is_file(),
+                      lambda: self.quality(n))
+
+    def quality(self, n: int) -> dict:
+        """CSIM / SSIM / PSNR of G_{n-1} and G_n (feed-forward, T = 8) on held-out test-split videos."""
+        from benchmarks.quality import QualityConfig, run_quality
+
+        test_ids = set(_split_identities(self.round_dir(0) / "dataset", "test"))
+        doc = read_build(self.round_dir(0) / "dataset")
+        videos = sorted({v["dir"] for v in doc["corpus_videos"] if v["identity"] in test_ids})
+        sources = [json.loads((self.corpus / v / "record.json").read_text())["source_path"] for v in videos]
+        sources = sources[: self.config.quality_videos]
+        qcfg = QualityConfig(shots=(8,), finetune_steps=0, seed=self.config.build.seed)
+        res = {}
+        for name, ck in (("before", self.g[n - 1]), ("after", self.g[n])):
+            q = run_quality(sources, ck, self.round_dir(n) / f"quality_{name}", qcfg)
+            ff = next((row for row in q["table"] if row["method"] == "FF"), None)
+            res[name] = None if ff is None else {m: round(ff[m], 4) for m in ("CSIM", "SSIM", "PSNR", "LMD")}
+        res["videos"] = len(sources)
+        write_bytes_atomic(self.round_dir(n) / "quality.json", json.dumps(res, indent=1).encode())
+        return res
+
+    def detector(self, n: int) -> None:
+        """D_n: D_{n-1} fine-tuned on the union of T_0..T_n's train splits, fused on their val split."""
+        path = self.round_dir(n) / "detector.safetensors"
+        self.d.append(path)
+        if self.rank != 0:
+            return
+        union = self.round_dir(n) / "union"
+
+        def run() -> dict:
+            from detector.evaluate import fit_detector_fusion
+            from detector.train import train_detector
+
+            write_union([self.round_dir(k) / "dataset" for k in range(n + 1)], union)
+            cfg = DetectTrainConfig(backbone=self.pair["backbone"], input_size=self.pair["input_size"],
+                                    frames=self.config.detector_frames, batch_size=self.config.detector_batch_size,
+                                    epochs=self.config.detector_epochs, seed=self.config.build.seed + n)
+            s = train_detector(union, self.round_dir(n) / "detector_run", cfg, device=self.device,
+                               progress=self.progress, init_from=self.d[n - 1])
+            fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,
+                                generator=self.g[0], frames=self.config.eval_frames, progress=self.progress)
+            return {"sha256": sha256_file(path), "best_val": s["best"], "train_frames": s["train_frames"]}
+
+        self.step(f"round{n}/detector", path.is_file, run)
+
+    def robust(self) -> Path | None:
+        """A detector of another backbone trained (from scratch) on T_0 only and fused there."""
+        if not self.config.robust_backbone:
+            return None
+        path = self.out / "robust" / "detector.safetensors"
+        if self.rank != 0:
+            return path
+
+        def run() -> dict:
+            from detector.evaluate import fit_detector_fusion
+            from detector.train import train_detector
+
+            cfg = DetectTrainConfig(backbone=self.config.robust_backbone, input_size=self.pair["input_size"],
+                                    frames=self.config.detector_frames, batch_size=self.config.detector_batch_size,
+                                    epochs=self.config.robust_epochs, seed=self.config.build.seed)
+            s = train_detector(self.round_dir(0) / "dataset", self.out / "robust" / "run", cfg,
+                               device=self.device, progress=self.progress)
+            fit_detector_fusion(self.round_dir(0) / "dataset", self.out / "robust" / "run" / "best.safetensors",
+                                path, generator=self.g[0], frames=self.config.eval_frames, progress=self.progress)
+            return {"sha256": sha256_file(path), "backbone": self.config.robust_backbone, "best_val": s["best"]}
+
+        self.step("robust/detector", path.is_file, run)
+        return path
+
+    def evaluate(self, detector: Path, n: int, folder: Path) -> dict:
+        """A detector on T_n's test split, kept in ``folder`` and reused while both are unchanged."""
+        from detector.evaluate import evaluate
+
+        key = {"detector_sha256": sha256_file(detector),
+               "metadata_sha256": sha256_file(self.round_dir(n) / "dataset" / "metadata.jsonl"),
+               "frames": self.config.eval_frames}
+        stamp = folder / "stamp.json"
+        if stamp.is_file() and json.loads(stamp.read_text()) == key and (folder / "eval.json").is_file():
+            return json.loads((folder / "eval.json").read_text())
+        res = evaluate(self.round_dir(n) / "dataset", detector, folder, split="test", generator=self.g[0],
+                       frames=self.config.eval_frames, with_perturbed=False, progress=self.progress)
+        write_bytes_atomic(stamp, json.dumps(key).encode())
+        return res
+
+    def own_eval(self, n: int) -> dict:
+        """The round's own evaluation: D_n on T_n's test split (the table's diagonal must agree)."""
+        res = self.evaluate(self.d[n], n, self.round_dir(n) / "eval")
+        return {c: video_auc(res, c) for c in TABLE_COMPRESSIONS}
+
+    def run(self) -> dict:
+        """Every round, then the table; returns the summary (rank 0) or None (other ranks)."""
+        t_start = time.perf_counter()
+        n_rounds = self.config.rounds
+        per_round = {}
+        for n in range(n_rounds + 1):
+            t0 = time.perf_counter()
+            if n:
+                self.generator(n)
+            self.dataset(n)
+            if n:
+                self.detector(n)
+            if self.rank == 0:
+                self.step(f"round{n}/eval", lambda: (self.round_dir(n) / "eval" / "stamp.json").is_file(),
+                          lambda: self.own_eval(n))
+            per_round[n] = round(time.perf_counter() - t0, 2)
+        if self.rank != 0:
+            return None
+        robust = self.robust()
+        names = [f"D{m}" for m in range(n_rounds + 1)]
+        detectors = dict(zip(names, self.d))
+        if robust is not None:
+            detectors[f"robust ({self.config.robust_backbone})"] = robust
+        evals = {}
+        t0 = time.perf_counter()
+        for name, det in detectors.items():
+            for k in range(n_rounds + 1):
+                if self.on_step is not None:
+                    self.on_step(f"table/{name}/T{k}")
+                folder = self.out / "table" / f"{name.split(' ')[0]}_on_T{k}"
+                evals[(name, k)] = self.evaluate(det, k, folder)
+        table = round_table(evals, list(detectors), n_rounds)
+        table["hashes"] = {"generators": [sha256_file(g) for g in self.g],
+                           "detectors": {name: sha256_file(d) for name, d in detectors.items()},
+                           "datasets": [read_build(self.round_dir(k) / "dataset")["digest"]
+                                        for k in range(n_rounds + 1)]}
+        write_bytes_atomic(self.out / "table.json", json.dumps(table, indent=1).encode())
+        write_bytes_atomic(self.out / "table.md", (f"# Round table: {self.out}\n\n" + table_markdown(table)).encode())
+        write_table_plot(self.out / "table.png", table)
+        self.state["table_seconds"] = round(time.perf_counter() - t0, 2)
+        self.state["round_seconds_this_run"] = per_round
+        self.state["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
+        self._save()
+        return {"out": str(self.out), "table": table, "steps": self.state["steps"],
+                "round_seconds_this_run": per_round, "seconds": self.state["seconds_this_run"]}
+
+
+def run_rounds(corpus: str | os.PathLike, generator: str | os.PathLike, detector: str | os.PathLike,
+               out: str | os.PathLike, config: RoundConfig = RoundConfig(), signing=None,
+               command: str | None = None, progress: bool = False, device: str = "cpu",
+               on_step: Callable[[str], None] | None = None) -> dict | None:
+    """Run (or resume) adversarial rounds into ``out``; see the module docstring."""
+    corpus, generator, detector, out = Path(corpus), Path(generator), Path(detector), Path(out)
+    for p, what in ((generator, "generator checkpoint"), (detector, "detector")):
+        if not p.is_file():
+            raise BadInputError(f"{what} {p} not found")
+    return Rounds(corpus, generator, detector, out, config, signing, command, progress, device, on_step).run()
+
+
+def _dataset_done(out: Path) -> bool:
+    return (out / "metadata.jsonl").is_file() and (out / "README.md").is_file()
+
+
+def _split_identities(dataset: Path, split: str) -> list[str]:
+    return sorted(i for i, s in read_build(dataset)["splits"].items() if s == split)
+
+
+def _wait_for(path: Path, poll_seconds: float = 2.0) -> None:
+    """Block until ``path`` exists (torchrun ranks waiting for rank 0's step)."""
+    while not path.exists():
+        time.sleep(poll_seconds)
