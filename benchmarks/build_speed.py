@@ -1,5 +1,7 @@
 """How fast ``bench build`` makes clips: clips per minute per compression level, and the share of
-time in generation (tracking, persons, G, paste), encoding, signing and realism scoring.
+time in generation (tracking, persons, G, paste), encoding, signing and realism scoring; and what
+hard examples cost (``run_filter_cost``: the same build with K candidates per fake and a realism
+bar, beside the plain one: acceptance rate, kept share, extra generation and wall time).
 
 Runs a real build of a few identities of a corpus into a temporary folder and reads its stage timings.
 Per compression level, "clips/min" is the rate a build of that level alone would reach: the shared
@@ -42,20 +44,52 @@ def summarise(summary: dict, compressions: tuple[str, ...]) -> dict:
             "per_level_seconds": per_comp}
 
 
+def _subset(corpus: str | os.PathLike, identities: int, tmp: Path) -> tuple[Path, list[str]]:
+    """A corpus of the first ``identities`` identities, made of links (no frames copied)."""
+    videos = corpus_videos(corpus)
+    keep = sorted({v["identity"] for v in videos})[:identities]
+    sub = tmp / "corpus"
+    for ident in keep:
+        (sub / ident).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(Path(corpus).resolve() / ident, sub / ident)
+    return sub, keep
+
+
 def run_build_speed(corpus: str | os.PathLike, checkpoint: str | os.PathLike, identities: int = 6,
                     config: BuildConfig | None = None, progress: bool = False) -> dict:
     """Build a small dataset from the first ``identities`` identities of ``corpus``; return the figures."""
-    config = config or BuildConfig(splits=(0.34, 0.33, 0.33), fakes_per_real=4)
-    videos = corpus_videos(corpus)
-    keep = sorted({v["identity"] for v in videos})[:identities]
-    with tempfile.TemporaryDirectory() as tmp:
-        sub = Path(tmp) / "corpus"
-        for ident in keep:  # a corpus of just these identities, without copying their frames
-            (sub / ident).parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(Path(corpus).resolve() / ident, sub / ident)
-        from generator.provenance.manifest import SigningOptions
+    from generator.provenance.manifest import SigningOptions
 
+    config = config or BuildConfig(splits=(0.34, 0.33, 0.33), fakes_per_real=4)
+    with tempfile.TemporaryDirectory() as tmp:
+        sub, keep = _subset(corpus, identities, Path(tmp))
         summary = build_dataset(sub, checkpoint, Path(tmp) / "ds", config,
                                 signing=SigningOptions(keys_dir=str(Path(tmp) / "keys")), progress=progress)
     return {"identities": keep, "config": dataclasses.asdict(config),
             **summarise(summary, config.compressions)}
+
+
+def run_filter_cost(corpus: str | os.PathLike, checkpoint: str | os.PathLike, identities: int = 6,
+                    config: BuildConfig | None = None, candidates: int = 3,
+                    realism_quantile: float | None = 0.5, min_realism: float | None = None,
+                    progress: bool = False) -> dict:
+    """The same small build twice, plain and with hard examples; what the filter kept and cost."""
+    from generator.provenance.manifest import SigningOptions
+
+    config = config or BuildConfig(splits=(0.34, 0.33, 0.33), fakes_per_real=4)
+    hard = dataclasses.replace(config, candidates=candidates, realism_quantile=realism_quantile,
+                               min_realism=min_realism)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        sub, keep = _subset(corpus, identities, Path(tmp))
+        signing = SigningOptions(keys_dir=str(Path(tmp) / "keys"))
+        for name, cfg in (("plain", config), ("hard", hard)):
+            s = build_dataset(sub, checkpoint, Path(tmp) / name, cfg, signing=signing, progress=progress)
+            out[name] = {"seconds": s["seconds"], "made": s["made"], "filtered": s["filtered_now"],
+                         "stage_seconds": s["stage_seconds"], "realism_auc": s["dataset"]["realism_auc"],
+                         "filter": s["dataset"].get("filter")}
+    f = out["hard"]["filter"] or {}
+    return {"identities": keep, "config": dataclasses.asdict(hard), **out,
+            "acceptance_rate": f.get("acceptance_rate"), "kept_share": f.get("kept_share"),
+            "threshold": f.get("threshold"), "extra_generation_share": f.get("extra_generation_share"),
+            "wall_time_ratio": round(out["hard"]["seconds"] / max(out["plain"]["seconds"], 1e-9), 3)}

@@ -245,5 +245,5 @@ def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict],
     write_bytes_atomic(out / "README.md", card_text(doc, rows, skips, summary, dropped).encode())
     out_d = {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM), "realism_auc": realism_auc(rows)}
     if summary is not None:
-        out_d["filter"] = {k: v for k, v in summary.items() if not k.endswith(("_tried", "_kept"))}
+        out_d["filter"] = {k: v for k, v in summary.items() if not isinstance(v, list)}
     return out_d

@@ -261,14 +261,32 @@ def import_(settings: Settings, folder, out, split, compression, method, as_json
               help="Generator (default: the bundled model).")
 @click.option("--identities", type=click.IntRange(min=3), default=6, show_default=True)
 @click.option("--clip-frames", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option("--candidates", type=click.IntRange(min=2),
+              help="Also measure hard examples: K candidates per fake against a realism bar.")
+@click.option("--realism-quantile", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="The bar with --candidates: this quantile of the real clips' mean r.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames, as_json):
-    """Clips per minute of `bench build` per compression level, and where the time goes."""
+def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames, candidates, realism_quantile,
+                as_json):
+    """Clips per minute of `bench build` per compression level, and where the time goes; with
+    --candidates, what the realism filter accepts and costs next to the same build without it."""
     from benchmarks.build import BuildConfig
-    from benchmarks.build_speed import run_build_speed
+    from benchmarks.build_speed import run_build_speed, run_filter_cost
 
     cfg = BuildConfig(splits=(0.34, 0.33, 0.33), clip_frames=clip_frames)
+    if candidates:
+        r = run_filter_cost(corpus, _checkpoint(checkpoint), identities, cfg, candidates, realism_quantile,
+                            progress=settings.progress and not as_json)
+        if as_json:
+            emit_json(r)
+            return
+        click.echo(f"plain: {r['plain']['made']} clips in {r['plain']['seconds']:.0f} s; hard ({candidates} "
+                   f"candidates, r >= {r['threshold']}): {r['hard']['made']} clips in {r['hard']['seconds']:.0f} s "
+                   f"(x{r['wall_time_ratio']})")
+        click.echo(f"acceptance rate {r['acceptance_rate']:.1%}, fakes kept {r['kept_share']:.1%}, "
+                   f"{r['extra_generation_share']:.1%} of candidate rendering not kept")
+        return
     r = run_build_speed(corpus, _checkpoint(checkpoint), identities, cfg,
                         progress=settings.progress and not as_json)
     if as_json:

@@ -145,3 +145,16 @@ def test_filter_settings_are_checked_and_old_digests_stay(corpus, checkpoint):
     # a fixed split seed keeps the identity split while the clip seed changes
     a = build_document(corpus, checkpoint, dataclasses.replace(BASE, seed=1, split_seed=0))
     assert a["splits"] == doc["splits"] and a["plan"] != doc["plan"]
+
+
+def test_filter_cost_benchmark_compares_plain_and_hard_builds(corpus, checkpoint):
+    from benchmarks.build_speed import run_filter_cost
+
+    r = run_filter_cost(corpus, checkpoint, identities=6, config=BASE, candidates=2, realism_quantile=0.5)
+    assert r["plain"]["filter"] is None and r["plain"]["made"] == 12 and r["plain"]["filtered"] == 0
+    f = r["hard"]["filter"]
+    assert f["candidates_tried"] == 12 and f["planned_fakes"] == 6
+    assert r["hard"]["made"] + r["hard"]["filtered"] == 12
+    assert r["kept_share"] == pytest.approx(f["kept_fakes"] / 6, abs=1e-4)
+    assert 0 <= r["acceptance_rate"] <= 1 and 0 <= r["extra_generation_share"] < 1
+    assert r["wall_time_ratio"] > 0 and r["threshold"] is not None

@@ -131,3 +131,55 @@ def test_union_prefixes_ids_and_rewrites_paths(tmp_path):
     union = read_metadata(write_union(dirs, tmp_path / "u"))
     assert [r.id for r in union] == ["r0-a_c23", "r1-a_c23"]
     assert [r.path for r in union] == ["../ds0/videos/a/c23.mp4", "../ds1/videos/a/c23.mp4"]
+
+
+TORCHRUN_SCRIPT = '''
+import dataclasses, json, sys
+import numpy as np
+from benchmarks.build import ClipMaker
+from benchmarks.rounds import run_rounds
+from generator.provenance.manifest import SigningOptions
+from tests.benchmarks.test_rounds import CFG
+
+real_render = ClipMaker.render_full
+
+def render_full(self, clip, shot_seed=None):  # as the visible_fakes fixture
+    if clip.label == "real":
+        return real_render(self, clip, shot_seed)
+    frames, matrices, local, found, points = real_render(self, dataclasses.replace(clip, label="real"))
+    return np.ascontiguousarray(frames[..., ::-1]), matrices, local, found, points
+
+ClipMaker.render_full = render_full
+corpus, checkpoint, detector, out, keys = sys.argv[1:6]
+cfg = dataclasses.replace(CFG, robust_backbone=None, quality_videos=0)
+s = run_rounds(corpus, checkpoint, detector, out, cfg, signing=SigningOptions(keys_dir=keys))
+print("SUMMARY", json.dumps(None if s is None else s["table"]["rows"]))
+'''
+
+
+def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, tiny_detector, tmp_path):
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    script = tmp_path / "rounds_script.py"
+    script.write_text(TORCHRUN_SCRIPT)
+    out = tmp_path / "tr"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    r = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", str(script), str(corpus),
+                        str(checkpoint), str(tiny_detector), str(out), str(tmp_path / "keys")],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert 'SUMMARY ["D0", "D1"]' in r.stdout and "SUMMARY null" in r.stdout  # rank 0 and rank 1
+    for n in range(2):  # each rank built its shard of every round's dataset
+        ds = out / f"round{n}" / "dataset"
+        assert {p.name for p in ds.glob("build_summary.shard*.json")} == {"build_summary.shard0of2.json",
+                                                                          "build_summary.shard1of2.json"}
+        assert (ds / "metadata.jsonl").is_file()
+    table = json.loads((out / "table.json").read_text())
+    assert len(table["cells"]) == 2 and all(len(row) == 2 for row in table["cells"])
