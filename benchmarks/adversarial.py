@@ -50,7 +50,8 @@ class AdversarialConfig:
 
 
 def warp_affine(images: torch.Tensor, matrices: torch.Tensor, size: int) -> torch.Tensor:
-    """Differentiable cv2.warpAffine: (B, C, S, S) images, (B, 2, 3) pixel maps src -> dst, to (size, size)."""
+    """Differentiable cv2.warpAffine: (B, C, S, S) images and (B, 2, 3) pixel maps src -> dst, to
+    (B, C, size, size)."""
     b, _, h, w = images.shape
     full = torch.cat([matrices, matrices.new_tensor([0.0, 0.0, 1.0]).expand(b, 1, 3)], dim=1)
     inv = torch.linalg.inv(full)[:, :2]  # dst pixel -> src pixel

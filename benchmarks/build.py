@@ -884,7 +884,8 @@ def _threshold(out: Path, doc: dict, maker: ClipMaker, clips: list[ClipPlan]) ->
     threshold = realism_threshold(maker, clips)
     maker.seconds["threshold"] += time.perf_counter() - t0
     if threshold is not None or not path.exists():
-        write_bytes_atomic(path, json.dumps({"digest": doc["digest"], "threshold": threshold}, indent=1).encode())
+        doc_out = {"digest": doc["digest"], "threshold": threshold}
+        write_bytes_atomic(path, json.dumps(doc_out, indent=1).encode())
     return threshold["value"] if threshold else None
 
 

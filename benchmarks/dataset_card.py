@@ -84,7 +84,8 @@ def selection_summary(selections: dict[str, dict], threshold: dict | None) -> di
             "acceptance_rate": round(sum(c["passed"] for c in tried) / max(len(tried), 1), 4),
             "threshold": None if threshold is None else threshold.get("value"),
             "threshold_source": None if threshold is None else threshold.get("source"),
-            "judge_sha256": next((s["judge_sha256"] for s in selections.values() if s.get("judge_sha256")), None),
+            "judge_sha256": next((s["judge_sha256"] for s in selections.values() if s.get("judge_sha256")),
+                                 None),
             "candidate_seconds": round(seconds, 2),
             "extra_generation_share": round(1 - kept_seconds / seconds, 4) if seconds else 0.0,
             "realism_tried": [c["realism_mean"] for c in tried],
@@ -114,7 +115,8 @@ def write_filter_histogram(path: Path, summary: dict) -> None:
             ax.hist(tried, bins=bins, alpha=0.5, color="tab:gray", label=f"tried ({len(tried)})")
             ax.hist(kept, bins=bins, alpha=0.7, color="tab:red", label=f"kept ({len(kept)})")
         if key == "realism" and summary["threshold"] is not None:
-            ax.axvline(summary["threshold"], color="k", ls="--", lw=1, label=f"threshold {summary['threshold']:.3f}")
+            ax.axvline(summary["threshold"], color="k", ls="--", lw=1,
+                       label=f"threshold {summary['threshold']:.3f}")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -131,7 +133,8 @@ def _filter_lines(summary: dict) -> list[str]:
              f"{summary['planned_fakes']} planned fakes (each candidate draws its own T shots and, in "
              "cross-reenactment, another stretch of the driver's video). A candidate passes when its mean r "
              "(on the rendered frames) reaches the threshold; of those passing, the one kept is "
-             + ("the one the detector below scores most real." if judge else "the one with the highest mean r."),
+             + ("the one the detector below scores most real." if judge
+                else "the one with the highest mean r."),
              "",
              f"- Threshold: {summary['threshold'] if summary['threshold'] is not None else 'none'}"
              + (f" ({summary['threshold_source']})" if summary["threshold_source"] else ""),
@@ -141,7 +144,8 @@ def _filter_lines(summary: dict) -> list[str]:
              f"{summary['candidates_failed']}",
              f"- Fakes kept: {summary['kept_fakes']} of {summary['planned_fakes']} planned "
              f"({summary['kept_share']:.1%}); the rest are listed under Skipped as filtered",
-             f"- Extra generation: {summary['extra_generation_share']:.1%} of the {summary['candidate_seconds']:.0f} s "
+             f"- Extra generation: {summary['extra_generation_share']:.1%} of the "
+             f"{summary['candidate_seconds']:.0f} s "
              "spent rendering candidates went to candidates that were not kept", "",
              f"![candidates before and after the filter]({FILTER_HISTOGRAM})", ""]
     return lines
@@ -243,7 +247,8 @@ def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict],
     dropped = [{"clip_id": i, "reason": "no candidate passed"} for i, s in (selections or {}).items()
                if s.get("chosen") is None]
     write_bytes_atomic(out / "README.md", card_text(doc, rows, skips, summary, dropped).encode())
-    out_d = {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM), "realism_auc": realism_auc(rows)}
+    out_d = {"card": str(out / "README.md"), "histogram": str(out / HISTOGRAM),
+             "realism_auc": realism_auc(rows)}
     if summary is not None:
         out_d["filter"] = {k: v for k, v in summary.items() if not isinstance(v, list)}
     return out_d

@@ -6,11 +6,14 @@
 2. ``finetune_generate``: fine-tuning steps, then end-to-end ``generate`` per precision and batch
    size, from a person made of the corpus's own crops (so no face-detector models are needed there).
 3. ``train_cli``: ``sfumato train`` with fp16 autocast (bf16 off CUDA), then ``--resume``.
+4. ``adversarial``: G against a frozen detector (``bench round``'s fine-tuning step) per preset, with
+   an EfficientNet-B0 detector at the preset's size: seconds per step, p_fake and L_CNT before/after.
 Writes OUT/device.json, each run's stats.csv and last sample grid, and one generated mp4. Every
 check runs on the CPU too (``--device cpu``), which is how the tests exercise this file.
 """
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -53,7 +56,7 @@ def finetune_and_generate(a) -> list[dict]:
 
 
 def _finetune_and_generate_one(a, preset: str, tmp: Path) -> dict:
-    from benchmarks.generate_speed import random_checkpoint
+    from benchmarks.model_speed import random_checkpoint
     from generator.checkpoint import save_checkpoint
     from generator.finetune import FinetuneConfig, finetune
     from generator.generate import GenerateConfig, generate
@@ -140,7 +143,45 @@ def _train_cli_one(a, preset: str, run: Path) -> dict:
     return row
 
 
-CHECKS = {"model": model_bench, "finetune_generate": finetune_and_generate, "train_cli": train_cli}
+def adversarial(a) -> list[dict]:
+    """Detector-in-the-loop fine-tuning of G on the device: step time, detector score, content loss."""
+    from benchmarks.adversarial import AdversarialConfig, adversarial_finetune
+    from benchmarks.model_speed import random_checkpoint
+    from detector.backbone import Detector
+    from detector.train import _save
+    from generator.config import get_preset
+
+    rows = []
+    for preset in a.presets:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            ck = random_checkpoint(preset, tmp / f"{preset}.safetensors")
+            size = get_preset(preset).model.image_size
+            torch.manual_seed(0)
+            det = tmp / "detector.safetensors"
+            _save(det, Detector("efficientnet_b0" if a.device == "cuda" else "test_efficientnet"), None,
+                  {"backbone": "efficientnet_b0" if a.device == "cuda" else "test_efficientnet",
+                   "input_size": size, "init": {"init": "scratch"}})
+            steps = 4 if a.quick else 30
+            warm = AdversarialConfig(steps=2, batch_size=4, k=8 if not a.quick else 2)
+            adversarial_finetune(ck, a.corpus, det, tmp / "warm.safetensors", warm, device=a.device)
+            if a.device == "cuda":
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            cfg = dataclasses.replace(warm, steps=steps)
+            t = time.perf_counter()
+            s = adversarial_finetune(ck, a.corpus, det, tmp / "g1.safetensors", cfg, device=a.device)
+            wall = time.perf_counter() - t
+            rows.append({"preset": preset, "size": size, "steps": steps, "batch": cfg.batch_size, "k": cfg.k,
+                         "wall_s": round(wall, 2), "step_s": round(wall / steps, 4),
+                         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)
+                         if a.device == "cuda" else None,
+                         "before": s["before"], "after": s["after"]})
+    return rows
+
+
+CHECKS = {"model": model_bench, "finetune_generate": finetune_and_generate, "train_cli": train_cli,
+          "adversarial": adversarial}
 
 
 def main(argv: list[str] | None = None) -> dict:

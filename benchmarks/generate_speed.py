@@ -12,19 +12,9 @@ from pathlib import Path
 
 import torch
 
-from generator.checkpoint import save_checkpoint
-from generator.config import get_preset
+from benchmarks.model_speed import random_checkpoint
 from generator.generate import GenerateConfig, generate
-from generator.model import TalkingHeadModel
 from generator.provenance import SigningOptions
-
-
-def random_checkpoint(preset: str, path: Path) -> Path:
-    """A meta checkpoint of ``preset`` with random weights (for timing only)."""
-    p = get_preset(preset)
-    model = TalkingHeadModel(p.model)
-    meta = {"preset": preset, "model": p.model.to_dict(), "step": 0}
-    return save_checkpoint(path, "meta", {"E": model.E, "G": model.G, "D": model.D}, meta)
 
 
 def run_generate_benchmark(driver: str | Path, presets: tuple[str, ...] = ("small", "paper"),

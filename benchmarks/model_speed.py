@@ -15,6 +15,7 @@ import concurrent.futures as cf
 import dataclasses
 import multiprocessing
 import resource
+from pathlib import Path
 
 import torch
 
@@ -33,6 +34,16 @@ from generator.losses import (
 from generator.meta_train import MetaTrainer
 from generator.model import TalkingHeadModel, bake_spectral_norm
 
+
+def random_checkpoint(preset: str, path: Path) -> Path:
+    """A meta checkpoint of ``preset`` with random weights (for timing only)."""
+    from generator.checkpoint import save_checkpoint
+    from generator.model import TalkingHeadModel
+
+    p = get_preset(preset)
+    model = TalkingHeadModel(p.model)
+    meta = {"preset": preset, "model": p.model.to_dict(), "step": 0}
+    return save_checkpoint(path, "meta", {"E": model.E, "G": model.G, "D": model.D}, meta)
 
 def _episode(size: int, k: int, device: torch.device) -> Episode:
     g = torch.Generator().manual_seed(0)

@@ -214,9 +214,9 @@ class Rounds:
         if path.is_file():
             state = json.loads(path.read_text())
             if state.get("stamp") != self.stamp:
-                raise ConfigMismatchError(f"{self.out} holds rounds run with another corpus, generator, detector "
-                                          "or settings: rerun with the original arguments to resume, or choose "
-                                          "another --out")
+                raise ConfigMismatchError(
+                    f"{self.out} holds rounds run with another corpus, generator, detector or settings: "
+                    "rerun with the original arguments to resume, or choose another --out")
             if self.command and self.command not in state["commands"]:
                 state["commands"].append(self.command)
             return state
@@ -272,7 +272,7 @@ class Rounds:
             s = build_dataset(self.corpus, self.g[n], out, cfg, shard=shard, signing=self.signing,
                               command=self.command, progress=self.progress, device=self.device,
                               hard_for=self.d[n - 1] if hard else None)
-            return {"made": s["made"], "reused": s["reused"], "digest": read_build(out)["digest"],
+            return {"made": s["made"], "clips_reused": s["reused"], "digest": read_build(out)["digest"],
                     "filter": (s.get("dataset") or {}).get("filter")}
 
         if self.rank == 0:
@@ -333,9 +333,10 @@ class Rounds:
             from detector.train import train_detector
 
             write_union([self.round_dir(k) / "dataset" for k in range(n + 1)], union)
+            c = self.config
             cfg = DetectTrainConfig(backbone=self.pair["backbone"], input_size=self.pair["input_size"],
-                                    frames=self.config.detector_frames, batch_size=self.config.detector_batch_size,
-                                    epochs=self.config.detector_epochs, seed=self.config.build.seed + n)
+                                    frames=c.detector_frames, batch_size=c.detector_batch_size,
+                                    epochs=c.detector_epochs, seed=c.build.seed + n)
             s = train_detector(union, self.round_dir(n) / "detector_run", cfg, device=self.device,
                                progress=self.progress, init_from=self.d[n - 1])
             fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,
@@ -356,14 +357,15 @@ class Rounds:
             from detector.evaluate import fit_detector_fusion
             from detector.train import train_detector
 
-            cfg = DetectTrainConfig(backbone=self.config.robust_backbone, input_size=self.pair["input_size"],
-                                    frames=self.config.detector_frames, batch_size=self.config.detector_batch_size,
-                                    epochs=self.config.robust_epochs, seed=self.config.build.seed)
-            s = train_detector(self.round_dir(0) / "dataset", self.out / "robust" / "run", cfg,
-                               device=self.device, progress=self.progress)
-            fit_detector_fusion(self.round_dir(0) / "dataset", self.out / "robust" / "run" / "best.safetensors",
-                                path, generator=self.g[0], frames=self.config.eval_frames, progress=self.progress)
-            return {"sha256": sha256_file(path), "backbone": self.config.robust_backbone, "best_val": s["best"]}
+            c = self.config
+            cfg = DetectTrainConfig(backbone=c.robust_backbone, input_size=self.pair["input_size"],
+                                    frames=c.detector_frames, batch_size=c.detector_batch_size,
+                                    epochs=c.robust_epochs, seed=c.build.seed)
+            t0, run_dir = self.round_dir(0) / "dataset", self.out / "robust" / "run"
+            s = train_detector(t0, run_dir, cfg, device=self.device, progress=self.progress)
+            fit_detector_fusion(t0, run_dir / "best.safetensors", path, generator=self.g[0],
+                                frames=c.eval_frames, progress=self.progress)
+            return {"sha256": sha256_file(path), "backbone": c.robust_backbone, "best_val": s["best"]}
 
         self.step("robust/detector", path.is_file, run)
         return path
@@ -401,8 +403,8 @@ class Rounds:
             if n:
                 self.detector(n)
             if self.rank == 0:
-                self.step(f"round{n}/eval", lambda: (self.round_dir(n) / "eval" / "stamp.json").is_file(),
-                          lambda: self.own_eval(n))
+                self.step(f"round{n}/eval", (self.round_dir(n) / "eval" / "stamp.json").is_file,
+                          lambda n=n: self.own_eval(n))
             per_round[n] = round(time.perf_counter() - t0, 2)
         if self.rank != 0:
             return None
@@ -425,7 +427,8 @@ class Rounds:
                            "datasets": [read_build(self.round_dir(k) / "dataset")["digest"]
                                         for k in range(n_rounds + 1)]}
         write_bytes_atomic(self.out / "table.json", json.dumps(table, indent=1).encode())
-        write_bytes_atomic(self.out / "table.md", (f"# Round table: {self.out}\n\n" + table_markdown(table)).encode())
+        md = f"# Round table: {self.out}\n\n" + table_markdown(table)
+        write_bytes_atomic(self.out / "table.md", md.encode())
         write_table_plot(self.out / "table.png", table)
         self.state["table_seconds"] = round(time.perf_counter() - t0, 2)
         self.state["round_seconds_this_run"] = per_round

@@ -68,7 +68,8 @@ def _checkpoint(checkpoint):
               "(adversarial rounds keep one split while drawing new fakes).")
 @click.option("--candidates", type=click.IntRange(min=1), default=1, show_default=True,
               help="Hard examples: candidates rendered per planned fake; the best that passes is kept.")
-@click.option("--min-realism", type=float, help="Keep a fake only if its mean realism score r is at least this.")
+@click.option("--min-realism", type=float,
+              help="Keep a fake only if its mean realism score r is at least this.")
 @click.option("--realism-quantile", type=click.FloatRange(0, 1),
               help="... at least this quantile of the real clips' mean r (e.g. 0.5: as real as the median "
                    "real clip, to D).")
@@ -282,7 +283,8 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
             emit_json(r)
             return
         click.echo(f"plain: {r['plain']['made']} clips in {r['plain']['seconds']:.0f} s; hard ({candidates} "
-                   f"candidates, r >= {r['threshold']}): {r['hard']['made']} clips in {r['hard']['seconds']:.0f} s "
+                   f"candidates, r >= {r['threshold']}): {r['hard']['made']} clips in "
+                   f"{r['hard']['seconds']:.0f} s "
                    f"(x{r['wall_time_ratio']})")
         click.echo(f"acceptance rate {r['acceptance_rate']:.1%}, fakes kept {r['kept_share']:.1%}, "
                    f"{r['extra_generation_share']:.1%} of candidate rendering not kept")
@@ -355,7 +357,8 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
                             clip_frames=clip_frames, compressions=_csv(str, "--compressions", compressions),
                             finetune_steps=finetune_steps, max_side=max_side, seed=seed)
     cfg = RoundConfig(rounds=rounds, build=build_cfg,
-                      adversarial=AdversarialConfig(steps=adv_steps, detector_weight=detector_weight, seed=seed),
+                      adversarial=AdversarialConfig(steps=adv_steps, detector_weight=detector_weight,
+                                                    seed=seed),
                       detector_epochs=detector_epochs, hard_candidates=hard_candidates,
                       robust_backbone=robust_backbone, eval_frames=eval_frames, quality_videos=quality_videos)
     command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None

@@ -191,8 +191,8 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     if init_from is not None:
         start = load_checkpoint(init_from, kind="detector")
         if start.meta.get("backbone") != config.backbone:
-            raise BadInputError(f"{init_from} is a {start.meta.get('backbone')} detector; these settings train "
-                                f"{config.backbone}")
+            raise BadInputError(f"{init_from} is a {start.meta.get('backbone')} detector; these settings "
+                                f"train {config.backbone}")
         start.load_module("net", model.net)
         init = {"init": "detector", "file": str(init_from), "sha256": _sha(Path(init_from))}
     model.to(device)

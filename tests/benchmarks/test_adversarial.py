@@ -61,7 +61,8 @@ def test_detector_loss_lowers_the_frozen_detectors_score_and_keeps_content(
     g0, _ = load_meta_model(tiny_checkpoint)
     g1, meta = load_meta_model(out)
     for name in ("E", "D"):  # only G moved
-        for (k, a), (_, b) in zip(getattr(g0, name).state_dict().items(), getattr(g1, name).state_dict().items()):
+        before_sd, after_sd = getattr(g0, name).state_dict(), getattr(g1, name).state_dict()
+        for (k, a), b in zip(before_sd.items(), after_sd.values()):
             assert torch.equal(a, b), f"{name}.{k} changed"
     assert any(not torch.equal(a, b) for a, b in zip(g0.G.state_dict().values(), g1.G.state_dict().values()))
     assert meta["base_checkpoint_sha256"] == sha256_file(tiny_checkpoint)
@@ -69,7 +70,8 @@ def test_detector_loss_lowers_the_frozen_detectors_score_and_keeps_content(
     assert out.with_suffix(".json").is_file() and not out.with_name(out.name + ".state.safetensors").exists()
 
 
-def test_a_stopped_finetune_resumes_to_the_same_generator(tiny_corpus, tiny_checkpoint, tiny_detector, tmp_path):
+def test_a_stopped_finetune_resumes_to_the_same_generator(tiny_corpus, tiny_checkpoint, tiny_detector,
+                                                          tmp_path):
     from generator.errors import ConfigMismatchError
     from generator.model import load_meta_model
 

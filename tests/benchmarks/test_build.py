@@ -8,7 +8,6 @@ import errno
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
@@ -25,7 +24,6 @@ from benchmarks.build import (
 from detector.metadata import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.files import sha256_file
-from generator.provenance.manifest import SigningOptions
 
 CFG = BuildConfig(splits=(0.34, 0.33, 0.33), shots=(1, 2), finetune_steps=1, fakes_per_real=2,
                   clip_frames=8, max_side=160)

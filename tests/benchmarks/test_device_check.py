@@ -20,6 +20,8 @@ def test_device_check_on_the_cpu(tiny_corpus, tmp_path):
     assert gen["fp32_b8"]["frames"] == 100 and gen["fp32_b8"]["fps_after_person"] > 0
     (tr,) = r["train_cli"]
     assert (tr["first"]["step"], tr["resume"]["step"]) == (4, 6) and tr["amp"] == "bf16"
+    (adv,) = r["adversarial"]
+    assert adv["steps"] == 4 and adv["step_s"] > 0 and set(adv["after"]) >= {"p_fake", "L_CNT"}
     assert json.loads((out / "device.json").read_text()) == json.loads(json.dumps(r))
     assert (out / "test_tiny_generated.mp4").stat().st_size > 1000
     assert (out / "train_test_tiny_bf16_b1_stats.csv").read_text().startswith("step,")

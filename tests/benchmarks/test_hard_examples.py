@@ -103,7 +103,8 @@ def test_quantile_threshold_comes_from_the_real_clips(bright_r, corpus, checkpoi
     assert "quantile 0.5" in got["source"]
     for rec in _records(out).values():
         if rec.get("selection") and rec["status"] == "done":
-            assert rec["selection"]["candidates"][rec["selection"]["chosen"]]["realism_mean"] >= got["value"] - 1e-5
+            sel = rec["selection"]
+            assert sel["candidates"][sel["chosen"]]["realism_mean"] >= got["value"] - 1e-5
 
 
 def test_hard_for_keeps_the_candidate_the_detector_scores_most_real(
@@ -141,7 +142,8 @@ def test_filter_settings_are_checked_and_old_digests_stay(corpus, checkpoint):
     # fields added for hard examples leave a default config's settings (and so its digest) unchanged
     doc = build_document(corpus, checkpoint, BASE)
     assert "candidates" not in doc["config"] and "split_seed" not in doc["config"]
-    assert build_document(corpus, checkpoint, dataclasses.replace(BASE, candidates=2))["digest"] != doc["digest"]
+    more = build_document(corpus, checkpoint, dataclasses.replace(BASE, candidates=2))
+    assert more["digest"] != doc["digest"]
     # a fixed split seed keeps the identity split while the clip seed changes
     a = build_document(corpus, checkpoint, dataclasses.replace(BASE, seed=1, split_seed=0))
     assert a["splits"] == doc["splits"] and a["plan"] != doc["plan"]

@@ -103,7 +103,8 @@ def test_round_table_resume_and_diagonal(visible_fakes, corpus, checkpoint, tiny
     import dataclasses
 
     with pytest.raises(ConfigMismatchError, match="another corpus, generator, detector or settings"):
-        run_rounds(corpus, checkpoint, tiny_detector, out, dataclasses.replace(CFG, eval_frames=3), signing=signing)
+        run_rounds(corpus, checkpoint, tiny_detector, out, dataclasses.replace(CFG, eval_frames=3),
+                   signing=signing)
 
 
 def test_mismatched_generator_and_detector_are_refused(corpus, checkpoint, tmp_path):
