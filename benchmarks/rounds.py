@@ -174,6 +174,41 @@ def write_table_plot(path: Path, table: dict) -> None:
     write_bytes_atomic(path, buf.getvalue())
 
 
+def rounds_readme(state: dict, table: dict) -> str:
+    """The round folder's card: what each round is (hashes, settings, commands), the table, wall times."""
+    steps = state["steps"]
+    n_rounds = len(table["columns"]) - 1
+    lines = ["# sfumato adversarial rounds", "",
+             "Round 0: the given generator G0, detector D0 and a dataset T0 built with G0. Round n: Gn = "
+             "G(n-1) fine-tuned against the frozen D(n-1) (the paper's L_CNT + L_ADV plus lambda_DET "
+             "-log(1 - p_fake)); Tn built with Gn on the same identity split; Dn = D(n-1) fine-tuned on the "
+             "union of T0..Tn. Cite a round by its folder and the hashes below.", "",
+             "## Round table", "", table_markdown(table), "![round table](table.png)", "",
+             "## Rounds", ""]
+    lines += ["| round | generator sha256 | dataset digest | detector sha256 | p_fake before -> after "
+              "(probe) | CSIM before -> after | SSIM before -> after | seconds |", "|" + "---|" * 8]
+    for n in range(n_rounds + 1):
+        gen = steps.get(f"round{n}/generator", {})
+        q = steps.get(f"round{n}/quality", {})
+        p = (f"{gen['before']['p_fake']:.3f} -> {gen['after']['p_fake']:.3f}" if gen.get("before") else "-")
+
+        def pair(metric: str, q=q) -> str:
+            b, a = q.get("before"), q.get("after")
+            return f"{b[metric]:.3f} -> {a[metric]:.3f}" if b and a else "-"
+
+        secs = sum(v.get("seconds", 0) for k, v in steps.items() if k.startswith(f"round{n}/"))
+        h = table["hashes"]
+        lines.append(f"| {n} | `{h['generators'][n][:16]}` | `{h['datasets'][n][:16]}` | "
+                     f"`{h['detectors'][f'D{n}'][:16]}` | {p} | {pair('CSIM')} | {pair('SSIM')} | "
+                     f"{secs:.0f} |")
+    lines += ["", "Seconds: wall time of the round's steps when they ran (generator, quality, dataset, "
+              "detector, own evaluation); the table's cross evaluations are extra.", "",
+              "## Commands", "", *(f"- `{c}`" for c in state["commands"]), "",
+              "## Settings", "", "```json", json.dumps(state["stamp"]["config"], indent=1), "```", "",
+              f"Versions: {', '.join(f'{k} {v}' for k, v in state.get('versions', {}).items())}", ""]
+    return "\n".join(lines)
+
+
 # -- the run ----------------------------------------------------------------------------------
 class Rounds:
     """One run of rounds in ``out``; each ``step`` is skipped when its output is already there."""
@@ -434,6 +469,7 @@ class Rounds:
         self.state["round_seconds_this_run"] = per_round
         self.state["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         self._save()
+        write_bytes_atomic(self.out / "README.md", rounds_readme(self.state, table).encode())
         return {"out": str(self.out), "table": table, "steps": self.state["steps"],
                 "round_seconds_this_run": per_round, "seconds": self.state["seconds_this_run"]}
 

@@ -245,7 +245,10 @@ def write_roc(path: Path, per_video: list[dict]) -> None:
         ax.set_title(f"{comp}: video-level ROC")
         ax.set_xlabel("false positive rate")
         ax.set_ylabel("true positive rate")
-        ax.legend(fontsize=8, loc="lower right")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, loc="lower right")
+        else:  # one class only at this level: no curve to draw
+            ax.text(0.5, 0.5, "only one class here", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

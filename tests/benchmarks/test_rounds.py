@@ -80,6 +80,8 @@ def test_round_table_resume_and_diagonal(visible_fakes, corpus, checkpoint, tiny
     saved = json.loads((out / "table.json").read_text())
     assert saved["cells"] == table["cells"] and len(saved["hashes"]["datasets"]) == 2
     assert "| D1 |" in (out / "table.md").read_text() and (out / "table.png").stat().st_size > 1000
+    card = (out / "README.md").read_text()
+    assert table["hashes"]["generators"][1][:16] in card and "pytest second" in card
 
     state = json.loads((out / "rounds.json").read_text())
     assert state["commands"] == ["pytest first", "pytest second"]
