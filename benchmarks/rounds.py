@@ -49,7 +49,10 @@ class RoundConfig:
     rounds: int = 2  # adversarial rounds after round 0
     build: BuildConfig = BuildConfig()
     adversarial: AdversarialConfig = AdversarialConfig()
-    detector_epochs: int = 2  # fine-tuning D_{n-1} on the union
+    detector_epochs: int = 3  # fine-tuning D_{n-1} on the union
+    # Adam at the recipe's 2e-4 wrecked the bundled detector within an epoch (test video AUC 0.92 ->
+    # 0.46); 2e-5 gave 0.62, 5e-6 0.72 on the same data (issue 9's note)
+    detector_lr: float = 5e-6
     detector_frames: int = 8  # frames per training video
     detector_batch_size: int = 16
     hard_candidates: int = 1  # > 1: T_n's fakes are the candidates D_{n-1} scores most real
@@ -371,7 +374,7 @@ class Rounds:
             c = self.config
             cfg = DetectTrainConfig(backbone=self.pair["backbone"], input_size=self.pair["input_size"],
                                     frames=c.detector_frames, batch_size=c.detector_batch_size,
-                                    epochs=c.detector_epochs, seed=c.build.seed + n)
+                                    epochs=c.detector_epochs, lr=c.detector_lr, seed=c.build.seed + n)
             s = train_detector(union, self.round_dir(n) / "detector_run", cfg, device=self.device,
                                progress=self.progress, init_from=self.d[n - 1])
             fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,

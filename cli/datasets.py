@@ -323,8 +323,10 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
               help="Steps of G against the frozen detector per round.")
 @click.option("--detector-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="lambda_DET: the detector loss against the paper's L_CNT + L_ADV.")
-@click.option("--detector-epochs", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--detector-epochs", type=click.IntRange(min=1), default=3, show_default=True,
               help="Epochs fine-tuning the previous detector on the union of rounds.")
+@click.option("--detector-lr", type=click.FloatRange(min=0, min_open=True), default=5e-6, show_default=True,
+              help="Its learning rate (fine-tuning: far below the recipe's 2e-4).")
 @click.option("--hard", "hard_candidates", type=click.IntRange(min=1), default=1, show_default=True,
               help="K > 1: each round's fakes are the best of K candidates for the previous detector.")
 @click.option("--robust-backbone", help="Also train a detector of this timm backbone on round 0 only and "
@@ -338,8 +340,8 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
 @pass_settings
 def round_(settings: Settings, corpus, generator, detector, out, rounds, splits, shots, modes, fakes_per_real,
            clip_frames, compressions, finetune_steps, max_side, seed, adv_steps, detector_weight,
-           detector_epochs, hard_candidates, robust_backbone, eval_frames, quality_videos, keys_dir, device,
-           as_json):
+           detector_epochs, detector_lr, hard_candidates, robust_backbone, eval_frames, quality_videos,
+           keys_dir, device, as_json):
     """Adversarial rounds: G fine-tuned against the last detector, a new dataset, the detector
     fine-tuned on the union; every detector evaluated on every round's test split.
 
@@ -359,7 +361,8 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     cfg = RoundConfig(rounds=rounds, build=build_cfg,
                       adversarial=AdversarialConfig(steps=adv_steps, detector_weight=detector_weight,
                                                     seed=seed),
-                      detector_epochs=detector_epochs, hard_candidates=hard_candidates,
+                      detector_epochs=detector_epochs, detector_lr=detector_lr,
+                      hard_candidates=hard_candidates,
                       robust_backbone=robust_backbone, eval_frames=eval_frames, quality_videos=quality_videos)
     command = "sfumato " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
     summary = run_rounds(corpus, _checkpoint(generator), detector or BUNDLED_DETECTOR, out, cfg,
