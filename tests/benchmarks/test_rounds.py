@@ -154,13 +154,14 @@ def render_full(self, clip, shot_seed=None):  # as the visible_fakes fixture
 
 ClipMaker.render_full = render_full
 corpus, checkpoint, detector, out, keys = sys.argv[1:6]
-cfg = dataclasses.replace(CFG, robust_backbone=None, quality_videos=0)
+cfg = dataclasses.replace(CFG, robust_backbone=None, quality_videos=0, hard_candidates=2)
 s = run_rounds(corpus, checkpoint, detector, out, cfg, signing=SigningOptions(keys_dir=keys))
 print("SUMMARY", json.dumps(None if s is None else s["table"]["rows"]))
 '''
 
 
 def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, tiny_detector, tmp_path):
+    """Two ranks; round 1's fakes are also the hardest of 2 candidates for D0 (--hard 2)."""
     import os
     import shutil
     import subprocess
@@ -186,3 +187,9 @@ def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, ti
         assert (ds / "metadata.jsonl").is_file()
     table = json.loads((out / "table.json").read_text())
     assert len(table["cells"]) == 2 and all(len(row) == 2 for row in table["cells"])
+    from generator.files import sha256_file
+
+    f = json.loads((out / "round1" / "dataset" / "filter_summary.json").read_text())
+    assert f["judge_sha256"] == sha256_file(out / "round0" / "detector.safetensors")
+    assert f["candidates_tried"] == 2 * f["planned_fakes"] and f["kept_fakes"] == f["planned_fakes"]
+    assert not (out / "round0" / "dataset" / "filter_summary.json").exists()
