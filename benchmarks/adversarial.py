@@ -104,9 +104,7 @@ class EpisodeSource:
         s = self.sampler
         xs, ys, pts = [], [], []
         for _ in range(batch):
-            i = int(rng.integers(len(s.videos)))
-            n = len(s.videos[i].frame_files)
-            frames = rng.choice(n, s.k + 1, replace=n < s.k + 1).tolist()
+            i, frames = s.draw(rng)
             x, y = s.episode(i, frames)
             xs.append(x)
             ys.append(y)

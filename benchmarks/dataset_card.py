@@ -59,9 +59,16 @@ def write_histogram(path: Path, rows: list[ClipRecord]) -> None:
         ax.set_title(f"{comp}: realism score r per frame")
         ax.set_xlabel("r (higher = looks real to D)")
         ax.legend(fontsize=8)
-    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write a matplotlib figure as a PNG atomically and close it."""
     import io
 
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -96,8 +103,6 @@ def selection_summary(selections: dict[str, dict], threshold: dict | None) -> di
 
 def write_filter_histogram(path: Path, summary: dict) -> None:
     """Candidates' mean r (and the judge's fake probability) before (all tried) and after (kept)."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -119,11 +124,7 @@ def write_filter_histogram(path: Path, summary: dict) -> None:
                        label=f"threshold {summary['threshold']:.3f}")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    write_bytes_atomic(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def _filter_lines(summary: dict) -> list[str]:

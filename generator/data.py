@@ -104,14 +104,18 @@ class EpisodeSampler:
         return (torch.from_numpy(np.stack([p[0] for p in pairs])),
                 torch.from_numpy(np.stack([p[1] for p in pairs])))
 
+    def draw(self, rng: np.random.Generator) -> tuple[int, list[int]]:
+        """A random video and K + 1 random frame numbers of it (with replacement if it is short)."""
+        i = int(rng.integers(len(self.videos)))
+        n = len(self.videos[i].frame_files)
+        return i, rng.choice(n, self.k + 1, replace=n < self.k + 1).tolist()
+
     def sample(self, batch_size: int, seed: int, step: int, rank: int = 0) -> Episode:
         """``batch_size`` random episodes, determined by (seed, rank, step)."""
         rng = np.random.default_rng([seed, rank, step])
         xs, ys, vids = [], [], []
         for _ in range(batch_size):
-            i = int(rng.integers(len(self.videos)))
-            n = len(self.videos[i].frame_files)
-            frames = rng.choice(n, self.k + 1, replace=n < self.k + 1).tolist()
+            i, frames = self.draw(rng)
             x, y = self.episode(i, frames)
             xs.append(x)
             ys.append(y)
