@@ -100,17 +100,10 @@ class EpisodeSource:
     def sample(self, batch: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                   torch.Tensor, np.ndarray]:
         """(sources x, y (B, K, 3, S, S), target x, y (B, 3, S, S), target landmarks (B, 68, 2))."""
-        rng = np.random.default_rng([seed, step])
-        s = self.sampler
-        xs, ys, pts = [], [], []
-        for _ in range(batch):
-            i, frames = s.draw(rng)
-            x, y = s.episode(i, frames)
-            xs.append(x)
-            ys.append(y)
-            pts.append(s.videos[i].points[frames[-1]] * (self.size / s.videos[i].crop_size))
-        x, y = torch.stack(xs), torch.stack(ys)
-        return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1], np.stack(pts).astype(np.float32)
+        ep = self.sampler.sample(batch, seed, step)
+        videos = [self.sampler.videos[int(i)] for i in ep.video]
+        pts = [v.points[f[-1]] * (self.size / v.crop_size) for v, f in zip(videos, ep.frames)]
+        return (*ep.sources, *ep.target, np.stack(pts).astype(np.float32))
 
 
 def adversarial_step(model, detector, batch, config: AdversarialConfig, perceptual=None,

@@ -40,6 +40,7 @@ class Episode:
     x: torch.Tensor
     y: torch.Tensor
     video: torch.Tensor
+    frames: list[list[int]] | None = None  # the frame numbers of each episode (the target last)
 
     @property
     def sources(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,14 +114,15 @@ class EpisodeSampler:
     def sample(self, batch_size: int, seed: int, step: int, rank: int = 0) -> Episode:
         """``batch_size`` random episodes, determined by (seed, rank, step)."""
         rng = np.random.default_rng([seed, rank, step])
-        xs, ys, vids = [], [], []
+        xs, ys, vids, drawn = [], [], [], []
         for _ in range(batch_size):
             i, frames = self.draw(rng)
             x, y = self.episode(i, frames)
             xs.append(x)
             ys.append(y)
             vids.append(i)
-        return Episode(torch.stack(xs), torch.stack(ys), torch.tensor(vids))
+            drawn.append(frames)
+        return Episode(torch.stack(xs), torch.stack(ys), torch.tensor(vids), drawn)
 
 
 def corpus_fingerprint(videos: list[VideoEntry]) -> str:
