@@ -334,5 +334,9 @@ def test_a_built_dataset_exports_to_deepfakebench(dataset, tmp_path):
     # face dlib can find: those are listed as failures, never dropped silently.
     assert sorted([*videos, *failed]) == sorted(r.id for r in rows)
     assert {r.id for r in rows if r.label == "real"} <= set(videos)
-    for v in videos.values():
-        assert len(v["frames"]) == 4 and all((out / f).is_file() for f in v["frames"])
+    # Every video accounts for its 4 sampled frames: written, or listed as missing a face (a tiny-model
+    # fake can show a face dlib finds in some frames only; CI met one with 1 of 4)
+    missing = {v["id"]: v["missing_frames"] for v in summary["videos"] if v["status"] == "done"}
+    for name, v in videos.items():
+        assert len(v["frames"]) + len(missing[name]) == 4 and all((out / f).is_file() for f in v["frames"])
+    assert all(len(v["frames"]) == 4 for name, v in videos.items() if name.startswith("real"))
