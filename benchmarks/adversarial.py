@@ -67,7 +67,7 @@ def warp_affine(images: torch.Tensor, matrices: torch.Tensor, size: int) -> torc
 def detector_view(x_hat: torch.Tensor, x: torch.Tensor, points: np.ndarray, size: int) -> torch.Tensor:
     """What the detector sees of a fake: G's face over the real frame (the builder's mask), in the
     detector's aligned 1.3x crop at ``size``. x_hat, x: (B, 3, S, S) in [-1, 1]; points (B, 68, 2)
-    in crop pixels. The result is in [-1, 1], which is the detector's input scale (detector.backbone)."""
+    in crop pixels. The result is in [-1, 1] (``detector_loss`` normalises it for the detector)."""
     from generator.crop import DETECTOR_CROP, crop_transform, face_mask
 
     s = x_hat.shape[-1]
@@ -80,7 +80,7 @@ def detector_view(x_hat: torch.Tensor, x: torch.Tensor, points: np.ndarray, size
 
 def detector_loss(detector, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(L_DET = mean -log(1 - p_fake), p_fake per image) of a frozen detector on its input crops."""
-    logits = detector(view)
+    logits = detector(detector.normalise(view * 0.5 + 0.5))  # [-1, 1] -> the detector's own input
     return F.softplus(logits).mean(), torch.sigmoid(logits.detach())
 
 

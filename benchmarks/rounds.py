@@ -384,7 +384,8 @@ class Rounds:
         self.step(f"round{n}/detector", path.is_file, run)
 
     def robust(self) -> Path | None:
-        """A detector of another backbone trained (from scratch) on T_0 only and fused there."""
+        """A detector of another backbone trained on T_0 only and fused there (from ImageNet where its
+        weights ship, else from scratch)."""
         if not self.config.robust_backbone:
             return None
         path = self.out / "robust" / "detector.safetensors"
@@ -394,13 +395,15 @@ class Rounds:
         def run() -> dict:
             from detector.evaluate import fit_detector_fusion
             from detector.train import train_detector
+            from generator.pretrained import PACKAGED
 
             c = self.config
+            start = "imagenet" if c.robust_backbone in PACKAGED else "none"
             cfg = DetectTrainConfig(backbone=c.robust_backbone, input_size=self.pair["input_size"],
                                     frames=c.detector_frames, batch_size=c.detector_batch_size,
                                     epochs=c.robust_epochs, seed=c.build.seed)
             t0, run_dir = self.round_dir(0) / "dataset", self.out / "robust" / "run"
-            s = train_detector(t0, run_dir, cfg, device=self.device, progress=self.progress)
+            s = train_detector(t0, run_dir, cfg, start, device=self.device, progress=self.progress)
             fit_detector_fusion(t0, run_dir / "best.safetensors", path, generator=self.g[0],
                                 frames=c.eval_frames, progress=self.progress)
             return {"sha256": sha256_file(path), "backbone": c.robust_backbone, "best_val": s["best"]}

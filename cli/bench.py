@@ -113,6 +113,39 @@ def model(presets, k, repeats, threads, no_train_step, device, as_json):
         click.echo("  " + mem)
 
 
+@bench.command("perceptual")
+@click.option("--size", "sizes", multiple=True, type=click.IntRange(min=32),
+              help="Image sizes (default 128 and 256).")
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--preset", "presets", multiple=True,
+              help="Presets whose meta-training step is timed (default small and paper).")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def perceptual(sizes, batch, presets, repeats, threads, as_json):
+    """Forward + backward ms and memory of the packaged perceptual loss (Lite0, Lite2), and its share of
+    one meta-training step per preset."""
+    from benchmarks.perceptual_speed import run_perceptual_benchmark
+    from generator.config import get_preset
+
+    for n in presets:
+        get_preset(n)  # unknown names fail before any work
+    r = run_perceptual_benchmark(tuple(sizes) or (128, 256), batch, tuple(presets) or ("small", "paper"),
+                                 repeats, threads)
+    if as_json:
+        emit_json(r)
+        return
+    for row in r["loss"]:
+        click.echo(f"{row['arch']} {row['size']} px x{row['batch']}: forward + backward "
+                   f"{row['forward_backward_ms']:.1f} ms (forward {row['forward_ms']:.1f} ms), "
+                   f"+{row['peak_rss_added_mb']:.0f} MB peak")
+    for row in r["train_step"]:
+        share = f", {100 * row['share_of_step']:.0f}% of the step" if "share_of_step" in row else ""
+        click.echo(f"{row['preset']} ({row['image_size']} px, K={row['k']}) step with content "
+                   f"{row['content']}: {row['train_step_s']:.3f} s{share}, "
+                   f"+{row['peak_rss_added_mb']:.0f} MB peak")
+
+
 @bench.command("provenance")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True,

@@ -17,9 +17,12 @@ def detect():
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @click.option("--preset", type=click.Choice(["paper", "small"]), default="paper", show_default=True,
               help="paper: DeepfakeBench's recipe (256 px, 32 frames, 10 epochs); small: 128 px for a CPU.")
-@click.option("--backbone", help="Any timm model name (default efficientnet_b0).")
-@click.option("--pretrained", type=click.Path(dir_okay=False),
-              help="Local backbone weights (e.g. timm's model.safetensors); else trained from scratch.")
+@click.option("--backbone", help="Any timm model name (default tf_efficientnet_lite0; "
+              "tf_efficientnet_lite2 also has packaged ImageNet weights).")
+@click.option("--pretrained", default="imagenet", show_default=True,
+              help="Where the backbone starts: imagenet (the ImageNet weights that ship with sfumato, "
+                   "for tf_efficientnet_lite0/lite2), none (from scratch), or a local weight file "
+                   "(e.g. timm's model.safetensors).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--frames", type=click.IntRange(min=1), help="Frames per training video (paper: 32).")

@@ -17,15 +17,24 @@ def _preset_names() -> list[str]:
 
 def content_options(fn):
     """Options choosing the content loss and its local weight files."""
+    from generator.config import CONTENT_LOSSES
+
     fn = click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
-                      help="VGGFace (VGG16) weight file; env SFUMATO_VGGFACE.")(fn)
+                      help="VGGFace (VGG16) weight file for --content-loss vgg; env SFUMATO_VGGFACE.")(fn)
     fn = click.option("--vgg19", type=click.Path(), envvar="SFUMATO_VGG19",
-                      help="torchvision VGG19 weight file (vgg19-dcbb9e9d.pth); env SFUMATO_VGG19.")(fn)
-    fn = click.option("--content-loss", type=click.Choice(["vgg", "none"]), default="vgg",
-                      show_default=True,
-                      help="vgg: the paper's VGG19 + VGGFace loss; none: CPU smoke runs only "
-                           "(logged).")(fn)
+                      help="torchvision VGG19 weight file (vgg19-dcbb9e9d.pth) for --content-loss vgg; "
+                           "env SFUMATO_VGG19.")(fn)
+    fn = click.option("--content-loss", type=click.Choice(list(CONTENT_LOSSES)),
+                      help="L_CNT. " + "; ".join(f"{k}: {v}" for k, v in CONTENT_LOSSES.items())
+                           + ". Default: vgg when --vgg19/--vggface are given, else lite0.")(fn)
     return fn
+
+
+def resolve_content(choice: str | None, vgg19: str | None, vggface: str | None, default: str) -> str:
+    """The content loss to use: the one chosen, else vgg when its files are given, else ``default``."""
+    if choice is not None:
+        return choice
+    return "vgg" if (vgg19 or vggface) else default
 
 
 @click.command()
@@ -72,6 +81,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
                                           sample_every=sample_every, log_every=log_every,
                                           lr_g=lr_g, lr_d=lr_d).items()
                  if v is not None}
+    content_loss = resolve_content(content_loss, vgg19, vggface, base.losses.content)
     losses = dataclasses.replace(base.losses, content=content_loss, pixel_weight=pixel_loss)
     if match_loss is not None:
         losses = dataclasses.replace(losses, match_weight=match_loss)
@@ -117,8 +127,9 @@ def export(checkpoint, out, dtype, as_json):
 
 @click.command()
 @click.argument("sources", nargs=-1, required=True, type=click.Path())
-@click.option("--checkpoint", required=True, type=click.Path(),
-              help="Meta-training checkpoint (checkpoint.safetensors of a run).")
+@click.option("--checkpoint", type=click.Path(),
+              help="Meta-training checkpoint (checkpoint.safetensors of a run; default: the bundled "
+                   "model).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="Person file to write (.safetensors).")
 @click.option("--steps", type=click.IntRange(min=0), default=100, show_default=True,
@@ -140,6 +151,7 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune_to_file
 
+    content_loss = resolve_content(content_loss, vgg19, vggface, LossConfig().content)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, seed=seed,
                          losses=LossConfig(content=content_loss))
     result = finetune_to_file(checkpoint, list(sources), out, cfg, shots=shots, vgg19=vgg19,
@@ -149,7 +161,8 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
         emit_json(result)
     else:
         click.echo(f"{result['mode']} person from {result['shots']} shot(s) -> {result['out']} "
-                   f"(content loss {result['content_before']:.4g} -> {result['content_after']:.4g})")
+                   f"(content loss, {result['content_loss']}: {result['content_before']:.4g} -> "
+                   f"{result['content_after']:.4g})")
 
 
 @click.command()
@@ -215,7 +228,8 @@ def presets(as_json):
 @click.option("--cert", type=click.Path(dir_okay=False), help="Your own signing chain (PEM).")
 @click.option("--key", type=click.Path(dir_okay=False), help="Its private key (PEM).")
 @click.option("--vgg19", type=click.Path(), envvar="SFUMATO_VGG19",
-              help="VGG19 weights for --finetune-steps (else fine-tuning fits pixels).")
+              help="VGG19 weights: --finetune-steps then fits the paper's VGG loss (else the packaged "
+                   "Lite0 features).")
 @click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
               help="VGGFace weights for --finetune-steps.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)

@@ -1,5 +1,7 @@
-"""The learned detector: any timm image model (EfficientNet-B0 by default) with one logit, fake vs real,
-on the detector's face crops; ImageNet weights only from a local file (nothing is downloaded).
+"""The learned detector: any timm image model (EfficientNet-Lite0 by default) with one logit, fake vs
+real, on the detector's face crops. Starting points (``load_pretrained``): ``imagenet``, the ImageNet
+weights that ship in a package for EfficientNet-Lite0/Lite2 (``generator.pretrained``); a local
+weight file; or ``none`` (from scratch). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -12,14 +14,16 @@ from torch import nn
 
 from generator.errors import BadInputError, MissingWeightsError
 
-DEFAULT_BACKBONE = "efficientnet_b0"
-MEAN = STD = 0.5  # DeepfakeBench's normalisation: x in [0, 1] -> (x - 0.5) / 0.5
+DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+MEAN = STD = (0.5, 0.5, 0.5)  # DeepfakeBench's normalisation: x in [0, 1] -> (x - 0.5) / 0.5
+IMAGENET, SCRATCH = "imagenet", "none"  # the named starting points of load_pretrained
 
 
 class Detector(nn.Module):
-    """timm backbone -> one logit per image (positive = fake)."""
+    """timm backbone -> one logit per image (positive = fake), with the normalisation it expects."""
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, mean: tuple[float, ...] = MEAN,
+                 std: tuple[float, ...] = STD):
         super().__init__()
         import timm
 
@@ -28,32 +32,53 @@ class Detector(nn.Module):
             raise BadInputError(f"unknown timm backbone {backbone!r}"
                                 + (f"; similar names: {', '.join(close)}" if close else ""))
         self.backbone_name = backbone
+        self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.net = timm.create_model(backbone, pretrained=False, num_classes=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (N, 3, H, W) normalised with ``MEAN``/``STD`` -> logits (N,)."""
+        """Images (N, 3, H, W) normalised by ``normalise`` -> logits (N,)."""
         return self.net(x).squeeze(1)
 
+    def normalise(self, x01: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) RGB in [0, 1] -> this backbone's input."""
+        mean = x01.new_tensor(self.mean).view(1, -1, 1, 1)
+        std = x01.new_tensor(self.std).view(1, -1, 1, 1)
+        return (x01 - mean) / std
 
-def to_input(crops: torch.Tensor) -> torch.Tensor:
-    """uint8 crops (N, H, W, 3) -> normalised float input (N, 3, H, W)."""
-    return (crops.permute(0, 3, 1, 2).float() / 255.0 - MEAN) / STD
+    def to_input(self, crops: torch.Tensor) -> torch.Tensor:
+        """uint8 crops (N, H, W, 3) -> normalised float input (N, 3, H, W)."""
+        return self.normalise(crops.permute(0, 3, 1, 2).float() / 255.0)
 
 
-def load_pretrained(model: Detector, path: str | os.PathLike | None) -> dict:
-    """Load ImageNet (or other) weights for the backbone from a local file; returns what was done.
+def load_pretrained(model: Detector, pretrained: str | os.PathLike | None) -> dict:
+    """Start the backbone from ``imagenet`` (packaged weights), a local file, or ``none``/None
+    (scratch); returns what was done, for the checkpoint and the card.
 
-    The classifier is left at its initialisation (its shape differs). A .safetensors file is read
-    as is; a .pth/.bin only with ``weights_only`` (no arbitrary code). None: trained from scratch.
+    ImageNet weights also set the model's normalisation to theirs. The classifier is left at its
+    initialisation (its shape differs). A .safetensors file is read as is; a .pth/.bin only with
+    ``weights_only`` (no arbitrary code).
     """
-    if path is None:
+    if pretrained is None or pretrained == SCRATCH:
         return {"init": "scratch"}
-    p = Path(path)
+    if pretrained == IMAGENET:
+        from generator.pretrained import PACKAGED, load_packaged, packaged_archs
+
+        if model.backbone_name not in PACKAGED:
+            raise BadInputError(
+                f"no ImageNet weights ship for {model.backbone_name}: choose a backbone that has them "
+                f"({', '.join(packaged_archs())}), give a local weight file (--pretrained PATH), or "
+                "train from scratch (--pretrained none)")
+        record = load_packaged(model.backbone_name, model.net, load_classifier=False)
+        pre = PACKAGED[model.backbone_name].preprocess
+        model.mean, model.std = pre.mean, pre.std
+        return {**record, "mean": list(pre.mean), "std": list(pre.std)}
+    p = Path(pretrained)
     if not p.is_file():
         raise MissingWeightsError(
             f"pretrained backbone weights {p} not found: give a local file of timm's "
-            f"{model.backbone_name} weights (e.g. model.safetensors from its Hugging Face page), or leave "
-            "out --pretrained to train from scratch (nothing is downloaded)")
+            f"{model.backbone_name} weights (e.g. model.safetensors from its Hugging Face page), "
+            f"--pretrained {IMAGENET} (packaged weights of {DEFAULT_BACKBONE} and "
+            f"tf_efficientnet_lite2) or --pretrained {SCRATCH} (nothing is downloaded)")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from detector.backbone import DEFAULT_BACKBONE, Detector, load_pretrained, to_input
+from detector.backbone import DEFAULT_BACKBONE, IMAGENET, MEAN, STD, Detector, load_pretrained
 from detector.metadata import ClipRecord, read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.files import write_bytes_atomic
@@ -122,8 +122,8 @@ def predict(model: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndar
     """Probability of fake per crop."""
     model.eval()
     dev = next(model.parameters()).device
-    out = [torch.sigmoid(model(to_input(torch.from_numpy(crops[k:k + batch_size])).to(dev))).float().cpu()
-           for k in range(0, len(crops), batch_size)]
+    out = [torch.sigmoid(model(model.to_input(torch.from_numpy(crops[k:k + batch_size]).to(dev))))
+           .float().cpu() for k in range(0, len(crops), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
@@ -138,21 +138,23 @@ def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detecto
     from generator.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="detector")
-    model = Detector(ck.meta["backbone"])
+    # Detectors saved before the normalisation was recorded used DeepfakeBench's 0.5 / 0.5.
+    model = Detector(ck.meta["backbone"], ck.meta.get("mean", MEAN), ck.meta.get("std", STD))
     ck.load_module("net", model.net)
     model.input_size = int(ck.meta["input_size"])
     return model.to(device).eval(), ck.meta
 
 
 def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
-                   config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = None,
+                   config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = IMAGENET,
                    device: str = "cpu", progress: bool = False, max_steps: int | None = None,
                    init_from: str | os.PathLike | None = None) -> dict:
     """Train on the dataset's train split, validate on val; see the module docstring.
 
     ``max_steps`` stops early (a run can be resumed from there with the same arguments).
-    ``init_from``: a trained detector file of the same backbone to fine-tune instead of starting
-    from ``pretrained`` or scratch (adversarial rounds).
+    ``pretrained``: ``imagenet`` (the packaged weights of EfficientNet-Lite0/Lite2), a local weight
+    file, or ``none``/None (scratch). ``init_from``: a trained detector file of the same backbone to
+    fine-tune instead (adversarial rounds).
     """
     from tqdm import tqdm
 
@@ -187,13 +189,15 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
 
     torch.manual_seed(config.seed)
     model = Detector(config.backbone)
-    init = load_pretrained(model, pretrained)
-    if init_from is not None:
+    if init_from is None:
+        init = load_pretrained(model, pretrained)
+    else:
         start = load_checkpoint(init_from, kind="detector")
         if start.meta.get("backbone") != config.backbone:
             raise BadInputError(f"{init_from} is a {start.meta.get('backbone')} detector; these settings "
                                 f"train {config.backbone}")
         start.load_module("net", model.net)
+        model.mean, model.std = start.meta.get("mean", MEAN), start.meta.get("std", STD)
         init = {"init": "detector", "file": str(init_from), "sha256": _sha(Path(init_from))}
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -206,6 +210,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
         ck.load_optimizer("adam", opt)
         epoch, step_in_epoch = ck.meta["epoch"], ck.meta["step_in_epoch"]
         global_step, best, init = ck.meta["global_step"], ck.meta["best"], ck.meta["init"]
+        model.mean, model.std = tuple(ck.meta.get("mean", MEAN)), tuple(ck.meta.get("std", STD))
     from torch.utils.tensorboard import SummaryWriter
 
     tb = SummaryWriter(str(out / "tensorboard"))
@@ -218,6 +223,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
 
     def meta() -> dict:
         return {"backbone": config.backbone, "input_size": config.input_size, "config": config,
+                "mean": list(model.mean), "std": list(model.std),
                 "init": init, "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "best": best, "dataset": str(dataset), "metadata_sha256": stamp["metadata_sha256"],
                 "missing_faces": {"train": len(train.missing), "val": len(val.missing)}}
@@ -237,7 +243,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                 idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
                 x = np.stack([augment(train.crops[i], rng, config) for i in idx])
                 y = torch.from_numpy(train.labels[idx]).float().to(device)
-                loss = loss_fn(model(to_input(torch.from_numpy(x)).to(device)), y)
+                loss = loss_fn(model(model.to_input(torch.from_numpy(x).to(device))), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -62,20 +62,40 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
 
+# The content terms a user can choose (LossConfig.content):
+CONTENT_LOSSES = {
+    "lite0": "LPIPS-style distance on ImageNet EfficientNet-Lite0 features (ships with sfumato; default)",
+    "lite2": "the same on EfficientNet-Lite2 (ships with sfumato; slower, larger features)",
+    "vgg": "the paper's VGG19 + VGGFace L1 (needs your local weight files)",
+    "none": "no perceptual term (pixel L1 only where a pixel weight is set): CPU smoke runs",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class LossConfig:
     """Weights of the meta-learning objective (paper.md, authors' code values)."""
 
-    content: str = "vgg"  # "vgg": VGG19 + VGGFace (paper); "none": explicit CPU smoke-run choice
-    vgg19_weight: float = 1.5e-1
-    vggface_weight: float = 2.5e-2
+    content: str = "lite0"  # a key of CONTENT_LOSSES
+    vgg19_weight: float = 1.5e-1  # content "vgg": the paper's VGG19 term
+    vggface_weight: float = 2.5e-2  # content "vgg": the paper's VGGFace term
+    feature_weight: float = 1.0  # content "lite0"/"lite2": weight of the feature distance
+    # content "lite0"/"lite2": weights of the five stages (strides 2 ... 32), LPIPS's equal weights
+    stage_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     fm_weight: float = 10.0  # L_FM
     match_weight: float = 80.0  # L_MCH
     pixel_weight: float = 0.0  # optional L1 on pixels (not in the paper; 0 = off)
 
     def __post_init__(self):
-        if self.content not in ("vgg", "none"):
-            raise SfumatoError(f"content loss must be vgg or none, got {self.content!r}")
+        if self.content not in CONTENT_LOSSES:
+            raise SfumatoError(f"content loss must be one of {', '.join(CONTENT_LOSSES)}, "
+                               f"got {self.content!r}")
+        if len(self.stage_weights) != 5:
+            raise SfumatoError(f"need 5 stage weights, got {len(self.stage_weights)}")
+
+    @property
+    def feature_arch(self) -> str | None:
+        """The timm architecture of a "lite0"/"lite2" content loss, else None."""
+        return {"lite0": "tf_efficientnet_lite0", "lite2": "tf_efficientnet_lite2"}.get(self.content)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,9 +21,10 @@ from generator.errors import SfumatoError
 from generator.files import sha256_file
 from generator.inference import Person, init_person
 from generator.losses import (
-    PerceptualLoss,
     adversarial_loss,
+    build_content_loss,
     content_loss,
+    content_loss_name,
     feature_matching_loss,
     hinge_d_loss,
 )
@@ -58,6 +59,12 @@ class FinetuneResult:
     history: list[dict]
 
 
+def fit_pixels(losses: LossConfig, perceptual: nn.Module | None) -> float:
+    """The pixel L1 weight fine-tuning uses: the configured one, or 1 when there is no perceptual
+    network (the shots' pixels are then the only content term left to fit)."""
+    return losses.pixel_weight or (1.0 if perceptual is None else 0.0)
+
+
 def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = FinetuneConfig(),
              perceptual: nn.Module | None = None, progress: bool = False) -> FinetuneResult:
     """Fine-tune G and D on the shots (or only initialise, when ``config.steps == 0``)."""
@@ -70,8 +77,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
     psi = nn.Parameter(person.psi)
     w = nn.Parameter(person.w)
     L = config.losses
-    # Without VGG weights the shots' pixels are the only content term left to fit.
-    pixel = L.pixel_weight or (1.0 if perceptual is None else 0.0)
+    pixel = fit_pixels(L, perceptual)
 
     def content_now() -> float:
         with torch.no_grad():
@@ -116,19 +122,22 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
     return FinetuneResult(person, before, content_now(), history)
 
 
-def finetune_to_file(checkpoint: str | Path, sources: list[str | Path], out: str | Path,
+def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], out: str | Path,
                      config: FinetuneConfig = FinetuneConfig(), shots: int | None = None,
                      vgg19: str | None = None, vggface: str | None = None,
                      perceptual: nn.Module | None = None, backend=None, device: str = "cpu",
                      progress: bool = False) -> dict:
-    """Load a meta checkpoint, fine-tune on the sources, write a self-contained person file."""
+    """Load a meta checkpoint (None: the bundled model), fine-tune on the sources, write a
+    self-contained person file."""
     from generator.files import check_writable
+    from generator.generate import resolve_checkpoint
+
     check_writable(out)
+    checkpoint = resolve_checkpoint(checkpoint)
     model, meta = load_meta_model(checkpoint, device)
     torch.manual_seed(config.seed)
-    if perceptual is None and config.steps and config.losses.content == "vgg":
-        perceptual = PerceptualLoss.from_files(vgg19, vggface, config.losses.vgg19_weight,
-                                               config.losses.vggface_weight)
+    if perceptual is None and config.steps:
+        perceptual = build_content_loss(config.losses, vgg19, vggface)
     if perceptual is not None:
         perceptual = perceptual.to(device)
     shot_set = load_shots(sources, model.cfg.image_size, shots, backend)
@@ -142,7 +151,7 @@ def finetune_to_file(checkpoint: str | Path, sources: list[str | Path], out: str
         "sources": shot_set.origins, "source_sha256": shot_set.source_sha256,
         "source_points": np.round(shot_set.points, 2).tolist(),  # for relative motion transfer
         "content_before": result.content_before, "content_after": result.content_after,
-        "content_loss": "vgg" if perceptual is not None else "pixel L1",
+        "content_loss": content_loss_name(perceptual, fit_pixels(config.losses, perceptual)),
         "sfumato_version": __version__,
     }
     save_checkpoint(out, "person", {"G": p.G, "D": p.D}, person_meta,

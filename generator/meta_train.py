@@ -25,14 +25,14 @@ from torch import nn
 
 from generator import __version__
 from generator.checkpoint import load_checkpoint, save_checkpoint
-from generator.config import ModelConfig, Preset, TrainConfig, get_preset
+from generator.config import LossConfig, ModelConfig, Preset, TrainConfig, get_preset
 from generator.data import Episode, EpisodeSampler, corpus_fingerprint, load_corpus
 from generator.distributed import DistInfo, any_rank, barrier, init_distributed
 from generator.errors import ConfigMismatchError, SfumatoError
 from generator.files import write_bytes_atomic
 from generator.losses import (
-    PerceptualLoss,
     adversarial_loss,
+    build_content_loss,
     content_loss,
     feature_matching_loss,
     hinge_d_loss,
@@ -189,9 +189,14 @@ def _check_resume(run_dir: Path, config: dict) -> None:
     saved = json.loads((run_dir / "config.json").read_text())
     keys = ("preset", "model", "corpus_videos")
     diff = [k for k in keys if saved.get(k) != config.get(k)]
-    train_diff = [k for k, v in config["train"].items()
+    train = json.loads(json.dumps(config["train"]))  # tuples -> lists, as saved
+    # Loss settings added after a run was started count as their defaults for it.
+    saved_losses = {**json.loads(json.dumps(dataclasses.asdict(LossConfig()))),
+                    **saved["train"].get("losses", {})}
+    saved_train = {**saved["train"], "losses": saved_losses}
+    train_diff = [k for k, v in train.items()
                   if k not in ("steps", "checkpoint_every", "sample_every", "log_every")
-                  and saved["train"].get(k) != (list(v) if isinstance(v, tuple) else v)]
+                  and saved_train.get(k) != v]
     if diff or train_diff:
         raise ConfigMismatchError(
             f"{run_dir} holds a run with other settings ({', '.join(diff + train_diff)}); "
@@ -301,9 +306,8 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
         for name in ("E", "G", "D"):
             ck.load_module(name, getattr(model, name))
         step = int(ck.meta["step"])
-    if perceptual is None and tcfg.losses.content == "vgg":
-        perceptual = PerceptualLoss.from_files(vgg19, vggface, tcfg.losses.vgg19_weight,
-                                               tcfg.losses.vggface_weight)
+    if perceptual is None:
+        perceptual = build_content_loss(tcfg.losses, vgg19, vggface)
     if perceptual is None:
         log.warning("content loss disabled (content='none'): a smoke-run choice; expect blurry, "
                     "identity-poor output")

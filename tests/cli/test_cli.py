@@ -179,9 +179,9 @@ def test_train_and_finetune_commands(runner, tiny_corpus, tmp_path):
 def test_train_without_vgg_weights_names_the_file(runner, tiny_corpus, tmp_path, monkeypatch):
     monkeypatch.delenv("SFUMATO_VGG19", raising=False)
     result = runner.invoke(cli, ["train", str(tiny_corpus), "-o", str(tmp_path / "r"), "--preset",
-                                 "test_tiny", "--steps", "1"])
+                                 "test_tiny", "--steps", "1", "--content-loss", "vgg"])
     assert result.exit_code == 1
-    assert "vgg19-dcbb9e9d.pth" in result.stderr and "--content-loss none" in result.stderr
+    assert "vgg19-dcbb9e9d.pth" in result.stderr and "--content-loss lite0" in result.stderr
 
 
 def test_presets_command(runner):

