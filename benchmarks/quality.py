@@ -2,8 +2,9 @@
 sec. 4): T source frames from the first half of a video drive-rendered with the landmarks of frames
 from its second half, and compared with those real frames.
 
-Methods: copy the source frame (no motion at all), a piecewise-affine warp of the source from its
-landmarks to the driving ones, the model feed-forward (FF) and fine-tuned (FT). Metrics: SSIM, PSNR,
+Methods: copy the source frame (no motion at all), a piecewise-affine warp of the source shot closest
+in pose from its landmarks to the driving ones (``generator.warp``), the model feed-forward (FF) and
+fine-tuned (FT). Metrics: SSIM, PSNR,
 CSIM (cosine of dlib's 128-d face-recognition descriptors, offline) and LMD (mean distance of the
 landmarks found on the output to the driving landmarks, over the inter-ocular distance). FID is not
 computed: it needs Inception weights, which cannot be had offline.
@@ -77,24 +78,18 @@ class FaceMetrics:
 
 
 def warp_baseline(source: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
-    """Warp the source so its landmarks land on ``dst_pts`` (piecewise-affine; borders pinned)."""
-    from skimage.transform import PiecewiseAffineTransform, warp
+    """Warp one source so its landmarks land on ``dst_pts`` (``generator.warp``: borders pinned)."""
+    from generator.warp import warp_face
 
-    h, w = source.shape[:2]
-    border = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1], [w / 2, 0], [w / 2, h - 1],
-                       [0, h / 2], [w - 1, h / 2]], np.float32)
-    # warp() maps output coordinates to input ones: estimate driving -> source.
-    src, dst = np.vstack([dst_pts, border]), np.vstack([src_pts, border])
-    if hasattr(PiecewiseAffineTransform, "from_estimate"):  # scikit-image >= 0.26
-        t = PiecewiseAffineTransform.from_estimate(src, dst)
-        if not t:
-            return source.copy()
-    else:
-        t = PiecewiseAffineTransform()
-        if not t.estimate(src, dst):
-            return source.copy()
-    out = warp(source, t, output_shape=(h, w), order=1, mode="edge", preserve_range=True)
-    return out.round().astype(np.uint8)
+    return warp_face(source, src_pts, dst_pts).image
+
+
+def warp_frames(frames: np.ndarray, points: np.ndarray, driving: np.ndarray) -> np.ndarray:
+    """The warp baseline for T shots (T, S, S, 3): per driving frame, the shot closest in pose,
+    warped to it (so T = 8 has more to choose from than T = 1)."""
+    from generator.warp import warp_shots
+
+    return np.stack([warp_shots(frames, points, d).image for d in driving])
 
 
 def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: FaceMetrics,
@@ -122,10 +117,10 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
         src = Shots(shots.frames[pick], shots.points[pick], shots.origins, shots.source_sha256)
         outputs = {
             "copy": np.repeat(src.frames[:1], len(drive), axis=0),
-            "warp": np.stack([warp_baseline(src.frames[0], src.points[0], d) for d in driving]),
+            "warp": warp_frames(src.frames, src.points, driving),
         }
         x, y = src.tensors()
-        outputs["FF"] = init_person(model, x, y).prepare_for_inference().render(driving)
+        outputs["FF"] = init_person(model, x, y, src.points).prepare_for_inference().render(driving)
         if config.finetune_steps:
             torch.manual_seed(config.seed)
             ft = finetune(model, src, FinetuneConfig(steps=config.finetune_steps, seed=config.seed),

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.quality import FaceMetrics, QualityConfig, run_quality, warp_baseline
+from benchmarks.quality import FaceMetrics, QualityConfig, run_quality, warp_baseline, warp_frames
 from generator.config import get_preset
 from generator.meta_train import train
 
@@ -68,3 +68,19 @@ def test_quality_reuses_finished_videos_and_redoes_changed_ones(checkpoint, astr
     next((tmp_path / "q" / "per_video").glob("*.json")).write_text("{damaged")
     run_quality([astronaut_clip], checkpoint, tmp_path / "q", dataclasses.replace(cfg, eval_frames=3))
     assert calls == [1, 1]  # a damaged record is redone, not trusted
+
+
+def test_the_warp_baseline_uses_the_shot_closest_in_pose():
+    from generator.driving import mean_face
+
+    rng = np.random.default_rng(0)
+    p = mean_face(64)
+    frames = rng.integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    shots = np.stack([p + 3.0, p, p - 2.0]).astype(np.float32)
+    shots[0, 48:68, 1] += 4  # the first shot's mouth differs: another pose/expression
+    driving = np.stack([p, p + 0.5])
+    one = warp_frames(frames[:1], shots[:1], driving)
+    three = warp_frames(frames, shots, driving)
+    assert one.shape == three.shape == (2, 64, 64, 3)
+    assert not np.array_equal(one, three)  # T = 3 picks shot 1, T = 1 has only shot 0
+    assert np.array_equal(three[0], warp_baseline(frames[1], shots[1], driving[0]))
