@@ -29,6 +29,13 @@ SHIFT = 4  # sub-pixel bits for cv2.fillConvexPoly (1/16 px vertex precision)
 MIN_AREA = 1e-3  # px^2: a destination triangle smaller than this is degenerate
 
 
+# Per-point weights of the pose distance (sum 1): the outline and nose say where the head points, the
+# mouth mostly what it says, which the warp follows anyway.
+POSE_WEIGHTS = np.concatenate([np.full(17, 1.0), np.full(10, 0.5), np.full(9, 1.0), np.full(12, 0.5),
+                               np.full(20, 0.25)])
+POSE_WEIGHTS = POSE_WEIGHTS / POSE_WEIGHTS.sum()
+
+
 @dataclasses.dataclass(frozen=True)
 class Warped:
     """A warped crop (same shape and dtype as the source) and its validity mask (S, S) in [0, 1]."""
@@ -37,13 +44,16 @@ class Warped:
     mask: np.ndarray
 
 
+@lru_cache(maxsize=8)
 def border_anchors(size: int) -> np.ndarray:
-    """Fixed control points on the crop border (pixel centres 0 ... size - 1), (16, 2)."""
+    """Fixed control points on the crop border (pixel centres 0 ... size - 1), (16, 2), read-only."""
     t = np.linspace(0, size - 1, ANCHORS_PER_EDGE, dtype=np.float32)
     lo, hi = np.zeros_like(t), np.full_like(t, size - 1)
     pts = np.concatenate([np.stack([t, lo], 1), np.stack([t, hi], 1), np.stack([lo, t], 1),
                           np.stack([hi, t], 1)])
-    return np.unique(pts, axis=0)
+    pts = np.unique(pts, axis=0)
+    pts.setflags(write=False)  # cached: shared by every call
+    return pts
 
 
 @lru_cache(maxsize=8)
@@ -78,6 +88,15 @@ def _signed_areas(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
 
 
+def _gather(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """table[ids] as float32; cv2.LUT for uint8 ids is several times faster than numpy's gather."""
+    if ids.dtype == np.uint8:
+        lut = np.zeros(256, np.float32)
+        lut[:len(table)] = table
+        return cv2.LUT(ids, lut)
+    return np.take(np.ascontiguousarray(table, np.float32), ids)
+
+
 def _check_points(points: np.ndarray, name: str) -> np.ndarray:
     p = np.asarray(points, dtype=np.float64)
     if p.shape != (68, 2):
@@ -102,7 +121,10 @@ def warp_face(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray)
     tri = triangulation(size)
     ref_sign = _reference_sign(size)
     area_dst, area_src = _signed_areas(dst, tri), _signed_areas(src, tri)
-    valid = (np.sign(area_dst) == ref_sign) & (np.sign(area_src) == ref_sign) & (np.abs(area_dst) > MIN_AREA)
+    # A closed mouth makes inner-lip triangles flat in the target: they cover no pixel, so they are
+    # neither drawn nor allowed to mask the lip line they collapse onto.
+    flat = np.abs(area_dst) <= MIN_AREA
+    valid = (np.sign(area_dst) == ref_sign) & (np.sign(area_src) == ref_sign) & ~flat
     # Affine dst -> src per triangle: [x y 1] @ M = [x' y'] at its three corners. Row M (one past
     # the last triangle) is the identity, for pixels no triangle covers.
     n = len(tri)
@@ -115,23 +137,32 @@ def warp_face(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray)
     # Rasterise: folded triangles first, so valid ones drawn over them give the colour where both
     # land; but a fold means the mesh overlaps itself there (texture shown twice), so every pixel a
     # folded triangle touches is masked.
-    ids = np.full((size, size), n, np.int32)
-    folded = np.zeros((size, size), np.uint8)
+    # 84 control points give at most 163 triangles: ids fit uint8, so cv2.LUT can do the gathers.
+    ids = np.full((size, size), n, np.uint8 if n < 255 else np.int32)
     corners = np.round(dst[tri] * (1 << SHIFT)).astype(np.int32)
-    for j in np.flatnonzero(~valid):
+    bad = np.flatnonzero(~valid & ~flat)
+    for j in bad:
         cv2.fillConvexPoly(ids, corners[j], int(j), lineType=cv2.LINE_8, shift=SHIFT)
-        cv2.fillConvexPoly(folded, corners[j], 1, lineType=cv2.LINE_8, shift=SHIFT)
     for j in np.flatnonzero(valid):
         cv2.fillConvexPoly(ids, corners[j], int(j), lineType=cv2.LINE_8, shift=SHIFT)
     xs, ys = _pixel_grid(size)
-    c = coeffs[ids]  # (S, S, 6)
-    map_x = xs * c[..., 0] + ys * c[..., 2] + c[..., 4]
-    map_y = xs * c[..., 1] + ys * c[..., 3] + c[..., 5]
+    a_x, a_y, b_x, b_y, c_x, c_y = (_gather(coeffs[:, k], ids) for k in range(6))
+    map_x = xs * a_x
+    map_x += ys * b_x
+    map_x += c_x
+    map_y = xs * a_y
+    map_y += ys * b_y
+    map_y += c_y
     out = cv2.remap(np.ascontiguousarray(image), map_x, map_y, cv2.INTER_LINEAR,
                     borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2:  # cv2 drops a single channel
         out = out[..., None]
-    mask = (np.append(valid, False)[ids] & (folded == 0)).astype(np.float32)
+    mask = _gather(np.append(valid, False).astype(np.float32), ids)
+    if len(bad):
+        folded = np.zeros((size, size), np.uint8)
+        for j in bad:
+            cv2.fillConvexPoly(folded, corners[j], 1, lineType=cv2.LINE_8, shift=SHIFT)
+        mask[folded > 0] = 0.0
     return Warped(out.astype(image.dtype, copy=False), mask)
 
 
@@ -139,7 +170,7 @@ def pose_distance(a: np.ndarray, b: np.ndarray) -> float:
     """How far two landmark sets are in pose and expression, with position, scale and roll removed."""
     from generator.driving import normalise
 
-    return float(np.linalg.norm(normalise(a) - normalise(b), axis=1).mean())
+    return float(np.linalg.norm(normalise(a) - normalise(b), axis=1) @ POSE_WEIGHTS)
 
 
 def closest_shot(src_points: np.ndarray, dst_points: np.ndarray) -> int:
@@ -174,6 +205,9 @@ def warp_shots(images: np.ndarray, src_points: np.ndarray, dst_points: np.ndarra
     fallback = warps[int(np.argmin(d))].image.astype(np.float32)  # where no shot is valid
     image = np.where(total[..., None] > 0, blend, fallback)
     mask = np.max(np.stack([wp.mask for wp in warps]), axis=0)
+    if np.issubdtype(images.dtype, np.integer):  # round, not truncate: no half-level darkening
+        info = np.iinfo(images.dtype)
+        image = np.clip(np.rint(image), info.min, info.max)
     return Warped(image.astype(images.dtype), mask)
 
 

@@ -113,3 +113,17 @@ def test_bad_inputs_are_clear():
         warp_shots(img[None], np.stack([p, p]), p)
     with pytest.raises(BadInputError, match="closest or weighted"):
         warp_shots(img[None], p[None], p, combine="median")
+
+
+def test_a_closed_mouth_target_masks_no_lip_line():
+    p = mean_face(256)
+    q = p.copy()
+    q[[65, 66, 67]] = q[[63, 62, 61]]  # inner lips meet: the mouth triangles are flat, cover no pixel
+    assert warp_face(_photo(), p, q).mask.min() == 1.0
+
+
+def test_weighted_blend_rounds_integer_images():
+    p = mean_face(64)
+    shots = np.stack([np.full((64, 64, 3), 100, np.uint8), np.full((64, 64, 3), 103, np.uint8)])
+    w = warp_shots(shots, np.stack([p, p]), p, combine="weighted")  # equal weights: 101.5 -> 102
+    assert (w.image == 102).all()
