@@ -88,22 +88,22 @@ class EpisodeSource:
     """Episodes (K frames for e_hat + a target frame, with its landmarks) from corpus videos."""
 
     def __init__(self, corpus: str | os.PathLike, image_size: int, k: int,
-                 identities: list[str] | None = None):
+                 identities: list[str] | None = None, texture: bool = False):
         from generator.data import EpisodeSampler, load_corpus
 
         videos = [v for v in load_corpus(corpus) if identities is None or v.identity in identities]
         if not videos:
             raise BadInputError(f"{corpus}: no videos of the identities to fine-tune on")
-        self.sampler = EpisodeSampler(videos, image_size, k)
+        self.sampler = EpisodeSampler(videos, image_size, k, texture=texture)
         self.size = image_size
 
-    def sample(self, batch: int, seed: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                                                  torch.Tensor, np.ndarray]:
-        """(sources x, y (B, K, 3, S, S), target x, y (B, 3, S, S), target landmarks (B, 68, 2))."""
+    def sample(self, batch: int, seed: int, step: int) -> tuple:
+        """(sources x, y (B, K, 3, S, S), target x, y (B, 3, S, S), target landmarks (B, 68, 2),
+        the target's texture (B, 4, S, S) for a texture model, else None)."""
         ep = self.sampler.sample(batch, seed, step)
         videos = [self.sampler.videos[int(i)] for i in ep.video]
         pts = [v.points[f[-1]] * (self.size / v.crop_size) for v, f in zip(videos, ep.frames)]
-        return (*ep.sources, *ep.target, np.stack(pts).astype(np.float32))
+        return (*ep.sources, *ep.target, np.stack(pts).astype(np.float32), ep.texture)
 
 
 def adversarial_step(model, detector, batch, config: AdversarialConfig, perceptual=None,
@@ -111,10 +111,10 @@ def adversarial_step(model, detector, batch, config: AdversarialConfig, perceptu
     """The generator's loss on one batch (L_CNT + L_ADV + lambda L_DET) and its parts as floats."""
     from generator.losses import adversarial_loss, content_loss, feature_matching_loss
 
-    xs, ys, xt, yt, points = batch
+    xs, ys, xt, yt, points, texture = batch
     with torch.no_grad():
         e_hat = model.E(xs, ys)  # eq. (1); E is frozen
-    x_hat = model.G(yt, e_hat=e_hat)  # eq. (2): P e_hat -> psi inside G
+    x_hat = model.G(yt, e_hat=e_hat, texture=texture)  # eq. (2): P e_hat -> psi inside G
     w = model.D.w_0.detach()[None] + e_hat  # w' = w_0 + e_hat (sec. 3.3)
     with torch.no_grad():
         real = model.D(xt, yt, w=w)
@@ -180,7 +180,7 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
         ck.load_optimizer("G", opt)
         step, history = int(ck.meta["step"]), list(ck.meta["history"])
         before = ck.meta.get("before")
-    source = EpisodeSource(corpus, model.cfg.image_size, config.k, identities)
+    source = EpisodeSource(corpus, model.cfg.image_size, config.k, identities, model.cfg.texture)
     # fixed probe batches (their own seed) for before/after numbers
     probe = [source.sample(config.batch_size, config.seed + 10_007, k) for k in range(4)]
     probe = [tuple(t.to(device) if torch.is_tensor(t) else t for t in b) for b in probe]

@@ -408,7 +408,7 @@ class ClipMaker:
         shot_set = self.shots(identity, shots, exclude, shot_seed)
         if mode == "FF":
             x, y = shot_set.tensors(self.model.D.w_0.device)
-            return init_person(self.model, x, y).prepare_for_inference()
+            return init_person(self.model, x, y, shot_set.points).prepare_for_inference()
         seed = derived_seed(self.config.seed, f"person:{identity}:{shots}:{exclude.video}:{exclude.start}"
                             + (f":{shot_seed}" if shot_seed is not None else ""))
         torch.manual_seed(seed)

@@ -64,7 +64,8 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
 
 
 @bench.command("model")
-@click.option("--preset", "presets", multiple=True, help="Preset(s) to measure (default: all but test_tiny).")
+@click.option("--preset", "presets", multiple=True,
+              help="Preset(s) to measure (default: all but the test_ ones).")
 @click.option("--k", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
@@ -78,7 +79,7 @@ def model(presets, k, repeats, threads, no_train_step, device, as_json):
     from benchmarks.model_speed import run_model_benchmark
     from generator.config import get_preset, list_presets
 
-    names = list(presets) or [n for n in list_presets() if n != "test_tiny"]
+    names = list(presets) or [n for n in list_presets() if not n.startswith("test_")]
     for n in names:
         get_preset(n)  # unknown names fail before any work
     if device == "cuda":
@@ -140,7 +141,8 @@ def perceptual(sizes, batch, presets, repeats, threads, as_json):
                    f"{row['forward_backward_ms']:.1f} ms (forward {row['forward_ms']:.1f} ms), "
                    f"+{row['peak_rss_added_mb']:.0f} MB peak")
     for row in r["train_step"]:
-        share = f", {100 * row['share_of_step']:.0f}% of the step" if "share_of_step" in row else ""
+        share = (f", the loss {1000 * row['loss_in_step_s']:.0f} ms = {100 * row['share_of_step']:.0f}% "
+                 "of the step") if "share_of_step" in row else ""
         click.echo(f"{row['preset']} ({row['image_size']} px, K={row['k']}) step with content "
                    f"{row['content']}: {row['train_step_s']:.3f} s{share}, "
                    f"+{row['peak_rss_added_mb']:.0f} MB peak")

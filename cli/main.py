@@ -113,8 +113,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 def _register() -> None:
     from cli import bench, detect, faces, model, provenance
 
-    for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.export, model.finetune,
-                    model.generate, model.presets, provenance.keys, provenance.sign,
+    for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.calibrate, model.export,
+                    model.finetune, model.generate, model.presets, provenance.keys, provenance.sign,
                     provenance.verify, bench.bench, detect.detect, detect.scan):
         cli.add_command(command)
 

@@ -105,6 +105,34 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
             click.echo(f"  last step: {last}")
 
 
+@click.command()
+@click.argument("corpus", type=click.Path(exists=True, file_okay=False))
+@click.option("--checkpoint", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Meta-trained checkpoint whose D is calibrated (E, G and P stay frozen).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="Checkpoint to write (rerun with the same arguments to resume).")
+@click.option("--steps", type=click.IntRange(min=1), default=2000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_settings
+def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, device, as_json):
+    """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
+    same resize and JPEG degradations, so the realism score r separates them."""
+    from generator.calibrate import CalibrateConfig
+    from generator.calibrate import calibrate as run_calibrate
+
+    cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
+    if as_json:
+        emit_json(r)
+    else:
+        click.echo(f"calibrated D to step {r['step']} -> {r['out']} (last 50 steps: L_D {r['L_D']:.3f}, "
+                   f"r real - fake {r['r_gap_agnostic']:.2f} agnostic, {r['r_gap_person']:.2f} with w')")
+
+
 @click.command("export")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),

@@ -1,7 +1,10 @@
 """Model and training configuration: frozen dataclasses and a registry of named presets.
 
 ``paper`` is the 256 px architecture of Zakharov et al. 2019 (E ~15M, G ~38M with P, D ~20M
-parameters); ``small`` trains on a CPU; ``test_tiny`` is for unit tests. Any power-of-two image size
+parameters) and ``small`` a narrower 128 px one that trains on a CPU: both are the paper's pure G,
+which paints every pixel from landmarks and identity. ``texture128`` / ``texture256`` add the texture
+path (G refines the source warped to the driving landmarks; see generator/generator.py).
+``test_tiny`` and ``test_texture`` are for unit tests. Any power-of-two image size
 from 64 to 512 works: channel widths follow the paper's rule at every size (see ``channels_at``).
 """
 
@@ -24,6 +27,10 @@ class ModelConfig:
     res_blocks: int = 5  # AdaIN residual blocks in G's bottleneck (paper: 4-5)
     attention: bool = True  # self-attention at image_size/8 (E, D, G down) and image_size/4 (G up)
     num_videos: int = 1  # columns of D's projection matrix W (one per training video)
+    # The texture path (not in the paper): G also takes the source shot warped piecewise-affinely to
+    # the driving landmarks and its validity mask, and blends its own RGB with that warp.
+    texture: bool = False
+    skips: bool = False  # U-Net skips in G, from each down block to the up block of the same size
 
     def __post_init__(self):
         s = self.image_size
@@ -179,6 +186,37 @@ def small() -> Preset:
     )
 
 
+def _texture_train(k: int) -> TrainConfig:
+    # Measured choices for a CPU-sized corpus: the authors' later L_MCH weight (10), a small pixel
+    # L1 beside the feature loss (the Lite features are unit-normalised, so they barely see a
+    # colour cast), one D step per G step (D is calibrated afterwards, see MODEL_CARD.md).
+    return TrainConfig(k=k, lr_g=1e-4, lr_d=4e-4, d_steps=1, checkpoint_every=200, sample_every=200,
+                       losses=LossConfig(content="lite0", pixel_weight=2.0, match_weight=10.0))
+
+
+@register_preset
+def texture128() -> Preset:
+    """The texture path at 128 px (small's widths, U-Net skips): the bundled model's preset."""
+    return Preset(
+        "texture128",
+        ModelConfig(image_size=128, base_channels=32, max_channels=256, res_blocks=3, texture=True,
+                    skips=True),
+        _texture_train(k=4),
+        "128 px; G refines the source warped to the driving landmarks (not the paper's G)",
+    )
+
+
+@register_preset
+def texture256() -> Preset:
+    """The texture path at 256 px with the paper's widths."""
+    return Preset(
+        "texture256",
+        ModelConfig(texture=True, skips=True),
+        _texture_train(k=8),
+        "256 px, paper widths; G refines the warped source (not the paper's G)",
+    )
+
+
 @register_preset
 def test_tiny() -> Preset:
     """64 px and a few channels: for unit tests only."""
@@ -189,3 +227,11 @@ def test_tiny() -> Preset:
                     losses=LossConfig(content="none")),
         "64 px, tiny; unit tests",
     )
+
+
+@register_preset
+def test_texture() -> Preset:
+    """test_tiny with the texture path: for unit tests only."""
+    t = test_tiny()
+    return Preset("test_texture", dataclasses.replace(t.model, texture=True, skips=True), t.train,
+                  "64 px, tiny, texture path; unit tests")

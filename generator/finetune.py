@@ -72,7 +72,10 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
 
     dev = next(model.parameters()).device
     x, y = shots.tensors(dev)
-    person = init_person(model, x, y)
+    person = init_person(model, x, y, shots.points)
+    # A texture G learns on shot i from the other shots warped to it (T = 1: from itself, where
+    # only psi, D and the blend can adapt); fixed, so computed once.
+    tex = person.textures(shots.points, exclude=list(range(len(x))))
     G, D = person.G.train(), person.D.train()
     psi = nn.Parameter(person.psi)
     w = nn.Parameter(person.w)
@@ -81,7 +84,8 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
 
     def content_now() -> float:
         with torch.no_grad():
-            return float(content_loss(perceptual, G(y, psi=psi.expand(len(y), -1)), x, pixel))
+            return float(content_loss(perceptual, G(y, psi=psi.expand(len(y), -1), texture=tex), x,
+                                      pixel))
 
     before = content_now()
     history = []
@@ -95,9 +99,10 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
             idx = torch.as_tensor(rng.choice(len(x), min(config.batch_size, len(x)), replace=False),
                                   device=dev)
             xb, yb = x[idx], y[idx]
+            tb = None if tex is None else tex[idx]
             # G step: L_CNT + L_ADV with the person's identity w' (no L_MCH in fine-tuning).
             set_requires_grad(D, False)
-            x_hat = G(yb, psi=psi.expand(len(yb), -1))
+            x_hat = G(yb, psi=psi.expand(len(yb), -1), texture=tb)
             out = D(torch.cat([x_hat, xb]), torch.cat([yb, yb]), w=w)
             n = len(xb)
             l_fm = feature_matching_loss([f[:n] for f in out.features], [f[n:] for f in out.features],
@@ -110,7 +115,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
             set_requires_grad(D, True)
             # D step: hinge on the shots against the fresh generation.
             with torch.no_grad():
-                x_hat = G(yb, psi=psi.expand(len(yb), -1))
+                x_hat = G(yb, psi=psi.expand(len(yb), -1), texture=tb)
             out = D(torch.cat([xb, x_hat]), torch.cat([yb, yb]), w=w)
             loss_d = hinge_d_loss(out.r[:n], out.r[n:])
             opt_d.zero_grad(set_to_none=True)
@@ -154,8 +159,10 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
         "content_loss": content_loss_name(perceptual, fit_pixels(config.losses, perceptual)),
         "sfumato_version": __version__,
     }
-    save_checkpoint(out, "person", {"G": p.G, "D": p.D}, person_meta,
-                    tensors={"psi": p.psi, "w": p.w})
+    tensors = {"psi": p.psi, "w": p.w}
+    if p.shots_x is not None:  # a texture model renders from its shots' own pixels
+        tensors.update(shots_x=p.shots_x.float().cpu(), shots_points=torch.from_numpy(p.shots_points))
+    save_checkpoint(out, "person", {"G": p.G, "D": p.D}, person_meta, tensors=tensors)
     return {"out": str(out), **{k: person_meta[k] for k in (
         "preset", "mode", "shots", "seed", "content_before", "content_after", "content_loss")},
         "steps": config.steps}

@@ -3,9 +3,18 @@
 Image-to-image: down blocks with instance norm to image_size/16, AdaIN residual blocks, AdaIN up
 blocks back to full size, and an AdaIN -> ReLU -> conv -> tanh head. Every AdaIN scale and bias
 comes from psi_hat, one vector per person, computed once (``project``) and reused for every frame.
+
+With ``ModelConfig.texture`` (sfumato's texture presets, not the paper's) G also reads the source
+shot warped to the driving landmarks and that warp's validity v (``generator.warp``), and returns
+x_hat = m v warp + (1 - m v) G_rgb: a per-pixel blend mask m decides where the source's own pixels
+are kept and where G paints (mouth interior, eyes, disocclusions, seams). m starts near 1, so a
+fresh G returns the warp and learns what the warp gets wrong. ``ModelConfig.skips`` adds U-Net skips
+from each down block to the up block of the same size, so G can paint detail at full resolution.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +22,7 @@ from torch import nn
 
 from generator.config import ModelConfig
 from generator.layers import (
+    SQRT2,
     AdaIN,
     ResBlock,
     ResBlockDown,
@@ -22,6 +32,18 @@ from generator.layers import (
     sn_conv,
 )
 
+MASK_LOGIT_INIT = 4.0  # m = sigmoid(4) = 0.98 at the start: the output is the warp, and m still learns
+TEXTURE_CHANNELS = 4  # the warped source (RGB in [-1, 1]) and its validity v (in [0, 1])
+
+
+@dataclasses.dataclass
+class GeneratorOutput:
+    """What a texture G makes of a frame: the blend and its two parts (for samples and losses)."""
+
+    x_hat: torch.Tensor  # (B, 3, S, S) in [-1, 1]
+    rgb: torch.Tensor  # (B, 3, S, S) G's own painting
+    blend: torch.Tensor  # (B, 1, S, S) m * v, the weight of the warp
+
 
 class Generator(nn.Module):
     """G with its projection matrix P (``self.P``, shape n_adain x embed_dim)."""
@@ -30,7 +52,7 @@ class Generator(nn.Module):
         super().__init__()
         self.cfg = cfg
         s = cfg.image_size
-        down, c = [], 3
+        down, c = [], 3 + (TEXTURE_CHANNELS if cfg.texture else 0)
         res = s
         while res > cfg.bottleneck:  # 256 -> 16 for the paper
             res //= 2
@@ -51,7 +73,11 @@ class Generator(nn.Module):
             c = c_out
         self.up = nn.ModuleList(up)
         self.head_norm = AdaIN(c)
-        self.head_conv = sn_conv(c, 3)
+        self.head_conv = sn_conv(c, 4 if cfg.texture else 3)
+        if cfg.texture:  # the mask logit starts at MASK_LOGIT_INIT everywhere: x_hat = the warp
+            with torch.no_grad():
+                self.head_conv.parametrizations.weight.original[3].zero_()
+                self.head_conv.bias[3] = MASK_LOGIT_INIT
         self.adain_layers = [n for b in [*self.res, *self.up] if hasattr(b, "adain_layers")
                              for n in b.adain_layers] + [self.head_norm]
         # psi_hat = P e_hat (eq. 2); small init so training starts near plain instance norm.
@@ -70,11 +96,18 @@ class Generator(nn.Module):
         return list(psi.split([n.n_params for n in self.adain_layers], dim=1))
 
     def forward(self, y: torch.Tensor, psi: torch.Tensor | None = None,
-                e_hat: torch.Tensor | None = None) -> torch.Tensor:
+                e_hat: torch.Tensor | None = None, texture: torch.Tensor | None = None) -> torch.Tensor:
         """Landmark images (B, 3, S, S) and psi_hat (B or 1, n_adain) -> frames in [-1, 1].
 
-        Give ``e_hat`` instead of ``psi`` to project inside the call (so P trains under DDP).
+        Give ``e_hat`` instead of ``psi`` to project inside the call (so P trains under DDP). A
+        texture G also needs ``texture`` (B, 4, S, S): the warped source and its validity.
         """
+        return self.forward_parts(y, psi, e_hat, texture).x_hat
+
+    def forward_parts(self, y: torch.Tensor, psi: torch.Tensor | None = None,
+                      e_hat: torch.Tensor | None = None,
+                      texture: torch.Tensor | None = None) -> GeneratorOutput:
+        """``forward`` with G's painting and the blend weight kept (for a texture G)."""
         if psi is None:
             if e_hat is None:
                 raise ValueError("give psi (person parameters) or e_hat (an embedding)")
@@ -82,15 +115,34 @@ class Generator(nn.Module):
         s = self.cfg.image_size
         assert_shape(y, (None, 3, s, s))
         assert_shape(psi, (None, self.n_adain))
+        if self.cfg.texture:
+            if texture is None:
+                raise ValueError("a texture G needs the warped source and its mask (texture=...)")
+            assert_shape(texture, (y.shape[0], TEXTURE_CHANNELS, s, s))
+            h = torch.cat([y, texture.to(y.dtype)], 1)
+        else:
+            h = y
         if psi.shape[0] != y.shape[0]:
             psi = psi.expand(y.shape[0], -1)  # one person, many frames
         parts = iter(self._split(psi))
-        h = y
+        skips = {}
         for block in self.down:
             h = block(h)
+            skips[h.shape[-1]] = h
         for block in self.res:
             h = block(h, [next(parts), next(parts)])
         for block in self.up:
-            h = block(h, [next(parts), next(parts)]) if isinstance(block, ResBlockUp) else block(h)
-        h = F.relu(self.head_norm(h, next(parts)))
-        return torch.tanh(self.head_conv(h))
+            if isinstance(block, ResBlockUp):
+                h = block(h, [next(parts), next(parts)])
+                if self.cfg.skips and h.shape[-1] in skips:
+                    h = (h + skips[h.shape[-1]]) / SQRT2
+            else:
+                h = block(h)
+        h = self.head_conv(F.relu(self.head_norm(h, next(parts))))
+        if not self.cfg.texture:
+            x = torch.tanh(h)
+            return GeneratorOutput(x, x, torch.zeros_like(x[:, :1]))
+        rgb = torch.tanh(h[:, :3])
+        blend = torch.sigmoid(h[:, 3:]) * texture[:, 3:].to(h.dtype)  # m v
+        x_hat = blend * texture[:, :3].to(h.dtype) + (1 - blend) * rgb
+        return GeneratorOutput(x_hat, rgb, blend)

@@ -2,7 +2,8 @@
 
 No training code here. A ``Person`` holds G with its AdaIN parameters psi already computed (E and P
 are never run per frame) and spectral norms baked into plain weights, plus D with the person's
-identity vector w' for the realism score r.
+identity vector w' for the realism score r. A texture model's person also keeps its T shots (crops
+and landmarks): every frame warps the shot closest in pose to the driving landmarks.
 """
 
 from __future__ import annotations
@@ -79,13 +80,37 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 @dataclasses.dataclass
 class Person:
-    """A person ready to render: G, psi (1, n_adain), D and w' (embed_dim,)."""
+    """A person ready to render: G, psi (1, n_adain), D and w' (embed_dim,); for a texture model
+    also the shots x (T, 3, S, S) in [-1, 1] and their landmarks (T, 68, 2) in crop pixels."""
 
     G: Generator
     psi: torch.Tensor
     D: Discriminator
     w: torch.Tensor
     meta: dict
+    shots_x: torch.Tensor | None = None
+    shots_points: np.ndarray | None = None
+
+    def textures(self, points: np.ndarray, exclude: list[int] | None = None) -> torch.Tensor | None:
+        """G's texture input (N, 4, S, S) for driving landmarks (N, 68, 2); None for a pure G.
+
+        ``exclude``: per frame, a shot not to use (fine-tuning on shot i warps the others to it).
+        """
+        if not self.G.cfg.texture:
+            return None
+        if self.shots_x is None or self.shots_points is None:
+            raise BadInputError("a texture model's person needs its shots (remake the person file "
+                                "with 'sfumato finetune')")
+        from generator.warp import texture_tensor
+
+        images = self.shots_x.detach().float().cpu().numpy()
+        out = []
+        for n, p in enumerate(points):
+            keep = np.arange(len(images))
+            if exclude is not None and len(images) > 1:
+                keep = keep[keep != exclude[n]]
+            out.append(texture_tensor(images[keep], self.shots_points[keep], p))
+        return torch.stack(out).to(self.psi.device)
 
     @property
     def image_size(self) -> int:
@@ -100,24 +125,28 @@ class Person:
         return self
 
     @torch.inference_mode()
-    def render_tensor(self, y: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    def render_tensor(self, y: torch.Tensor, precision: str = "fp32",
+                      texture: torch.Tensor | None = None) -> torch.Tensor:
         """Landmark images (N, 3, S, S) in [-1, 1] -> frames (N, 3, S, S) in [-1, 1].
 
-        ``precision`` fp16/bf16 runs G under autocast (fp16 on CUDA only).
+        ``precision`` fp16/bf16 runs G under autocast (fp16 on CUDA only). A texture model needs
+        ``texture`` (from ``textures``).
         """
         dev = self.psi.device
         dtype = autocast_dtype(precision, dev)
+        tex = None if texture is None else texture.to(dev)
         if dtype is None:
-            return self.G(y.to(dev), psi=self.psi)
+            return self.G(y.to(dev), psi=self.psi, texture=tex)
         with torch.autocast(dev.type, dtype=dtype):
-            return self.G(y.to(dev), psi=self.psi).float()
+            return self.G(y.to(dev), psi=self.psi, texture=tex).float()
 
     def render(self, points: np.ndarray, batch_size: int = 8, precision: str = "fp32") -> np.ndarray:
         """Landmarks (N, 68, 2) in crop pixels -> frames (N, S, S, 3) uint8."""
         frames = []
         for k in range(0, len(points), batch_size):
-            y = landmark_batch(points[k:k + batch_size], self.image_size)
-            frames.append(to_uint8(self.render_tensor(y, precision)))
+            chunk = points[k:k + batch_size]
+            y = landmark_batch(chunk, self.image_size)
+            frames.append(to_uint8(self.render_tensor(y, precision, self.textures(chunk))))
         return np.concatenate(frames) if frames else np.zeros((0, self.image_size,
                                                                 self.image_size, 3), np.uint8)
 
@@ -130,11 +159,19 @@ class Person:
         self.G.to(device)
         self.D.to(device)
         self.psi, self.w = self.psi.to(device), self.w.to(device)
+        if self.shots_x is not None:
+            self.shots_x = self.shots_x.to(device)
         return self
 
 
-def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Person:
-    """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3)."""
+def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor,
+                points: np.ndarray | None = None) -> Person:
+    """Feed-forward person from T shots: psi' = P e_hat_NEW, w' = w_0 + e_hat_NEW (sec. 3.3).
+
+    ``points`` (T, 68, 2): the shots' landmarks in crop pixels, which a texture model needs.
+    """
+    if model.cfg.texture and points is None:
+        raise BadInputError("a texture model needs the shots' landmarks to make a person")
     with torch.no_grad():
         e_hat = model.E(x[None], y[None])  # (1, embed_dim), the mean over the T shots
         psi = model.G.project(e_hat)
@@ -145,7 +182,8 @@ def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor) -> Pe
     G.load_state_dict(model.G.state_dict())
     D.load_state_dict(model.D.state_dict())
     dev = psi.device
-    return Person(G.to(dev), psi.clone(), D.to(dev), w.clone(), {"e_hat": e_hat[0].tolist()})
+    shots = (x.detach().clone(), np.asarray(points, np.float32)) if model.cfg.texture else (None, None)
+    return Person(G.to(dev), psi.clone(), D.to(dev), w.clone(), {"e_hat": e_hat[0].tolist()}, *shots)
 
 
 def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots: int | None = None,
@@ -156,7 +194,7 @@ def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots
     model, meta = load_meta_model(checkpoint, device)
     shot_set = load_shots(sources, model.cfg.image_size, shots)
     x, y = shot_set.tensors(device)
-    person = init_person(model, x, y)
+    person = init_person(model, x, y, shot_set.points)
     person.meta.update({"preset": meta.get("preset"), "mode": "feed-forward",
                         "shots": len(shot_set), "sources": shot_set.origins})
     return person.prepare_for_inference()
@@ -172,8 +210,10 @@ def load_person(path: str | Path, device: str = "cpu") -> Person:
     G, D = Generator(cfg), Discriminator(cfg)
     ck.load_module("G", G)
     ck.load_module("D", D)
-    for key in ("psi", "w"):
+    for key in ("psi", "w") + (("shots_x", "shots_points") if cfg.texture else ()):
         if key not in ck.tensors:
             raise CheckpointError(f"{path}: person file lacks {key}")
-    person = Person(G, ck.tensors["psi"], D, ck.tensors["w"], ck.meta)
+    shots = ((ck.tensors["shots_x"].float(), ck.tensors["shots_points"].numpy()) if cfg.texture
+             else (None, None))
+    person = Person(G, ck.tensors["psi"], D, ck.tensors["w"], ck.meta, *shots)
     return person.to(device).prepare_for_inference()

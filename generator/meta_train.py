@@ -106,7 +106,7 @@ class MetaTrainer:
         set_requires_grad(self.model.D, False)  # D only passes gradients through in this step
         with self._autocast():
             e_hat = self.E(xs, ys)  # eq. (1)
-            x_hat = self.G(yt, e_hat=e_hat)  # eq. (2)
+            x_hat = self.G(yt, e_hat=e_hat, texture=ep.texture)  # eq. (2); texture presets: + warp
             with self._d_no_sync():
                 # Real frames only supply targets here: a separate pass without a graph saves
                 # the backward through D for half the batch.
@@ -145,7 +145,7 @@ class MetaTrainer:
         xt, yt = ep.target
         if x_hat is None:
             with torch.no_grad(), self._autocast():
-                x_hat = self.G(yt, e_hat=e_hat)
+                x_hat = self.G(yt, e_hat=e_hat, texture=ep.texture)
         with self._autocast():
             out = self.D(torch.cat([xt, x_hat.detach()]), torch.cat([yt, yt]),
                          torch.cat([ep.video] * 2))
@@ -216,7 +216,8 @@ def _trim_stats(path: Path, step: int) -> None:
 
 
 def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
-    """Rows per episode: K sources | target landmarks | generated | real, as one RGB uint8 image."""
+    """Rows per episode: K sources | target landmarks | [warped source | G's painting | blend
+    weight, for texture models] | generated | real, as one RGB uint8 image."""
     from torchvision.utils import make_grid
 
     from generator.model import to_uint8
@@ -227,10 +228,15 @@ def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
         with torch.no_grad():
             xs, ys = ep.sources
             xt, yt = ep.target
-            x_hat = model.G(yt, e_hat=model.E(xs, ys))
+            out = model.G.forward_parts(yt, e_hat=model.E(xs, ys), texture=ep.texture)
     finally:
         model.train(was_training)
-    rows = [torch.cat([xs[b], yt[b:b + 1], x_hat[b:b + 1], xt[b:b + 1]]) for b in range(xt.shape[0])]
+    x_hat = out.x_hat
+    extra = []
+    if ep.texture is not None:
+        extra = [ep.texture[:, :3], out.rgb, out.blend.expand(-1, 3, -1, -1) * 2 - 1]
+    rows = [torch.cat([xs[b], yt[b:b + 1], *[e[b:b + 1] for e in extra], x_hat[b:b + 1], xt[b:b + 1]])
+            for b in range(xt.shape[0])]
     grid = make_grid(torch.cat(rows).float(), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
     return to_uint8(grid[None])[0]
 
@@ -313,7 +319,7 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
                     "identity-poor output")
     else:
         perceptual = perceptual.to(info.device)
-    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k)
+    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k, texture=mcfg.texture)
     if not resume and info.is_main:  # under torchrun, DDP broadcasts rank 0's W when it wraps D
         init_identity_columns(model, sampler, max(tcfg.k, 8), progress)
     trainer = MetaTrainer(model, tcfg, info, perceptual)
@@ -364,8 +370,7 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
     try:
         while step < tcfg.steps:
             t0 = time.perf_counter()
-            ep = sampler.sample(tcfg.batch_size, tcfg.seed, step, info.rank)
-            ep = Episode(ep.x.to(info.device), ep.y.to(info.device), ep.video.to(info.device))
+            ep = sampler.sample(tcfg.batch_size, tcfg.seed, step, info.rank).to(info.device)
             stats = trainer.step(ep)
             step += 1
             if stats is None:

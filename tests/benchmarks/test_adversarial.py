@@ -31,7 +31,8 @@ def test_detector_view_of_a_real_frame_is_the_detectors_crop(tiny_corpus):
     from generator.crop import DETECTOR_CROP, crop_face
 
     src = EpisodeSource(tiny_corpus, 64, 2)
-    _, _, xt, _, pts = src.sample(2, 0, 0)
+    _, _, xt, _, pts, texture = src.sample(2, 0, 0)
+    assert texture is None  # a pure G
     x_hat = torch.zeros_like(xt, requires_grad=True)
     view = detector_view(x_hat, xt, pts, 48)
     view.sum().backward()

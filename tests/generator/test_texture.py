@@ -1,0 +1,133 @@
+"""The texture path: G refines the source warped to the driving landmarks (texture presets)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from generator.config import get_preset
+from generator.model import TalkingHeadModel
+
+
+@pytest.fixture()
+def model() -> TalkingHeadModel:
+    torch.manual_seed(0)
+    return TalkingHeadModel(get_preset("test_texture").model)
+
+
+def _texture(b: int, s: int, valid: float = 1.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.cat([torch.rand(b, 3, s, s, generator=g) * 2 - 1, torch.full((b, 1, s, s), valid)], 1)
+
+
+def test_a_fresh_texture_g_returns_the_warp(model):
+    y = torch.rand(2, 3, 64, 64) * 2 - 1
+    tex = _texture(2, 64)
+    out = model.G.forward_parts(y, e_hat=torch.randn(2, model.cfg.embed_dim), texture=tex)
+    assert (out.x_hat - tex[:, :3]).abs().max() < 0.04  # m = sigmoid(4): 2% of G's painting
+    assert torch.allclose(out.blend, torch.full_like(out.blend, torch.sigmoid(torch.tensor(4.0)).item()))
+    e_hat = torch.randn(2, model.cfg.embed_dim)
+    invalid = model.G.forward_parts(y, e_hat=e_hat, texture=_texture(2, 64, 0.0))
+    assert torch.equal(invalid.x_hat, invalid.rgb)  # where the warp is not valid, G paints alone
+    with pytest.raises(ValueError, match="texture"):
+        model.G(y, e_hat=torch.randn(2, model.cfg.embed_dim))
+
+
+def test_gradients_reach_g_e_p_and_d(tiny_corpus, model):
+    from generator.data import EpisodeSampler, load_corpus
+    from generator.distributed import DistInfo
+    from generator.meta_train import MetaTrainer
+
+    train = dataclasses.replace(get_preset("test_texture").train, d_steps=1)
+    sampler = EpisodeSampler(load_corpus(tiny_corpus), 64, train.k, texture=True)
+    ep = sampler.sample(2, seed=0, step=0)
+    assert ep.texture.shape == (2, 4, 64, 64) and ep.texture[:, 3].mean() > 0.9
+    model = TalkingHeadModel(dataclasses.replace(model.cfg, num_videos=len(sampler)))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    trainer = MetaTrainer(model, dataclasses.replace(train, losses=dataclasses.replace(
+        train.losses, pixel_weight=1.0)), DistInfo(), None)
+    stats = trainer.step(ep)
+    assert stats is not None and np.isfinite(stats["L_G"])
+    changed = {n.split(".")[0] for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert {"E", "G", "D"} <= changed
+    assert not torch.equal(model.G.P, before["G.P"])  # psi = P e_hat trains through the texture G
+
+
+def test_a_tiny_texture_model_overfits_a_clip_beyond_the_warp(tiny_corpus):
+    """Trained on one clip's episodes, G does better than the warp it starts from on them."""
+    from generator.data import EpisodeSampler, load_corpus
+    from generator.distributed import DistInfo
+    from generator.meta_train import MetaTrainer
+
+    torch.manual_seed(0)
+    p = get_preset("test_texture")
+    videos = load_corpus(tiny_corpus)[:1]
+    sampler = EpisodeSampler(videos, 64, 2, texture=True)
+    model = TalkingHeadModel(dataclasses.replace(p.model, num_videos=1))
+    train = dataclasses.replace(p.train, k=2, lr_g=1e-3, lr_d=1e-3, d_steps=1,
+                                losses=dataclasses.replace(p.train.losses, pixel_weight=10.0))
+    trainer = MetaTrainer(model, train, DistInfo(), None)
+    probe = [sampler.sample(4, seed=99, step=k) for k in range(2)]
+
+    def errors() -> tuple[float, float]:
+        model.eval()
+        with torch.no_grad():
+            fake = [(model.G(ep.target[1], e_hat=model.E(*ep.sources), texture=ep.texture) - ep.target[0])
+                    .abs().mean() for ep in probe]
+            warp = [(ep.texture[:, :3] - ep.target[0]).abs().mean() for ep in probe]
+        model.train()
+        return float(np.mean(fake)), float(np.mean(warp))
+
+    start, warp_error = errors()
+    for step in range(150):
+        trainer.step(sampler.sample(4, seed=0, step=step))
+    end, _ = errors()
+    assert start == pytest.approx(warp_error, rel=0.1)  # it starts at the warp
+    assert end < 0.9 * warp_error  # and learns what the warp gets wrong
+
+
+def test_a_texture_person_renders_from_its_shots_and_round_trips(tmp_path, model, astronaut):
+    from generator.checkpoint import save_checkpoint
+    from generator.finetune import FinetuneConfig, finetune_to_file
+    from generator.inference import load_person
+    from generator.model import TalkingHeadModel as _M  # noqa: F401 (the checkpoint's model)
+    from generator.samples import write_astronaut_image
+
+    ck = save_checkpoint(tmp_path / "meta.safetensors", "meta", {"E": model.E, "G": model.G, "D": model.D},
+                         {"preset": "test_texture", "model": model.cfg.to_dict(), "step": 0})
+    src = write_astronaut_image(tmp_path / "astronaut.png")
+    out = tmp_path / "person.safetensors"
+    finetune_to_file(ck, [src], out, FinetuneConfig(steps=2))
+    person = load_person(out)
+    assert person.shots_x.shape == (1, 3, 64, 64) and person.shots_points.shape == (1, 68, 2)
+    pts = person.shots_points
+    frames = person.render(np.repeat(pts, 2, axis=0))
+    assert frames.shape == (2, 64, 64, 3)
+    shot = ((person.shots_x[0].permute(1, 2, 0).numpy() + 1) * 127.5).round()
+    assert np.abs(frames[0].astype(float) - shot).mean() < 12  # its own landmarks: close to the shot
+
+
+def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tmp_path):
+    from generator.calibrate import CalibrateConfig, calibrate
+    from generator.meta_train import train
+    from generator.model import load_meta_model
+
+    # the pure tiny G after 2 steps paints blobs: fakes D can learn to tell from the real frames
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
+    ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
+    out = tmp_path / "calibrated.safetensors"
+    c = CalibrateConfig(steps=30, batch_size=2, lr=1e-3, checkpoint_every=10)
+    first = calibrate(ck, tiny_corpus, out, dataclasses.replace(c, steps=10))
+    second = calibrate(ck, tiny_corpus, out, c)
+    assert first["step"] == 10 and second["step"] == 30
+    assert second["r_gap_agnostic"] > first["r_gap_agnostic"] and second["r_gap_agnostic"] > 0
+    before, _ = load_meta_model(ck)
+    after, meta = load_meta_model(out)
+    assert meta["calibrated_D"]["step"] == 30
+    for name in ("E", "G"):  # frozen
+        assert all(torch.equal(a, b) for a, b in zip(getattr(before, name).state_dict().values(),
+                                                    getattr(after, name).state_dict().values()))
+    assert not torch.equal(before.D.w_0, after.D.w_0)
