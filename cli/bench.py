@@ -148,6 +148,26 @@ def perceptual(sizes, batch, presets, repeats, threads, as_json):
                    f"+{row['peak_rss_added_mb']:.0f} MB peak")
 
 
+@bench.command("identity")
+@click.argument("video", type=click.Path(exists=True, dir_okay=False))
+@click.option("-s", "--source", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The source picture (or video: its first sampled frame) the output should show.")
+@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def identity(video, source, frames, as_json):
+    """dlib face-descriptor distance of VIDEO's sampled frames to the source's face (same person
+    below 0.6)."""
+    from benchmarks.identity import identity_distances
+
+    r = identity_distances(video, source, frames)
+    if as_json:
+        emit_json(r)
+        return
+    mean = "n/a" if r["mean"] is None else f"{r['mean']:.3f}"
+    click.echo(f"{r['faces']} of {r['frames']} frames with a face: mean distance {mean}, "
+               f"{100 * r['within_0.6']:.0f}% within 0.6 (dlib's same-person threshold)")
+
+
 @bench.command("provenance")
 @click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True,
