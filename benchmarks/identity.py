@@ -17,23 +17,17 @@ SAME_PERSON = 0.6  # dlib's threshold for its 128-d face descriptor
 def identity_distances(video: str | os.PathLike, source: str | os.PathLike, frames: int = 16,
                        backend=None) -> dict:
     """Descriptor distance to ``source``'s face of ``frames`` evenly spaced frames of ``video``."""
-    import dlib
-
+    from benchmarks.quality import FaceMetrics
     from generator.errors import NoFaceError
-    from generator.faces import create_backend, dlib_model_path
+    from generator.faces import create_backend
     from generator.video_io import MediaReader
 
     backend = backend or create_backend("dlib")
-    rec = dlib.face_recognition_model_v1(str(dlib_model_path("recognition")))
-    shape = dlib.shape_predictor(str(dlib_model_path("shape_68")))
+    metrics = FaceMetrics()
 
     def descriptor(image: np.ndarray) -> np.ndarray | None:
         faces = backend.detect(image)  # largest first
-        if not faces:
-            return None
-        x0, y0, x1, y1 = (int(v) for v in faces[0].box)
-        s = shape(image, dlib.rectangle(x0, y0, x1, y1))
-        return np.asarray(rec.compute_face_descriptor(np.ascontiguousarray(image), s))
+        return metrics.descriptor(image, faces[0].box.reshape(2, 2)) if faces else None
 
     with MediaReader(source) as reader:
         ref = descriptor(next(iter(reader.sample(1)[1])))

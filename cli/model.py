@@ -30,13 +30,6 @@ def content_options(fn):
     return fn
 
 
-def resolve_content(choice: str | None, vgg19: str | None, vggface: str | None, default: str) -> str:
-    """The content loss to use: the one chosen, else vgg when its files are given, else ``default``."""
-    if choice is not None:
-        return choice
-    return "vgg" if (vgg19 or vggface) else default
-
-
 @click.command()
 @click.argument("corpus", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
@@ -73,6 +66,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
     torchrun --nproc_per_node 2 -m cli train CORPUS -o RUN
     """
     from generator.config import get_preset
+    from generator.losses import choose_content
     from generator.meta_train import train as run_training
 
     base = get_preset(preset).train
@@ -81,7 +75,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
                                           sample_every=sample_every, log_every=log_every,
                                           lr_g=lr_g, lr_d=lr_d).items()
                  if v is not None}
-    content_loss = resolve_content(content_loss, vgg19, vggface, base.losses.content)
+    content_loss = choose_content(content_loss, vgg19, vggface, base.losses.content)
     losses = dataclasses.replace(base.losses, content=content_loss, pixel_weight=pixel_loss)
     if match_loss is not None:
         losses = dataclasses.replace(losses, match_weight=match_loss)
@@ -178,8 +172,9 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
     """
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune_to_file
+    from generator.losses import choose_content
 
-    content_loss = resolve_content(content_loss, vgg19, vggface, LossConfig().content)
+    content_loss = choose_content(content_loss, vgg19, vggface, LossConfig().content)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, seed=seed,
                          losses=LossConfig(content=content_loss))
     result = finetune_to_file(checkpoint, list(sources), out, cfg, shots=shots, vgg19=vgg19,

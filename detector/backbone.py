@@ -35,6 +35,13 @@ class Detector(nn.Module):
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.net = timm.create_model(backbone, pretrained=False, num_classes=1)
 
+    def normalisation_from(self, meta: dict) -> Detector:
+        """Take the mean/std a saved detector records (DeepfakeBench's 0.5 / 0.5 for detectors saved
+        before they were recorded)."""
+        self.mean = tuple(float(v) for v in meta.get("mean", MEAN))
+        self.std = tuple(float(v) for v in meta.get("std", STD))
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images (N, 3, H, W) normalised by ``normalise`` -> logits (N,)."""
         return self.net(x).squeeze(1)

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from detector.backbone import DEFAULT_BACKBONE, IMAGENET, MEAN, STD, Detector, load_pretrained
+from detector.backbone import DEFAULT_BACKBONE, IMAGENET, Detector, load_pretrained
 from detector.metadata import ClipRecord, read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.files import write_bytes_atomic
@@ -138,8 +138,7 @@ def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detecto
     from generator.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="detector")
-    # Detectors saved before the normalisation was recorded used DeepfakeBench's 0.5 / 0.5.
-    model = Detector(ck.meta["backbone"], ck.meta.get("mean", MEAN), ck.meta.get("std", STD))
+    model = Detector(ck.meta["backbone"]).normalisation_from(ck.meta)
     ck.load_module("net", model.net)
     model.input_size = int(ck.meta["input_size"])
     return model.to(device).eval(), ck.meta
@@ -197,7 +196,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
             raise BadInputError(f"{init_from} is a {start.meta.get('backbone')} detector; these settings "
                                 f"train {config.backbone}")
         start.load_module("net", model.net)
-        model.mean, model.std = start.meta.get("mean", MEAN), start.meta.get("std", STD)
+        model.normalisation_from(start.meta)
         init = {"init": "detector", "file": str(init_from), "sha256": _sha(Path(init_from))}
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -210,7 +209,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
         ck.load_optimizer("adam", opt)
         epoch, step_in_epoch = ck.meta["epoch"], ck.meta["step_in_epoch"]
         global_step, best, init = ck.meta["global_step"], ck.meta["best"], ck.meta["init"]
-        model.mean, model.std = tuple(ck.meta.get("mean", MEAN)), tuple(ck.meta.get("std", STD))
+        model.normalisation_from(ck.meta)
     from torch.utils.tensorboard import SummaryWriter
 
     tb = SummaryWriter(str(out / "tensorboard"))

@@ -172,7 +172,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune
     from generator.inference import load_person
-    from generator.losses import build_content_loss
+    from generator.losses import build_content_loss, choose_content
     from generator.model import load_meta_model
     from generator.sources import load_shots
 
@@ -189,7 +189,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     perceptual = None
     # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
     # loss when its files are given.
-    losses = LossConfig(content="vgg" if (vgg19 or vggface) else "lite0")
+    losses = LossConfig(content=choose_content(None, vgg19, vggface))
     if config.finetune_steps:
         perceptual = build_content_loss(losses, vgg19, vggface).to(device)
     result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,

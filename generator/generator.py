@@ -42,7 +42,7 @@ class GeneratorOutput:
 
     x_hat: torch.Tensor  # (B, 3, S, S) in [-1, 1]
     rgb: torch.Tensor  # (B, 3, S, S) G's own painting
-    blend: torch.Tensor  # (B, 1, S, S) m * v, the weight of the warp
+    blend: torch.Tensor | None  # (B, 1, S, S) m * v, the weight of the warp; None for the paper's G
 
 
 class Generator(nn.Module):
@@ -141,7 +141,7 @@ class Generator(nn.Module):
         h = self.head_conv(F.relu(self.head_norm(h, next(parts))))
         if not self.cfg.texture:
             x = torch.tanh(h)
-            return GeneratorOutput(x, x, torch.zeros_like(x[:, :1]))
+            return GeneratorOutput(x, x, None)
         rgb = torch.tanh(h[:, :3])
         blend = torch.sigmoid(h[:, 3:]) * texture[:, 3:].to(h.dtype)  # m v
         x_hat = blend * texture[:, :3].to(h.dtype) + (1 - blend) * rgb

@@ -101,16 +101,17 @@ class Person:
         if self.shots_x is None or self.shots_points is None:
             raise BadInputError("a texture model's person needs its shots (remake the person file "
                                 "with 'sfumato finetune')")
-        from generator.warp import texture_tensor
+        from generator.warp import texture_array
 
-        images = self.shots_x.detach().float().cpu().numpy()
+        # once per call, not per frame: the shots in OpenCV's layout (T, S, S, 3)
+        images = np.ascontiguousarray(self.shots_x.detach().float().cpu().numpy().transpose(0, 2, 3, 1))
         out = []
         for n, p in enumerate(points):
             keep = np.arange(len(images))
             if exclude is not None and len(images) > 1:
                 keep = keep[keep != exclude[n]]
-            out.append(texture_tensor(images[keep], self.shots_points[keep], p))
-        return torch.stack(out).to(self.psi.device)
+            out.append(texture_array(images[keep], self.shots_points[keep], p))
+        return torch.from_numpy(np.stack(out)).to(self.psi.device)
 
     @property
     def image_size(self) -> int:

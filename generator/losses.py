@@ -67,6 +67,14 @@ def content_loss(perceptual: nn.Module | None, x_hat: torch.Tensor, x: torch.Ten
     return loss
 
 
+def choose_content(choice: str | None, vgg19: str | os.PathLike | None = None,
+                   vggface: str | os.PathLike | None = None, default: str = "lite0") -> str:
+    """The content loss to use: the one chosen, else vgg when its files are given, else ``default``."""
+    if choice is not None:
+        return choice
+    return "vgg" if (vgg19 or vggface) else default
+
+
 def build_content_loss(losses: LossConfig, vgg19: str | os.PathLike | None = None,
                        vggface: str | os.PathLike | None = None) -> nn.Module | None:
     """The content network ``losses.content`` names (None for "none"), ready on the CPU."""

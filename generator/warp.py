@@ -211,10 +211,16 @@ def warp_shots(images: np.ndarray, src_points: np.ndarray, dst_points: np.ndarra
     return Warped(image.astype(images.dtype), mask)
 
 
+def texture_array(images: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray) -> np.ndarray:
+    """G's texture input (4, S, S) float32 from shots (T, S, S, 3) in [-1, 1]: the closest shot
+    warped to ``dst_points``, and its validity."""
+    w = warp_shots(images, src_points, dst_points)
+    return np.concatenate([w.image.transpose(2, 0, 1), w.mask[None]]).astype(np.float32)
+
+
 def texture_tensor(images: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray):
-    """G's texture input (4, S, S) float32 torch tensor from shots (T, 3, S, S) in [-1, 1]."""
+    """``texture_array`` as a torch tensor, from shots in torch's layout (T, 3, S, S)."""
     import torch
 
     hwc = np.ascontiguousarray(np.asarray(images, np.float32).transpose(0, 2, 3, 1))
-    w = warp_shots(hwc, src_points, dst_points)
-    return torch.from_numpy(np.concatenate([w.image.transpose(2, 0, 1), w.mask[None]]).astype(np.float32))
+    return torch.from_numpy(texture_array(hwc, src_points, dst_points))
