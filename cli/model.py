@@ -45,8 +45,9 @@ def content_options(fn):
               help="Learning rate of E, G and P (paper: 5e-5).")
 @click.option("--lr-d", type=click.FloatRange(min=0, min_open=True),
               help="Learning rate of D (paper: 2e-4).")
-@click.option("--pixel-loss", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight of an extra L1 loss on pixels (not in the paper; useful without VGG).")
+@click.option("--pixel-loss", type=click.FloatRange(min=0),
+              help="Weight of an extra L1 loss on pixels (not in the paper; default: the preset's, "
+                   "0 for paper/small, 2 for the texture presets).")
 @click.option("--match-loss", type=click.FloatRange(min=0),
               help="Weight of L_MCH (paper: 80; the authors' later code: 10).")
 @click.option("--amp", type=click.Choice(["none", "bf16", "fp16"]), default="none", show_default=True,
@@ -54,12 +55,14 @@ def content_options(fn):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Default: cuda if available.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--init-from", type=click.Path(dir_okay=False, exists=True),
+              help="Start E and G from this meta checkpoint (same preset; fresh D and optimisers).")
 @content_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpoint_every,
           sample_every, log_every, lr_g, lr_d, pixel_loss, match_loss, amp, seed, device, resume,
-          content_loss, vgg19, vggface, as_json):
+          init_from, content_loss, vgg19, vggface, as_json):
     """Meta-train E, G and D on a corpus made by 'sfumato prepare'.
 
     Runs under torchrun too (one process per GPU, or gloo processes on a CPU):
@@ -76,7 +79,9 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
                                           lr_g=lr_g, lr_d=lr_d).items()
                  if v is not None}
     content_loss = choose_content(content_loss, vgg19, vggface, base.losses.content)
-    losses = dataclasses.replace(base.losses, content=content_loss, pixel_weight=pixel_loss)
+    losses = dataclasses.replace(base.losses, content=content_loss)
+    if pixel_loss is not None:
+        losses = dataclasses.replace(losses, pixel_weight=pixel_loss)
     if match_loss is not None:
         losses = dataclasses.replace(losses, match_weight=match_loss)
     cfg = dataclasses.replace(base, amp=amp, seed=seed, losses=losses, **overrides)
@@ -84,7 +89,8 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
         click.echo("warning: --content-loss none: no perceptual loss (a CPU smoke run, not a "
                    "model to use)", err=True)
     result = run_training(corpus, out, preset=preset, train_cfg=cfg, resume=resume, vgg19=vgg19,
-                          vggface=vggface, device=device, progress=settings.progress and not as_json)
+                          vggface=vggface, device=device, progress=settings.progress and not as_json,
+                          init_from=init_from)
     if result.rank != 0:  # under torchrun only rank 0 reports
         return
     summary = {"run_dir": str(result.run_dir), "step": result.step, "seconds": round(result.seconds, 1),
@@ -109,16 +115,22 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--fresh-d", is_flag=True,
+              help="Start D's trunk afresh (W kept), for a D that adversarial training left constant.")
+@click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of fakes rendered from the source shot farthest in pose from the target.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
-def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, device, as_json):
+def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d, hard_shot,
+              device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
     from generator.calibrate import CalibrateConfig
     from generator.calibrate import calibrate as run_calibrate
 
-    cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
+                          hard_shot=hard_shot)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:
         emit_json(r)

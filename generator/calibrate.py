@@ -39,6 +39,12 @@ class CalibrateConfig:
     resize: float = 0.5  # probability of a downscale to 40-100% and back
     jpeg: float = 0.5  # probability of a JPEG re-encode at quality 30-95
     agnostic_weight: float = 1.0  # weight of the w_0-only hinge beside the w' one
+    # Start D's trunk afresh (W kept): for a D that adversarial training left constant (its features
+    # no longer depend on the frame, so further training has no gradient to follow).
+    fresh: bool = False
+    # Share of fakes rendered from the source shot farthest in pose from the target: use-time fakes
+    # often come from one shot far from the driving frame, training episodes rarely do.
+    hard_shot: float = 0.5
     checkpoint_every: int = 200
     seed: int = 0
 
@@ -110,7 +116,14 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
         raise SfumatoError(f"{corpus} has {len(videos)} videos; the checkpoint was trained on "
                            f"{model.cfg.num_videos}: calibrate on its training corpus")
     sampler = EpisodeSampler(videos, model.cfg.image_size, int(meta["train"]["k"]),
-                             texture=model.cfg.texture)
+                             texture=model.cfg.texture, hard_shot=config.hard_shot)
+    if config.fresh and not step:
+        from generator.discriminator import Discriminator
+
+        fresh = Discriminator(model.cfg).to(device)
+        with torch.no_grad():
+            fresh.W.copy_(model.D.W)
+        model.D = fresh
     set_requires_grad(model.E, False)
     set_requires_grad(model.G, False)
     model.E.eval()

@@ -91,6 +91,10 @@ class LossConfig:
     fm_weight: float = 10.0  # L_FM
     match_weight: float = 80.0  # L_MCH
     pixel_weight: float = 0.0  # optional L1 on pixels (not in the paper; 0 = off)
+    # Texture G: L1 of G's own painting against the target. The blend starts at the warp, so without
+    # it the painting is trained only where the warp is invalid and stays noise elsewhere; a mouth a
+    # closed-mouth source cannot supply was then filled with that noise (measured, MODEL_CARD.md).
+    rgb_weight: float = 0.0
 
     def __post_init__(self):
         if self.content not in CONTENT_LOSSES:
@@ -122,11 +126,16 @@ class TrainConfig:
     amp: str = "none"  # "none", "bf16" (CPU or CUDA), "fp16" (CUDA)
     seed: int = 0
     max_bad_steps: int = 5  # non-finite losses in a row before training stops
+    # Texture G: share of episodes whose texture is the source shot farthest in pose from the target
+    # (instead of the closest), so G meets open mouths and disocclusions a single shot cannot fill.
+    hard_shot: float = 0.0
     losses: LossConfig = LossConfig()
 
     def __post_init__(self):
         if self.k < 1 or self.batch_size < 1 or self.d_steps < 0:
             raise SfumatoError("k and batch size must be >= 1, d_steps >= 0")
+        if not 0.0 <= self.hard_shot <= 1.0:
+            raise SfumatoError(f"hard_shot is a share in [0, 1], got {self.hard_shot}")
         if self.amp not in ("none", "bf16", "fp16"):
             raise SfumatoError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
 
@@ -189,9 +198,12 @@ def small() -> Preset:
 def _texture_train(k: int) -> TrainConfig:
     # Measured choices for a CPU-sized corpus: the authors' later L_MCH weight (10), a small pixel
     # L1 beside the feature loss (the Lite features are unit-normalised, so they barely see a
-    # colour cast), one D step per G step (D is calibrated afterwards, see MODEL_CARD.md).
+    # colour cast), one D step per G step (D is calibrated afterwards, see MODEL_CARD.md), G's
+    # painting trained on its own and a third of the textures from the hardest shot (see above).
     return TrainConfig(k=k, lr_g=1e-4, lr_d=4e-4, d_steps=1, checkpoint_every=200, sample_every=200,
-                       losses=LossConfig(content="lite0", pixel_weight=2.0, match_weight=10.0))
+                       hard_shot=0.35,
+                       losses=LossConfig(content="lite0", pixel_weight=2.0, match_weight=10.0,
+                                         rgb_weight=1.0))
 
 
 @register_preset

@@ -90,8 +90,9 @@ class EpisodeSampler:
     """
 
     def __init__(self, videos: list[VideoEntry], image_size: int, k: int, cache_frames: int = 4096,
-                 texture: bool = False):
+                 texture: bool = False, hard_shot: float = 0.0):
         self.videos, self.image_size, self.k, self.texture = videos, image_size, k, texture
+        self.hard_shot = hard_shot  # share of textures from the farthest shot (TrainConfig.hard_shot)
         self._load = lru_cache(maxsize=cache_frames)(self._load_uncached)
 
     def __len__(self) -> int:
@@ -114,13 +115,19 @@ class EpisodeSampler:
         return (torch.from_numpy(np.stack([p[0] for p in pairs])),
                 torch.from_numpy(np.stack([p[1] for p in pairs])))
 
-    def target_texture(self, video: int, frames: list[int]) -> torch.Tensor:
-        """(4, S, S): the K sources' texture warped to the target's landmarks, and its validity."""
-        from generator.warp import texture_tensor
+    def target_texture(self, video: int, frames: list[int], hard: bool = False) -> torch.Tensor:
+        """(4, S, S): the K sources' texture warped to the target's landmarks, and its validity.
+
+        ``hard``: only the source farthest in pose from the target is warped.
+        """
+        from generator.warp import pose_distance, texture_tensor
 
         loaded = [self._load(video, f) for f in frames]
         images = np.stack([p[0] for p in loaded[:-1]])  # (K, 3, S, S) in [-1, 1]
         points = np.stack([p[2] for p in loaded[:-1]])
+        if hard:
+            far = int(np.argmax([pose_distance(p, loaded[-1][2]) for p in points]))
+            images, points = images[far:far + 1], points[far:far + 1]
         return texture_tensor(images, points, loaded[-1][2])
 
     def draw(self, rng: np.random.Generator) -> tuple[int, list[int]]:
@@ -141,7 +148,9 @@ class EpisodeSampler:
             vids.append(i)
             drawn.append(frames)
             if self.texture:
-                tex.append(self.target_texture(i, frames))
+                # drawn only when asked for, so runs without hard shots keep their episode stream
+                hard = self.hard_shot > 0 and rng.random() < self.hard_shot
+                tex.append(self.target_texture(i, frames, hard))
         return Episode(torch.stack(xs), torch.stack(ys), torch.tensor(vids), drawn,
                        torch.stack(tex) if tex else None)
 

@@ -28,6 +28,19 @@ class DOutput:
     features: list[torch.Tensor]
 
 
+def zero_conv_biases(module: nn.Module) -> None:
+    """Start every convolution bias at 0 (BigGAN's init).
+
+    Spectral norm shrinks the signal about 3x per block while PyTorch's default biases
+    (+-1/sqrt(fan_in)) do not shrink: with them the last block's features varied 0.0007 across
+    frames on a 0.02 constant (measured, 128 px) and D learnt nothing (L_D stayed at 2).
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.Conv2d) and m.bias is not None:
+                m.bias.zero_()
+
+
 class Discriminator(nn.Module):
     """Projection discriminator with per-video embeddings W (embed_dim x num_videos), w_0 and b."""
 
@@ -38,6 +51,8 @@ class Discriminator(nn.Module):
         self.W = nn.Parameter(torch.randn(cfg.embed_dim, cfg.num_videos) * 0.02)
         self.w_0 = nn.Parameter(torch.zeros(cfg.embed_dim))
         self.b = nn.Parameter(torch.zeros(()))
+        zero_conv_biases(self)
+
 
     def trunk(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """V(x, y) (B, embed_dim) and the block features."""

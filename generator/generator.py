@@ -96,13 +96,16 @@ class Generator(nn.Module):
         return list(psi.split([n.n_params for n in self.adain_layers], dim=1))
 
     def forward(self, y: torch.Tensor, psi: torch.Tensor | None = None,
-                e_hat: torch.Tensor | None = None, texture: torch.Tensor | None = None) -> torch.Tensor:
+                e_hat: torch.Tensor | None = None, texture: torch.Tensor | None = None,
+                parts: bool = False) -> torch.Tensor | GeneratorOutput:
         """Landmark images (B, 3, S, S) and psi_hat (B or 1, n_adain) -> frames in [-1, 1].
 
         Give ``e_hat`` instead of ``psi`` to project inside the call (so P trains under DDP). A
         texture G also needs ``texture`` (B, 4, S, S): the warped source and its validity.
+        ``parts=True`` returns the ``GeneratorOutput`` (through DDP, which only calls forward).
         """
-        return self.forward_parts(y, psi, e_hat, texture).x_hat
+        out = self.forward_parts(y, psi, e_hat, texture)
+        return out if parts else out.x_hat
 
     def forward_parts(self, y: torch.Tensor, psi: torch.Tensor | None = None,
                       e_hat: torch.Tensor | None = None,

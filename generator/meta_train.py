@@ -106,7 +106,8 @@ class MetaTrainer:
         set_requires_grad(self.model.D, False)  # D only passes gradients through in this step
         with self._autocast():
             e_hat = self.E(xs, ys)  # eq. (1)
-            x_hat = self.G(yt, e_hat=e_hat, texture=ep.texture)  # eq. (2); texture presets: + warp
+            out = self.G(yt, e_hat=e_hat, texture=ep.texture, parts=True)  # eq. (2); texture: + warp
+            x_hat = out.x_hat
             with self._d_no_sync():
                 # Real frames only supply targets here: a separate pass without a graph saves
                 # the backward through D for half the batch.
@@ -120,6 +121,8 @@ class MetaTrainer:
             w_i = self.model.D.W[:, ep.video].t().detach()
             l_mch = match_loss(w_i, e_hat.float(), L.match_weight)
             loss = l_cnt + l_adv + l_mch
+            if L.rgb_weight and out.blend is not None:  # G's own painting, trained everywhere
+                loss = loss + L.rgb_weight * (out.rgb - xt).abs().mean()
         set_requires_grad(self.model.D, True)
         stats = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": l_adv, "L_FM": l_fm, "L_MCH": l_mch,
                  "r_real": r_real.mean(), "r_fake": r_fake.mean(),
@@ -279,8 +282,12 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
           train_cfg: TrainConfig | None = None, model_cfg: ModelConfig | None = None,
           resume: bool = False, vgg19: str | None = None, vggface: str | None = None,
           perceptual: nn.Module | None = None, device: str | None = None,
-          progress: bool = False) -> TrainResult:
-    """Meta-train (or resume) a model on a prepared corpus; see the module docstring."""
+          progress: bool = False, init_from: str | Path | None = None) -> TrainResult:
+    """Meta-train (or resume) a model on a prepared corpus; see the module docstring.
+
+    ``init_from``: start E and G from another run's checkpoint of the same architecture (a new
+    run with fresh optimisers, D and W; for a changed recipe). Ignored on ``resume``.
+    """
     start_time = time.perf_counter()
     info = init_distributed(device)
     p = get_preset(preset)
@@ -289,6 +296,10 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
     mcfg = dataclasses.replace(model_cfg or p.model, num_videos=len(videos))
     fingerprint = corpus_fingerprint(videos)
     config = _run_config(p, mcfg, tcfg, str(Path(corpus).resolve()), fingerprint)
+    if init_from is not None and not resume:
+        from generator.files import sha256_file
+
+        config["init_from"] = {"path": str(Path(init_from).resolve()), "sha256": sha256_file(init_from)}
     run = Path(run_dir)
     ck_path = run / CHECKPOINT
     if ck_path.exists() and not resume:
@@ -319,7 +330,10 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
                     "identity-poor output")
     else:
         perceptual = perceptual.to(info.device)
-    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k, texture=mcfg.texture)
+    sampler = EpisodeSampler(videos, mcfg.image_size, tcfg.k, texture=mcfg.texture,
+                             hard_shot=tcfg.hard_shot)
+    if init_from is not None and not resume:
+        _warm_start(model, init_from, mcfg)
     if not resume and info.is_main:  # under torchrun, DDP broadcasts rank 0's W when it wraps D
         init_identity_columns(model, sampler, max(tcfg.k, 8), progress)
     trainer = MetaTrainer(model, tcfg, info, perceptual)
@@ -338,6 +352,19 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
         writer = _tensorboard(run)
     return _loop(trainer, sampler, tcfg, info, run, step, config, writer, stats_file, progress,
                  start_time)
+
+
+def _warm_start(model: TalkingHeadModel, path: str | Path, mcfg: ModelConfig) -> None:
+    """Load E and G (with P) from a meta checkpoint of the same architecture; D starts afresh."""
+    ck = load_checkpoint(path, kind="meta")
+    theirs = {k: v for k, v in ck.meta.get("model", {}).items() if k != "num_videos"}
+    ours = {k: v for k, v in mcfg.to_dict().items() if k != "num_videos"}
+    if theirs != ours:
+        diff = sorted(k for k in ours if theirs.get(k) != ours[k])
+        raise ConfigMismatchError(f"{path}: another architecture ({', '.join(diff)} differ); "
+                                  "--init-from needs a checkpoint of the same preset's model")
+    for name in ("E", "G"):
+        ck.load_module(name, getattr(model, name))
 
 
 def _tensorboard(run: Path):

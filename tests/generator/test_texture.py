@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -131,3 +132,96 @@ def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tm
         assert all(torch.equal(a, b) for a, b in zip(getattr(before, name).state_dict().values(),
                                                     getattr(after, name).state_dict().values()))
     assert not torch.equal(before.D.w_0, after.D.w_0)
+
+
+def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path):
+    from generator.calibrate import CalibrateConfig, calibrate
+    from generator.meta_train import train
+    from generator.model import load_meta_model
+
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
+    ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
+    out = tmp_path / "fresh.safetensors"
+    calibrate(ck, tiny_corpus, out, CalibrateConfig(steps=2, batch_size=2, fresh=True))
+    before, _ = load_meta_model(ck)
+    after, meta = load_meta_model(out)
+    assert meta["calibrated_D"]["config"]["fresh"] is True
+    assert torch.equal(before.D.W, after.D.W)  # identity columns kept (W is not trained here)
+    first = before.D.blocks[0].conv1.parametrizations.weight.original
+    assert not torch.allclose(first, after.D.blocks[0].conv1.parametrizations.weight.original, atol=1e-3)
+
+
+def test_discriminator_convolutions_start_without_bias():
+    from generator.discriminator import Discriminator
+
+    D = Discriminator(get_preset("test_tiny").model)
+    biases = [m.bias for m in D.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
+    assert biases and all(float(b.abs().max()) == 0.0 for b in biases)
+
+
+def test_hard_shot_textures_warp_the_source_farthest_in_pose(tiny_corpus):
+    from generator.data import EpisodeSampler, load_corpus
+    from generator.warp import pose_distance, texture_tensor
+
+    sampler = EpisodeSampler(load_corpus(tiny_corpus), 64, 3, texture=True, hard_shot=1.0)
+    ep = sampler.sample(1, seed=0, step=0)
+    frames = ep.frames[0]
+    loaded = [sampler._load(int(ep.video[0]), f) for f in frames]
+    dist = [pose_distance(p[2], loaded[-1][2]) for p in loaded[:-1]]
+    far = int(np.argmax(dist))
+    expected = texture_tensor(loaded[far][0][None], loaded[far][2][None], loaded[-1][2])
+    assert torch.equal(ep.texture[0], expected)
+    easy = EpisodeSampler(load_corpus(tiny_corpus), 64, 3, texture=True).sample(1, seed=0, step=0)
+    assert easy.frames == ep.frames  # the hard-shot coin is drawn after the frames: same episode
+    with pytest.raises(Exception, match="hard_shot"):
+        dataclasses.replace(get_preset("texture128").train, hard_shot=1.5)
+
+
+def test_painting_loss_adds_l1_of_g_rgb_to_the_g_objective(tiny_corpus):
+    from generator.data import EpisodeSampler, load_corpus
+    from generator.distributed import init_distributed
+    from generator.meta_train import MetaTrainer
+
+    torch.manual_seed(0)
+    videos = load_corpus(tiny_corpus)
+    m = TalkingHeadModel(dataclasses.replace(get_preset("test_texture").model, num_videos=len(videos)))
+    ep = EpisodeSampler(videos, 64, 2, texture=True).sample(1, seed=0, step=0)
+    base = get_preset("test_texture").train
+    losses = {}
+    for w in (0.0, 1.0):
+        torch.manual_seed(0)
+        mm = TalkingHeadModel(m.cfg)
+        mm.load_state_dict(m.state_dict())
+        cfg = dataclasses.replace(base, losses=dataclasses.replace(base.losses, rgb_weight=w))
+        stats, _, _ = MetaTrainer(mm, cfg, init_distributed("cpu"), None).g_step(ep)
+        losses[w] = stats
+    parts = ("L_CNT", "L_ADV", "L_MCH")
+    extra = losses[1.0]["L_G"] - sum(losses[1.0][k] for k in parts)
+    assert abs(losses[0.0]["L_G"] - sum(losses[0.0][k] for k in parts)) < 1e-5
+    with torch.no_grad():
+        xs, ys = ep.sources
+        rgb = m.G.forward_parts(ep.target[1], e_hat=m.E(xs, ys), texture=ep.texture).rgb
+    assert extra == pytest.approx(float((rgb - ep.target[0]).abs().mean()), rel=1e-3)
+
+
+def test_init_from_starts_e_and_g_from_another_run_and_refuses_another_model(tiny_corpus, tmp_path):
+    from generator.errors import ConfigMismatchError
+    from generator.meta_train import train
+    from generator.model import load_meta_model
+
+    cfg = dataclasses.replace(get_preset("test_texture").train, steps=1)
+    first = train(tiny_corpus, tmp_path / "a", "test_texture", cfg).checkpoint
+    second = train(tiny_corpus, tmp_path / "b", "test_texture", cfg, init_from=first)
+    a, _ = load_meta_model(first)
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["init_from"]["path"] == str(first.resolve())
+    # one step later E has moved from the warm start, but far less than from a fresh init
+    fresh = TalkingHeadModel(a.cfg)
+    b = second.model
+    wa = a.E.blocks[0].conv1.parametrizations.weight.original
+    wb = b.E.blocks[0].conv1.parametrizations.weight.original
+    wf = fresh.E.blocks[0].conv1.parametrizations.weight.original
+    assert (wa - wb).abs().mean() < 0.2 * (wa - wf).abs().mean()
+    with pytest.raises(ConfigMismatchError, match="architecture"):
+        train(tiny_corpus, tmp_path / "c", "test_texture",
+              model_cfg=dataclasses.replace(a.cfg, skips=False), train_cfg=cfg, init_from=first)
