@@ -1,5 +1,5 @@
-"""Benchmark commands: ``sfumato bench faces | model | provenance | quality | generate``, and the dataset
-commands of ``cli/datasets.py`` (build, merge, perturb, export, import, build-speed)."""
+"""Benchmark commands: ``sfumato bench faces | model | provenance | quality | realism | generate``, and
+the dataset commands of ``cli/datasets.py`` (build, merge, perturb, export, import, build-speed)."""
 
 from __future__ import annotations
 
@@ -201,13 +201,16 @@ def provenance(repeats, frames, as_json):
               help="Driving frames per video.")
 @click.option("--finetune-steps", type=click.IntRange(min=0), default=40, show_default=True,
               help="Fine-tuning steps of the FT rows (0 leaves them out).")
+@click.option("--temporal-frames", type=click.IntRange(min=0), default=8, show_default=True,
+              help="Consecutive driving frames per video for the jitter columns (0 leaves them out).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the table as JSON.")
 @pass_settings
-def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune_steps, seed,
-            as_json):
-    """Self-reenactment quality on videos the model never saw: SSIM, PSNR, CSIM, landmark error,
-    for copy-the-source, a piecewise-affine warp, and the model feed-forward and fine-tuned."""
+def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune_steps, temporal_frames,
+            seed, as_json):
+    """Self-reenactment quality on videos the model never saw: SSIM (whole and mouth), PSNR, CSIM,
+    landmark error and frame-to-frame jitter, for copy-the-source, a piecewise-affine warp, and the
+    model feed-forward and fine-tuned."""
     from benchmarks.quality import QualityConfig, markdown_table, run_quality
 
     try:
@@ -217,7 +220,10 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
                                  param_hint="--shots") from None
     if not t_values or min(t_values) < 1:
         raise click.BadParameter("T values must be >= 1", param_hint="--shots")
-    cfg = QualityConfig(shots=t_values, eval_frames=frames, finetune_steps=finetune_steps, seed=seed)
+    if temporal_frames == 1:
+        raise click.BadParameter("use 0 (off) or at least 2 frames", param_hint="--temporal-frames")
+    cfg = QualityConfig(shots=t_values, eval_frames=frames, finetune_steps=finetune_steps,
+                        temporal_frames=temporal_frames, seed=seed)
     if checkpoint is None:
         from generator.generate import BUNDLED_MODEL
 
@@ -231,6 +237,34 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
     if summary["reused_videos"]:
         click.echo(f"{summary['reused_videos']} video(s) reused from an earlier run in {out}/per_video")
     click.echo(f"written to {out}/quality.json, quality.md, grid.png")
+
+
+@bench.command("realism")
+@click.argument("videos", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False),
+              help="Meta-trained checkpoint whose D scores r (default: the bundled model).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for realism.json, realism.md, realism.png.")
+@click.option("--shots", type=click.IntRange(min=1), default=1, show_default=True,
+              help="T source frames of the feed-forward person.")
+@click.option("--frames", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Driving frames per video.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the AUCs and counts as JSON.")
+@pass_settings
+def realism(settings: Settings, videos, checkpoint, out, shots, frames, seed, as_json):
+    """How well D's realism score r alone separates real frames from FF self-reenactments of videos
+    the model never saw: frame ROC AUC (1.0 = perfect) at c0, c23 and c40, identity-agnostic and
+    with the clip's own identity."""
+    from benchmarks.realism import RealismConfig, markdown_table, run_realism
+
+    cfg = RealismConfig(shots=shots, eval_frames=frames, seed=seed)
+    summary = run_realism(list(videos), checkpoint, out, cfg, progress=settings.progress and not as_json)
+    if as_json:
+        emit_json({k: v for k, v in summary.items() if k != "per_video"})
+        return
+    click.echo(markdown_table(summary), nl=False)
+    click.echo(f"written to {out}/realism.json, realism.md, realism.png")
 
 
 @bench.command("generate")
