@@ -139,7 +139,8 @@ def smooth_track(track: np.ndarray, window: int = 5) -> np.ndarray:
 
 
 def fill_missing(track: np.ndarray) -> tuple[np.ndarray, list[int]]:
-    """Replace frames without landmarks (NaN) by the nearest earlier ones (or the first found)."""
+    """Replace frames without landmarks (NaN) by the nearest earlier ones (or the first found); also
+    return the indices replaced. ValueError if no frame has landmarks."""
     ok = np.isfinite(track).all(axis=(1, 2))
     if not ok.any():
         raise ValueError("no frame of the driver has a face")
@@ -152,6 +153,19 @@ def fill_missing(track: np.ndarray) -> tuple[np.ndarray, list[int]]:
         else:
             out[k] = last
     return out, [int(k) for k in np.flatnonzero(~ok)]
+
+
+def describe_gaps(frames: list[int], n: int) -> str:
+    """'6 of 20 frames (6-11, 15)': how many of ``n`` frames are listed, as runs (the first few)."""
+    runs: list[list[int]] = []
+    for k in sorted(frames):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:6])
+    more = f", ... ({len(runs) - 6} more runs)" if len(runs) > 6 else ""
+    return f"{len(frames)} of {n} frame{'s' if n != 1 else ''} ({text}{more})"
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

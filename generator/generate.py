@@ -3,12 +3,17 @@
 source picture(s) -> person (feed-forward or fine-tuned, or a person file) ; driver video / landmark
 file / built-in track -> landmark track -> motion transfer onto the source's landmarks -> G -> frames
 -> H.264 mp4 -> C2PA manifest. ``generate`` is the library call behind ``sfumato generate``.
+
+Bad input gives a clear error or a documented fallback, never a hole or a crash (see ``generate``):
+small, turned or covered source faces (``generator.sources``), driving landmarks that fold the warp
+mesh, and driver frames without a face.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from generator.driving import builtin_track, fill_missing, smooth_track, transfer_motion
+from generator.driving import builtin_track, describe_gaps, fill_missing, smooth_track, transfer_motion
 from generator.errors import BadInputError, MissingWeightsError, NoFaceError
 from generator.files import sha256_file
 from generator.inference import PRECISIONS, autocast_dtype
@@ -26,6 +31,11 @@ from generator.provenance import GenerationInfo, SigningOptions, sign_generated,
 from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_small.safetensors"
+# Share of the crop that folded warp triangles may cover in a frame before generate warns: real
+# extreme turns (magicportrait_driving's near-profile frames) reach 1.3%; crossed-over landmarks 4-40%.
+FOLD_WARN_AREA = 0.03
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +96,8 @@ def is_landmark_file(path: str | Path) -> bool:
 
 def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None) -> Driver:
     """Read the driver: a video (faces tracked), a landmark file from ``sfumato landmarks``, or None
-    for the built-in track. Frames where the driver shows no face hold the last landmarks."""
+    for the built-in track. Frames where the driver shows no face hold the last landmarks (leading
+    ones the first found) and are listed in ``Driver.filled``; no face in any frame is a NoFaceError."""
     if driver is None:
         track = builtin_track(config.seconds, config.fps or 25.0, config.seed)
         return Driver(track[config.start:config.end], "builtin", config.fps or 25.0)
@@ -112,9 +123,18 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
     try:
         track, filled = fill_missing(np.stack(points))
     except ValueError:
-        raise NoFaceError(f"{path}: no face found in any frame of the driver") from None
+        where = _range_text(config, len(points))
+        raise NoFaceError(f"{path}: no face found in any frame of the driver{where} (a driver needs a "
+                          "visible, roughly frontal face in at least one frame)") from None
     return Driver(track, "video", fps, sha256_file(path), filled, np.stack(points), path,
                   config.start)
+
+
+def _range_text(config: GenerateConfig, n: int) -> str:
+    """' (frames a-b)' when only part of the driver was read, else ''."""
+    if config.start == 0 and config.end is None:
+        return ""
+    return f" (frames {config.start}-{config.start + n - 1})"
 
 
 def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
@@ -174,7 +194,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     from generator.inference import load_person
     from generator.losses import build_content_loss, choose_content
     from generator.model import load_meta_model
-    from generator.sources import load_shots
+    from generator.sources import frontal_first, load_shots
 
     if person is not None:
         p = load_person(person, device)
@@ -184,7 +204,8 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
         return p, np.asarray(p.meta["source_points"], np.float32)[0], p.meta.get("source_sha256", {})
     ck = resolve_checkpoint(checkpoint)
     model, meta = load_meta_model(ck, device)
-    shots = load_shots(sources, model.cfg.image_size, config.shots, backend)
+    # The first shot gives the face shape the motion moves: a frontal one, if any (see frontal_first).
+    shots = frontal_first(load_shots(sources, model.cfg.image_size, config.shots, backend))
     torch.manual_seed(config.seed)
     perceptual = None
     # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
@@ -196,7 +217,7 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
                                                    losses=losses), perceptual, progress)
     p = result.person.prepare_for_inference()
     p.meta.update({"preset": meta.get("preset"), "checkpoint_sha256": sha256_file(ck),
-                   "shots": len(shots), "sources": shots.origins})
+                   "shots": len(shots), "sources": shots.origins, "warnings": list(shots.warnings)})
     return p, shots.points[0], shots.source_sha256
 
 
@@ -205,10 +226,28 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
              config: GenerateConfig = GenerateConfig(), signing: SigningOptions = SigningOptions(),
              device: str = "cpu", progress: bool = False, vgg19: str | None = None,
              vggface: str | None = None) -> dict:
-    """Render a talking-head video; see the module docstring. Returns a JSON-ready summary."""
+    """Render a talking-head video; see the module docstring. Returns a JSON-ready summary.
+
+    Bad input, and what happens (each warning is logged and listed in the summary's ``warnings``):
+
+    - source face under 64 px across (its landmark box): upscaled to the model's crop with a warning
+      that the output will be soft; under 24 px: BadInputError naming the size and the minimum;
+    - source face turned more than 30 degrees (yaw from the landmarks) or partly covered by something
+      flat or off-colour: a warning (the hidden side cannot be shown); with several shots the most
+      frontal one gives the face shape; a full profile or half-hidden face is usually not detected:
+      NoFaceError;
+    - driving landmarks that fold the warp mesh (points crossing over: extreme turns, bad fits,
+      synthetic tracks): the warp masks the folded triangles and still colours every pixel, G paints
+      there; frames where folds cover over ``FOLD_WARN_AREA`` of the crop are counted
+      (``driver_frames_folded``) with a warning;
+    - driver frames without a face: they hold the last face's landmarks (leading ones the first
+      face's), listed in ``driver_frames_without_face`` with a warning; no face in any frame:
+      NoFaceError.
+    """
     from tqdm import tqdm
 
     from generator.files import check_writable
+    from generator.warp import folded_area
 
     if person is not None and (sources or checkpoint is not None):
         raise BadInputError("--person already holds the source and the model: leave out --source "
@@ -229,9 +268,21 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         t = time.perf_counter()
         drv = load_driver(driver, config, backend)
         stages["driver_landmarks"] = time.perf_counter() - t
+        warnings = list(p.meta.get("warnings") or [])
+        if drv.filled:
+            warnings.append(f"driver: {describe_gaps(drv.filled, len(drv.track))} had no face: they hold "
+                            "the last face's landmarks (the first face's before it)")
+            log.warning(warnings[-1])
         track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
         points = transfer_motion(source_points, track, config.motion)
         s = p.image_size
+        folded = np.flatnonzero(folded_area(points, s) > FOLD_WARN_AREA).tolist()
+        if folded:
+            # The warp masks folded triangles and still colours them (no hole); say where G paints alone.
+            warnings.append(f"driving landmarks cross over (fold the face mesh) in "
+                            f"{describe_gaps(folded, len(points))}: expect smeared or painted-over areas "
+                            "there")
+            log.warning(warnings[-1])
         size = config.size or s
         fps = config.fps or drv.fps
         paster = None
@@ -303,7 +354,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             "render_seconds": round(t_render, 3), "encode_busy_seconds": round(sink.busy, 3),
             "seconds": round(wall, 3),
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
-            "driver": drv.kind, "driver_frames_without_face": drv.filled, "motion": config.motion,
+            "driver": drv.kind, "driver_frames_without_face": drv.filled,
+            "driver_frames_folded": folded, "warnings": warnings, "motion": config.motion,
             "audio": audio,
             "manifest": state, "signed": signed["signed"]}
 

@@ -166,6 +166,26 @@ def warp_face(image: np.ndarray, src_points: np.ndarray, dst_points: np.ndarray)
     return Warped(out.astype(image.dtype, copy=False), mask)
 
 
+def folded_area(points: np.ndarray, size: int) -> np.ndarray:
+    """Share of the crop (N,) that folded mesh triangles cover, for landmarks (N, 68, 2) in crop pixels.
+
+    A triangle is folded when its orientation is flipped against the reference mesh (points that
+    crossed over: an extreme turn, a bad landmark fit, a synthetic track). ``warp_face`` masks what
+    such triangles cover, so a texture G paints those pixels alone.
+    """
+    pts = np.asarray(points, np.float64)
+    if pts.ndim != 3 or pts.shape[1:] != (68, 2):
+        raise BadInputError(f"expected landmarks (N, 68, 2), got shape {pts.shape}")
+    tri, ref_sign = triangulation(size), _reference_sign(size)
+    anchors = border_anchors(size).astype(np.float64)
+    full = np.concatenate([pts, np.broadcast_to(anchors, (len(pts), *anchors.shape))], axis=1)
+    a, b, c = full[:, tri[:, 0]], full[:, tri[:, 1]], full[:, tri[:, 2]]
+    area = 0.5 * ((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+                  - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))  # (N, M) signed
+    folded = (np.sign(area) != ref_sign) & (np.abs(area) > MIN_AREA)
+    return np.minimum((np.abs(area) * folded).sum(1) / float(size * size), 1.0)
+
+
 def pose_distance(a: np.ndarray, b: np.ndarray) -> float:
     """How far two landmark sets are in pose and expression, with position, scale and roll removed."""
     from generator.driving import normalise
