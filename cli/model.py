@@ -119,18 +119,21 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
               help="Start D's trunk afresh (W kept), for a D that adversarial training left constant.")
 @click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of fakes rendered from the source shot farthest in pose from the target.")
+@click.option("--loss", type=click.Choice(["pairwise", "hinge"]), default="pairwise", show_default=True,
+              help="pairwise: softplus(r_fake - r_real) over all pairs of the batch (an AUC surrogate); "
+                   "hinge: the paper's eq. (6).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d, hard_shot,
-              device, as_json):
+              loss, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
     from generator.calibrate import CalibrateConfig
     from generator.calibrate import calibrate as run_calibrate
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
-                          hard_shot=hard_shot)
+                          hard_shot=hard_shot, loss=loss)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:
         emit_json(r)

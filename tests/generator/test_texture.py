@@ -225,3 +225,16 @@ def test_init_from_starts_e_and_g_from_another_run_and_refuses_another_model(tin
     with pytest.raises(ConfigMismatchError, match="architecture"):
         train(tiny_corpus, tmp_path / "c", "test_texture",
               model_cfg=dataclasses.replace(a.cfg, skips=False), train_cfg=cfg, init_from=first)
+
+
+def test_pairwise_calibration_loss_ranks_reals_above_fakes_whatever_their_offset():
+    from generator.calibrate import CalibrateConfig, pairwise_loss
+
+    real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-1.0, 0.0])
+    assert pairwise_loss(real, fake) < pairwise_loss(fake, real)
+    assert torch.isclose(pairwise_loss(real + 7, fake + 7), pairwise_loss(real, fake))  # offset-free
+    r = torch.zeros(3, requires_grad=True)
+    pairwise_loss(r, torch.zeros(3)).backward()
+    assert (r.grad < 0).all()  # raising a real score lowers the loss
+    with pytest.raises(Exception, match="pairwise or hinge"):
+        CalibrateConfig(loss="bce")
