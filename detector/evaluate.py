@@ -69,15 +69,28 @@ class EvidenceSource:
         return evidence(samples, self.model, self.realism, self.identity)
 
 
+def bundled_generator(sha256: str | None = None) -> Path:
+    """The packaged generator checkpoint with this file hash (the default model when None or unknown).
+
+    A detector's realism evidence is tied to the D it was fitted with; the package keeps that
+    generator's file beside a newer default model until the detector is refitted.
+    """
+    from generator.generate import BUNDLED_MODEL
+
+    if sha256:
+        for f in sorted(BUNDLED_MODEL.parent.glob("*.safetensors")):
+            if sha256_file(f) == sha256:
+                return f
+    return BUNDLED_MODEL
+
+
 def load_realism(meta: dict, generator: str | os.PathLike | None):
     """The realism scorer a detector was fused with (its generator checkpoint, checked by hash)."""
     from detector.realism import RealismScorer
 
     want = (meta.get("realism") or {}).get("checkpoint_sha256")
     if generator is None:
-        from generator.generate import BUNDLED_MODEL
-
-        generator = BUNDLED_MODEL
+        generator = bundled_generator(want)
     if want and sha256_file(generator) != want:
         raise ConfigMismatchError(f"this detector's realism evidence comes from the generator with sha256 "
                                   f"{want[:12]}..., not {generator}: pass that checkpoint with --generator")

@@ -30,7 +30,9 @@ from generator.landmarks import landmark_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
 from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 
-BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_small.safetensors"
+# The default model (MODEL_CARD.md). weights/ also keeps sfumato_small.safetensors, the generator the
+# bundled detector's realism evidence was fitted with (detector.evaluate.bundled_generator).
+BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_texture128.safetensors"
 # Share of the crop that folded warp triangles may cover in a frame before generate warns: real
 # extreme turns (magicportrait_driving's near-profile frames) reach 1.3%; crossed-over landmarks 4-40%.
 FOLD_WARN_AREA = 0.03
