@@ -117,6 +117,9 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--fresh-d", is_flag=True,
               help="Start D's trunk afresh (W kept), for a D that adversarial training left constant.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--trunk-from-e", is_flag=True,
+              help="With --fresh-d: start D's down blocks from E's trained ones (same architecture).")
 @click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of fakes rendered from the source shot farthest in pose from the target.")
 @click.option("--loss", type=click.Choice(["pairwise", "hinge"]), default="pairwise", show_default=True,
@@ -125,15 +128,17 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
-def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d, hard_shot,
-              loss, device, as_json):
+def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d,
+              checkpoint_every, trunk_from_e,
+              hard_shot, loss, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
     from generator.calibrate import CalibrateConfig
     from generator.calibrate import calibrate as run_calibrate
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
-                          hard_shot=hard_shot, loss=loss)
+                          trunk_from_e=trunk_from_e, hard_shot=hard_shot, loss=loss,
+                          checkpoint_every=checkpoint_every)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:
         emit_json(r)

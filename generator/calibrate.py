@@ -43,6 +43,9 @@ class CalibrateConfig:
     # Start D's trunk afresh (W kept): for a D that adversarial training left constant (its features
     # no longer depend on the frame, so further training has no gradient to follow).
     fresh: bool = False
+    # With ``fresh``: D's down blocks start from E's trained ones (same architecture, both read frame
+    # + landmark image), so D begins with face features instead of noise; its last block stays new.
+    trunk_from_e: bool = False
     # "pairwise": logistic loss on every real-fake pair of the batch, softplus(r_fake - r_real), an
     # AUC surrogate that ignores where both scores sit; "hinge": eq. (6). With hinge a fresh D's
     # common offset swung by +-5 within steps and drowned the real-fake gap (measured: L_D back at
@@ -140,6 +143,8 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
         fresh = Discriminator(model.cfg).to(device)
         with torch.no_grad():
             fresh.W.copy_(model.D.W)
+        if config.trunk_from_e:
+            fresh.blocks[:len(model.E.blocks)].load_state_dict(model.E.blocks.state_dict())
         model.D = fresh
     set_requires_grad(model.E, False)
     set_requires_grad(model.G, False)

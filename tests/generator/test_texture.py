@@ -149,6 +149,12 @@ def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path)
     assert torch.equal(before.D.W, after.D.W)  # identity columns kept (W is not trained here)
     first = before.D.blocks[0].conv1.parametrizations.weight.original
     assert not torch.allclose(first, after.D.blocks[0].conv1.parametrizations.weight.original, atol=1e-3)
+    out_e = tmp_path / "from_e.safetensors"
+    calibrate(ck, tiny_corpus, out_e, CalibrateConfig(steps=1, batch_size=2, lr=1e-9, fresh=True,
+                                                      trunk_from_e=True))
+    from_e, _ = load_meta_model(out_e)
+    e_w = before.E.blocks[0].conv1.parametrizations.weight.original
+    assert torch.allclose(e_w, from_e.D.blocks[0].conv1.parametrizations.weight.original, atol=1e-5)
 
 
 def test_discriminator_convolutions_start_without_bias():
