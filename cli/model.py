@@ -118,6 +118,10 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--fresh-d", is_flag=True,
               help="Start D's trunk afresh (W kept), for a D that adversarial training left constant.")
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--resize", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability of a downscale to 40-100% and back, for real and fake alike.")
+@click.option("--jpeg", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Probability of a JPEG re-encode at quality 30-95, for real and fake alike.")
 @click.option("--trunk-from-e", is_flag=True,
               help="With --fresh-d: start D's down blocks from E's trained ones (same architecture).")
 @click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -129,7 +133,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d,
-              checkpoint_every, trunk_from_e,
+              checkpoint_every, resize, jpeg, trunk_from_e,
               hard_shot, loss, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
@@ -138,7 +142,7 @@ def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
                           trunk_from_e=trunk_from_e, hard_shot=hard_shot, loss=loss,
-                          checkpoint_every=checkpoint_every)
+                          checkpoint_every=checkpoint_every, resize=resize, jpeg=jpeg)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:
         emit_json(r)

@@ -244,3 +244,21 @@ def test_pairwise_calibration_loss_ranks_reals_above_fakes_whatever_their_offset
     assert (r.grad < 0).all()  # raising a real score lowers the loss
     with pytest.raises(Exception, match="pairwise or hinge"):
         CalibrateConfig(loss="bce")
+
+
+def test_calibrate_cli_passes_its_options_through(tiny_corpus, tiny_checkpoint, tmp_path):
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from generator.model import load_meta_model
+
+    out = tmp_path / "cal.safetensors"
+    args = ["-q", "calibrate", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "-o", str(out),
+            "--steps", "2", "--batch-size", "2", "--fresh-d", "--trunk-from-e", "--resize", "0",
+            "--jpeg", "0", "--loss", "hinge", "--checkpoint-every", "1", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 2
+    cfg = load_meta_model(out)[1]["calibrated_D"]["config"]
+    got = (cfg["fresh"], cfg["trunk_from_e"], cfg["resize"], cfg["jpeg"], cfg["loss"])
+    assert got == (True, True, 0.0, 0.0, "hinge")
