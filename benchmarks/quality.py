@@ -176,6 +176,27 @@ def warp_frames(frames: np.ndarray, points: np.ndarray, driving: np.ndarray) -> 
     return np.stack([warp_shots(frames, points, d).image for d in driving])
 
 
+def split_video(video: str | Path, size: int, max_shots: int, eval_frames: int):
+    """Self-reenactment split of a video's face crops: (shots, half, driving indices); sources come
+    from the first ``half`` crops, ``eval_frames`` evenly spaced driving crops from the rest."""
+    from generator.sources import load_shots
+
+    shots = load_shots([video], size, per_video=2 * max(max_shots, eval_frames))
+    half = len(shots) // 2
+    if half < 1 or len(shots) - half < 1:
+        raise ValueError(f"{video}: too few frames with a face to split into source and driver")
+    drive = np.linspace(half, len(shots) - 1, min(eval_frames, len(shots) - half)).round().astype(int)
+    return shots, half, drive
+
+
+def source_shots(shots, half: int, t: int):
+    """T shots evenly spaced over the first ``half`` crops (fewer if the half is shorter)."""
+    from generator.sources import Shots
+
+    pick = np.linspace(0, half - 1, min(t, half)).round().astype(int)
+    return Shots(shots.frames[pick], shots.points[pick], shots.origins, shots.source_sha256)
+
+
 def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: FaceMetrics,
                    perceptual=None) -> dict:
     """All methods x T on one video; returns per-method means and one example row for the grid.
@@ -187,16 +208,9 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
 
     from generator.finetune import FinetuneConfig, finetune
     from generator.inference import init_person
-    from generator.sources import Shots, load_shots
 
     size = model.cfg.image_size
-    n = 2 * max(max(config.shots), config.eval_frames)
-    shots = load_shots([video], size, per_video=n)
-    half = len(shots) // 2
-    if half < 1 or len(shots) - half < 1:
-        raise ValueError(f"{video}: too few frames with a face to split into source and driver")
-    drive = np.linspace(half, len(shots) - 1, min(config.eval_frames, len(shots) - half)).round()
-    drive = drive.astype(int)
+    shots, half, drive = split_video(video, size, max(config.shots), config.eval_frames)
     real, driving = shots.frames[drive], shots.points[drive]
     real_desc = [metrics.descriptor(r, d) for r, d in zip(real, driving)]  # once, for every method
     run = consecutive_crops(video, shots.origins[half]["frame"], config.temporal_frames, size) \
@@ -206,8 +220,7 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
     n_eval = len(drive)
     results, example = {}, None
     for t in config.shots:
-        pick = np.linspace(0, half - 1, min(t, half)).round().astype(int)
-        src = Shots(shots.frames[pick], shots.points[pick], shots.origins, shots.source_sha256)
+        src = source_shots(shots, half, t)
         outputs = {
             "copy": np.repeat(src.frames[:1], len(targets), axis=0),
             "warp": warp_frames(src.frames, src.points, targets),
@@ -224,8 +237,8 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
             rows = [metrics.score(f, r, d, rd)
                     for f, r, d, rd in zip(frames, real, driving, real_desc)]
             temporal = None if run is None else temporal_change(rendered[n_eval:])
-            results[f"{method}@T={len(pick)}"] = {
-                "method": method, "T": int(len(pick)),
+            results[f"{method}@T={len(src)}"] = {
+                "method": method, "T": int(len(src)),
                 **{m: float(np.mean([r[m] for r in rows])) for m in METRICS},
                 "motion": float(np.abs(frames.astype(float) - frames[:1]).mean()),
                 "temporal": temporal, "temporal_real": temporal_real,

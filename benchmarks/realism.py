@@ -127,18 +127,12 @@ def _finite(v) -> np.ndarray:
 def self_reenact(model, video: str | Path, config: RealismConfig) -> tuple[np.ndarray, np.ndarray,
                                                                           np.ndarray, int]:
     """Real driving crops, their FF renders, the driving landmarks and the frames with a face."""
+    from benchmarks.quality import source_shots, split_video
     from generator.inference import init_person
-    from generator.sources import Shots, load_shots
 
-    shots = load_shots([video], model.cfg.image_size, per_video=2 * max(config.shots, config.eval_frames))
-    half = len(shots) // 2
-    if half < 1 or len(shots) - half < 1:
-        raise ValueError(f"{video}: too few frames with a face to split into source and driver")
-    drive = np.linspace(half, len(shots) - 1, min(config.eval_frames, len(shots) - half)).round()
-    drive = drive.astype(int)
+    shots, half, drive = split_video(video, model.cfg.image_size, config.shots, config.eval_frames)
     real, driving = shots.frames[drive], shots.points[drive]
-    pick = np.linspace(0, half - 1, min(config.shots, half)).round().astype(int)
-    src = Shots(shots.frames[pick], shots.points[pick], shots.origins, shots.source_sha256)
+    src = source_shots(shots, half, config.shots)
     x, y = src.tensors()
     fake = init_person(model, x, y, src.points).prepare_for_inference().render(driving)
     return real, fake, driving, len(shots)

@@ -84,8 +84,10 @@ def _pixel_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _signed_areas(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    a, b, c = points[tri[:, 0]], points[tri[:, 1]], points[tri[:, 2]]
-    return 0.5 * ((b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0]))
+    """Signed area of every triangle (M,) for points (P, 2), or (N, M) for a batch (N, P, 2)."""
+    a, b, c = points[..., tri[:, 0], :], points[..., tri[:, 1], :], points[..., tri[:, 2], :]
+    return 0.5 * ((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
+                  - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))
 
 
 def _gather(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -179,9 +181,7 @@ def folded_area(points: np.ndarray, size: int) -> np.ndarray:
     tri, ref_sign = triangulation(size), _reference_sign(size)
     anchors = border_anchors(size).astype(np.float64)
     full = np.concatenate([pts, np.broadcast_to(anchors, (len(pts), *anchors.shape))], axis=1)
-    a, b, c = full[:, tri[:, 0]], full[:, tri[:, 1]], full[:, tri[:, 2]]
-    area = 0.5 * ((b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1])
-                  - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0]))  # (N, M) signed
+    area = _signed_areas(full, tri)  # (N, M)
     folded = (np.sign(area) != ref_sign) & (np.abs(area) > MIN_AREA)
     return np.minimum((np.abs(area) * folded).sum(1) / float(size * size), 1.0)
 
