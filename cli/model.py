@@ -126,22 +126,26 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
               help="With --fresh-d: start D's down blocks from E's trained ones (same architecture).")
 @click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of fakes rendered from the source shot farthest in pose from the target.")
-@click.option("--loss", type=click.Choice(["pairwise", "hinge"]), default="pairwise", show_default=True,
+@click.option("--loss", type=click.Choice(["pairwise", "paired", "hinge"]), default="pairwise",
+              show_default=True,
               help="pairwise: softplus(r_fake - r_real) over all pairs of the batch (an AUC surrogate); "
-                   "hinge: the paper's eq. (6).")
+                   "paired: each real frame against its own rendering only; hinge: the paper's eq. (6).")
+@click.option("--pool", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Episodes rendered once (E and G are frozen) that every step draws its batch from; "
+                   "0 renders each step's batch afresh.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d,
               checkpoint_every, resize, jpeg, trunk_from_e,
-              hard_shot, loss, device, as_json):
+              hard_shot, loss, pool, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
     from generator.calibrate import CalibrateConfig
     from generator.calibrate import calibrate as run_calibrate
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
-                          trunk_from_e=trunk_from_e, hard_shot=hard_shot, loss=loss,
+                          trunk_from_e=trunk_from_e, hard_shot=hard_shot, loss=loss, pool=pool,
                           checkpoint_every=checkpoint_every, resize=resize, jpeg=jpeg)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:

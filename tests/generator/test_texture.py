@@ -120,7 +120,7 @@ def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tm
     cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
     ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
     out = tmp_path / "calibrated.safetensors"
-    c = CalibrateConfig(steps=30, batch_size=2, lr=1e-3, checkpoint_every=10)
+    c = CalibrateConfig(steps=30, batch_size=2, lr=1e-3, checkpoint_every=10, pool=32)
     first = calibrate(ck, tiny_corpus, out, dataclasses.replace(c, steps=10))
     second = calibrate(ck, tiny_corpus, out, c)
     assert first["step"] == 10 and second["step"] == 30
@@ -142,7 +142,7 @@ def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path)
     cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
     ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
     out = tmp_path / "fresh.safetensors"
-    calibrate(ck, tiny_corpus, out, CalibrateConfig(steps=2, batch_size=2, fresh=True))
+    calibrate(ck, tiny_corpus, out, CalibrateConfig(steps=2, batch_size=2, fresh=True, pool=8))
     before, _ = load_meta_model(ck)
     after, meta = load_meta_model(out)
     assert meta["calibrated_D"]["config"]["fresh"] is True
@@ -151,7 +151,7 @@ def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path)
     assert not torch.allclose(first, after.D.blocks[0].conv1.parametrizations.weight.original, atol=1e-3)
     out_e = tmp_path / "from_e.safetensors"
     calibrate(ck, tiny_corpus, out_e, CalibrateConfig(steps=1, batch_size=2, lr=1e-9, fresh=True,
-                                                      trunk_from_e=True))
+                                                      trunk_from_e=True, pool=8))
     from_e, _ = load_meta_model(out_e)
     e_w = before.E.blocks[0].conv1.parametrizations.weight.original
     assert torch.allclose(e_w, from_e.D.blocks[0].conv1.parametrizations.weight.original, atol=1e-5)
@@ -242,8 +242,10 @@ def test_pairwise_calibration_loss_ranks_reals_above_fakes_whatever_their_offset
     r = torch.zeros(3, requires_grad=True)
     pairwise_loss(r, torch.zeros(3)).backward()
     assert (r.grad < 0).all()  # raising a real score lowers the loss
-    with pytest.raises(Exception, match="pairwise or hinge"):
+    with pytest.raises(Exception, match="pairwise, paired, hinge"):
         CalibrateConfig(loss="bce")
+    with pytest.raises(Exception, match="at least one batch"):
+        CalibrateConfig(pool=2, batch_size=4)
 
 
 def test_calibrate_cli_passes_its_options_through(tiny_corpus, tiny_checkpoint, tmp_path):
@@ -255,10 +257,34 @@ def test_calibrate_cli_passes_its_options_through(tiny_corpus, tiny_checkpoint, 
     out = tmp_path / "cal.safetensors"
     args = ["-q", "calibrate", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "-o", str(out),
             "--steps", "2", "--batch-size", "2", "--fresh-d", "--trunk-from-e", "--resize", "0",
-            "--jpeg", "0", "--loss", "hinge", "--checkpoint-every", "1", "--json"]
+            "--jpeg", "0", "--loss", "paired", "--pool", "4", "--checkpoint-every", "1", "--json"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["step"] == 2
     cfg = load_meta_model(out)[1]["calibrated_D"]["config"]
-    got = (cfg["fresh"], cfg["trunk_from_e"], cfg["resize"], cfg["jpeg"], cfg["loss"])
-    assert got == (True, True, 0.0, 0.0, "hinge")
+    got = (cfg["fresh"], cfg["trunk_from_e"], cfg["resize"], cfg["jpeg"], cfg["loss"], cfg["pool"])
+    assert got == (True, True, 0.0, 0.0, "paired", 4)
+
+
+def test_render_pool_is_reproducible_and_a_fresh_projection_gives_d_a_gradient(tiny_corpus, tiny_checkpoint):
+    from generator.calibrate import init_projection, render_pool
+    from generator.data import EpisodeSampler, load_corpus
+    from generator.discriminator import Discriminator
+    from generator.model import load_meta_model
+
+    model, meta = load_meta_model(tiny_checkpoint)
+    sampler = EpisodeSampler(load_corpus(tiny_corpus), model.cfg.image_size, int(meta["train"]["k"]))
+    a, b = render_pool(model, sampler, 6, seed=3, batch_size=4), render_pool(model, sampler, 6, 3, 4)
+    assert len(a) == 6 and a.real.shape == a.fake.shape == a.y.shape
+    assert torch.equal(a.fake, b.fake) and torch.equal(a.e_hat, b.e_hat)
+    assert not torch.equal(a.real, a.fake)
+    D = Discriminator(model.cfg)
+    D(a.real, a.y).r.sum().backward()
+    assert float(D.blocks[0].conv1.parametrizations.weight.original.grad.abs().max()) == 0.0  # w_0 = 0
+    D.zero_grad()
+    init_projection(D, a)
+    r = D(a.real, a.y).r
+    # (each training-mode pass also moves spectral norm's power iteration a little)
+    assert abs(float(r.detach().std()) - 1.0) < 0.05 and abs(float(r.detach().mean())) < 0.5
+    r.sum().backward()
+    assert float(D.blocks[0].conv1.parametrizations.weight.original.grad.abs().max()) > 0
