@@ -29,7 +29,7 @@ from generator.losses import (
     hinge_d_loss,
 )
 from generator.model import TalkingHeadModel, load_meta_model, set_requires_grad
-from generator.sources import Shots, load_shots
+from generator.sources import Shots, frontal_first, load_shots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +145,8 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
         perceptual = build_content_loss(config.losses, vgg19, vggface)
     if perceptual is not None:
         perceptual = perceptual.to(device)
-    shot_set = load_shots(sources, model.cfg.image_size, shots, backend)
+    # as generate does: the first shot gives the face shape the motion moves (see frontal_first)
+    shot_set = frontal_first(load_shots(sources, model.cfg.image_size, shots, backend))
     result = finetune(model, shot_set, config, perceptual, progress)
     p = result.person
     person_meta = {

@@ -159,6 +159,17 @@ def test_the_most_frontal_shot_leads_when_several_are_given(profile, astro):
     assert frontal_first(ordered).origins == ordered.origins  # a frontal first shot keeps the order
 
 
+def test_a_person_file_also_leads_with_the_most_frontal_shot(profile, astro, tmp_path):
+    from generator.finetune import FinetuneConfig, finetune_to_file
+    from generator.inference import load_person
+
+    out = tmp_path / "person.safetensors"
+    finetune_to_file(None, [profile, astro], out, FinetuneConfig(steps=0))
+    meta = load_person(out).meta
+    assert meta["sources"][0]["source"] == str(astro)
+    assert abs(estimate_yaw(np.asarray(meta["source_points"][0], np.float32))) < 10
+
+
 def test_frontal_portraits_get_no_warning():
     names = ("liveportrait_s12.jpg", "liveportrait_s5.jpg", "sadtalker_people_0.png", "tpsmm_source.png")
     shots = load_shots([shared_file("portraits", n) for n in names], 128)
