@@ -43,7 +43,7 @@ class CalibrateConfig:
     betas: tuple[float, float] = (0.0, 0.999)
     resize: float = 0.5  # probability of a downscale to 40-100% and back
     jpeg: float = 0.5  # probability of a JPEG re-encode at quality 30-95
-    agnostic_weight: float = 1.0  # weight of the w_0-only hinge beside the w' one
+    agnostic_weight: float = 1.0  # weight of the w_0-only loss beside the w' one
     # Start D's trunk afresh (W kept): for a D that adversarial training left constant (its features
     # no longer depend on the frame, so further training has no gradient to follow).
     fresh: bool = False
@@ -142,12 +142,35 @@ def render_pool(model: TalkingHeadModel, sampler: EpisodeSampler, size: int, see
     for k in tqdm(range(0, size, batch_size), desc="render pool", unit="batch", disable=not progress):
         ep = sampler.sample(min(batch_size, size - k), seed, k // batch_size)
         parts.append(render(model, ep.to(model.D.w_0.device)))
-    # stored as uint8 frames: exactly what a saved render would hold, and 4x less memory
+    # quantised to 8 bits, as a saved render (and the cached pool) holds them
     cat = {f.name: torch.cat([getattr(p, f.name) for p in parts])
            for f in dataclasses.fields(RenderBatch)}
     for name in ("real", "fake"):
         cat[name] = torch.from_numpy(to_uint8(cat[name])).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return RenderBatch(**cat)
+
+
+def cached_pool(path: Path, stamp: dict, make) -> RenderBatch:
+    """The render pool stored beside the output (a resumed run skips the rendering), or ``make()``'s,
+    stored there. The file is reused only for the same checkpoint, corpus, pool size, seed and
+    hard-shot share; frames are kept as uint8."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+
+    c = stamp["config"]
+    key = json.dumps({"checkpoint_sha256": stamp["checkpoint_sha256"], "corpus": stamp["corpus"],
+                      **{k: c[k] for k in ("pool", "seed", "hard_shot")}}, sort_keys=True)
+    if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get("key") == key:
+                t = {k: f.get_tensor(k) for k in f.keys()}
+                return RenderBatch(*(t[k].float() / 127.5 - 1.0 for k in ("real", "fake", "y")),
+                                   t["e_hat"])
+    pool = make()
+    u8 = {k: ((getattr(pool, k) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).contiguous()
+          for k in ("real", "fake", "y")}
+    write_bytes_atomic(path, save({**u8, "e_hat": pool.e_hat.contiguous()}, metadata={"key": key}))
+    return pool
 
 
 def init_projection(D, batch: RenderBatch) -> None:
@@ -173,10 +196,11 @@ def calibration_step(model: TalkingHeadModel, opt: torch.optim.Optimizer, batch:
     yt, e_hat = batch.y, batch.e_hat
     n = len(real)
     x, y = torch.cat([real, fake]), torch.cat([yt, yt])
-    w = (model.D.w_0[None] + e_hat).repeat(2, 1)
-    r_person = model.D(x, y, w=w).r
-    r_agnostic = model.D(x, y).r
     d_loss = {"pairwise": pairwise_loss, "paired": paired_loss, "hinge": hinge_d_loss}[config.loss]
+    out = model.D(x, y)
+    r_agnostic = out.r
+    # the same trunk features V projected on w' = w_0 + e_hat (eq. 3): one trunk pass serves both
+    r_person = (out.v * (model.D.w_0[None] + e_hat).repeat(2, 1)).sum(dim=1) + model.D.b
     loss = (d_loss(r_person[:n], r_person[n:])
             + config.agnostic_weight * d_loss(r_agnostic[:n], r_agnostic[n:]))
     opt.zero_grad(set_to_none=True)
@@ -223,7 +247,8 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
         model.D = fresh
     pool = None
     if config.pool:
-        pool = render_pool(model, sampler, config.pool, config.seed + 7919, progress=progress)
+        pool = cached_pool(out.with_suffix(".pool.safetensors"), stamp, lambda: render_pool(
+            model, sampler, config.pool, config.seed + 7919, progress=progress))
     if config.fresh and not step:
         first = pool.take(torch.arange(min(16, len(pool)))) if pool is not None else \
             render(model, sampler.sample(16, config.seed + 7919, config.steps).to(device))

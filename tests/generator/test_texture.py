@@ -122,7 +122,10 @@ def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tm
     out = tmp_path / "calibrated.safetensors"
     c = CalibrateConfig(steps=30, batch_size=2, lr=1e-3, checkpoint_every=10, pool=32)
     first = calibrate(ck, tiny_corpus, out, dataclasses.replace(c, steps=10))
+    pool_file = out.with_suffix(".pool.safetensors")
+    made = pool_file.stat().st_mtime_ns
     second = calibrate(ck, tiny_corpus, out, c)
+    assert pool_file.stat().st_mtime_ns == made  # the resumed run reused the rendered pool
     assert first["step"] == 10 and second["step"] == 30
     assert second["r_gap_agnostic"] > first["r_gap_agnostic"] and second["r_gap_agnostic"] > 0
     before, _ = load_meta_model(ck)
