@@ -124,6 +124,9 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
               help="Probability of a JPEG re-encode at quality 30-95, for real and fake alike.")
 @click.option("--trunk-from-e", is_flag=True,
               help="With --fresh-d: start D's down blocks from E's trained ones (same architecture).")
+@click.option("--d-trunk", type=click.Choice(["conv", "lite0"]), default=None,
+              help="With --fresh-d: D's trunk; lite0 = the frozen ImageNet EfficientNet-Lite0 with a "
+                   "learnt read-out (default: the checkpoint's).")
 @click.option("--hard-shot", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of fakes rendered from the source shot farthest in pose from the target.")
 @click.option("--loss", type=click.Choice(["pairwise", "paired", "hinge"]), default="pairwise",
@@ -137,7 +140,7 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr, seed, fresh_d,
-              checkpoint_every, resize, jpeg, trunk_from_e,
+              checkpoint_every, resize, jpeg, trunk_from_e, d_trunk,
               hard_shot, loss, pool, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
@@ -145,7 +148,8 @@ def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr
     from generator.calibrate import calibrate as run_calibrate
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
-                          trunk_from_e=trunk_from_e, hard_shot=hard_shot, loss=loss, pool=pool,
+                          trunk_from_e=trunk_from_e, d_trunk=d_trunk or "", hard_shot=hard_shot,
+                          loss=loss, pool=pool,
                           checkpoint_every=checkpoint_every, resize=resize, jpeg=jpeg)
     r = run_calibrate(checkpoint, corpus, out, cfg, device, settings.progress and not as_json)
     if as_json:

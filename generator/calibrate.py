@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from generator.checkpoint import load_checkpoint, save_checkpoint
+from generator.config import D_TRUNKS
 from generator.data import EpisodeSampler, load_corpus
 from generator.errors import ConfigMismatchError, SfumatoError
 from generator.files import sha256_file, write_bytes_atomic
@@ -50,6 +51,10 @@ class CalibrateConfig:
     # With ``fresh``: D's down blocks start from E's trained ones (same architecture, both read frame
     # + landmark image), so D begins with face features instead of noise; its last block stays new.
     trunk_from_e: bool = False
+    # With ``fresh``: D's trunk kind ("conv" or "lite0", see ModelConfig.d_trunk); "" keeps the
+    # checkpoint's. "lite0" starts from the packaged ImageNet weights and trains only the linear
+    # read-out and the projection (measured: the conv trunk learns the cue from scratch very slowly).
+    d_trunk: str = ""
     # "pairwise": logistic loss on every real-fake pair of the batch, softplus(r_fake - r_real), an
     # AUC surrogate that ignores where both scores sit; "hinge": eq. (6). With hinge a fresh D's
     # common offset swung by +-5 within steps and drowned the real-fake gap (measured: L_D back at
@@ -66,6 +71,12 @@ class CalibrateConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise SfumatoError(f"calibration loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.d_trunk and self.d_trunk not in D_TRUNKS:
+            raise SfumatoError(f"d_trunk must be one of {', '.join(D_TRUNKS)}, got {self.d_trunk!r}")
+        if self.d_trunk and not self.fresh:
+            raise SfumatoError("choosing D's trunk needs a fresh D (fresh=True / --fresh-d)")
+        if self.trunk_from_e and self.d_trunk == "lite0":
+            raise SfumatoError("trunk_from_e copies E's conv blocks: it needs the conv trunk")
         if self.pool and self.pool < self.batch_size:
             raise SfumatoError(f"the render pool ({self.pool}) must hold at least one batch "
                                f"({self.batch_size})")
@@ -180,6 +191,8 @@ def init_projection(D, batch: RenderBatch) -> None:
     (dr/dV = w_0) and w_0 grows by only the learning rate per step; measured, the loss stayed at
     log 2 for hundreds of steps. b then centres r at 0.
     """
+    if D.cfg.d_trunk == "lite0":
+        D.features.standardise_on(batch.real)
     with torch.no_grad():
         D.w_0.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(0))
         r = D(batch.real, batch.y).r
@@ -239,6 +252,8 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
     if config.fresh and not step:
         from generator.discriminator import Discriminator
 
+        model.cfg = dataclasses.replace(model.cfg, d_trunk=config.d_trunk or model.cfg.d_trunk)
+        meta = {**meta, "model": model.cfg.to_dict()}
         fresh = Discriminator(model.cfg).to(device)
         with torch.no_grad():
             fresh.W.copy_(model.D.W)
@@ -258,7 +273,8 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
     model.E.eval()
     model.G.eval()
     model.D.train()
-    opt = torch.optim.Adam([p for n, p in model.D.named_parameters() if n != "W"], lr=config.lr,
+    opt = torch.optim.Adam([p for n, p in model.D.named_parameters() if n != "W" and p.requires_grad],
+                           lr=config.lr,
                            betas=config.betas)
     if step:
         load_checkpoint(out, kind="meta").load_optimizer("D", opt)

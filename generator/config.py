@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 from generator.errors import SfumatoError
 
+D_TRUNKS = ("conv", "lite0")
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -31,6 +33,10 @@ class ModelConfig:
     # the driving landmarks and its validity mask, and blends its own RGB with that warp.
     texture: bool = False
     skips: bool = False  # U-Net skips in G, from each down block to the up block of the same size
+    # D's trunk V: "conv", the paper's residual down blocks on frame + landmark image; "lite0", the
+    # frozen ImageNet EfficientNet-Lite0 on the frame, its per-stage channel statistics linearly
+    # projected (a projected discriminator, Sauer et al. 2021; not in the paper). See discriminator.py.
+    d_trunk: str = "conv"
 
     def __post_init__(self):
         s = self.image_size
@@ -40,6 +46,8 @@ class ModelConfig:
             raise SfumatoError("need 2 <= base_channels <= max_channels")
         if self.num_videos < 1:
             raise SfumatoError(f"num_videos must be >= 1, got {self.num_videos}")
+        if self.d_trunk not in D_TRUNKS:
+            raise SfumatoError(f"d_trunk must be one of {', '.join(D_TRUNKS)}, got {self.d_trunk!r}")
 
     @property
     def embed_dim(self) -> int:

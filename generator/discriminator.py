@@ -4,6 +4,13 @@ r = V(x, y)^T (W_i + w_0) + b: V is an embedder-like trunk on frame + landmark i
 residual block at 4x4 and sum pooling; W has one column per training video. Every block's output is
 returned for the feature-matching loss. Identity-agnostic use (w_0 only) and a fine-tuned identity
 vector (w' = w_0 + e_hat_new, sec. 3.3) are supported.
+
+``ModelConfig.d_trunk = "lite0"`` (not in the paper) replaces the trunk by the frozen ImageNet
+EfficientNet-Lite0 of the packaged wheel, as projected GANs do (Sauer et al., NeurIPS 2021): V is a
+learnt linear map of the standardised mean and spread of each stage's channels. Measured on renders
+of 6 held-out identities (texture128), a linear read-out of those statistics reached AUC 0.96 where
+the conv trunk, trained from scratch, stood at 0.55 after 750 steps. This trunk sees the frame only,
+not the landmark image.
 """
 
 from __future__ import annotations
@@ -41,24 +48,82 @@ def zero_conv_biases(module: nn.Module) -> None:
                 m.bias.zero_()
 
 
+class ImageNetTrunk(nn.Module):
+    """Frozen EfficientNet-Lite0 (ImageNet) -> per-stage channel mean and std, standardised (B, F).
+
+    The statistics' mean and spread (buffers) are set from real frames by ``standardise_on``; the
+    network stays in eval mode (frozen batch norm) whatever mode D is in.
+    """
+
+    ARCH = "tf_efficientnet_lite0"
+    STAGES = (1, 2, 3, 4, 6)  # strides 4, 8, 16, 16, 32 of the 7 block groups
+    INPUT = 224  # the resolution its ImageNet weights were trained at
+
+    def __init__(self):
+        super().__init__()
+        from generator.pretrained import create_pretrained
+
+        # the packaged weights (a checkpoint's copy then replaces them, the same values)
+        self.net, _ = create_pretrained(self.ARCH, num_classes=0)
+        self.net.requires_grad_(False)
+        self.register_buffer("rgb_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("rgb_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        dim = 2 * sum(self.net.blocks[k][-1].conv_pwl.out_channels for k in self.STAGES)
+        self.register_buffer("stat_mean", torch.zeros(dim))
+        self.register_buffer("stat_std", torch.ones(dim))
+        self.dim = dim
+
+    def train(self, mode: bool = True) -> ImageNetTrunk:
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Frames (B, 3, S, S) in [-1, 1] -> standardised statistics (B, F) and the stage features."""
+        h = F.interpolate((x + 1) / 2, size=self.INPUT, mode="bilinear", align_corners=False)
+        h = self.net.bn1(self.net.conv_stem((h - self.rgb_mean) / self.rgb_std))
+        feats, stats = [], []
+        for k, block in enumerate(self.net.blocks):
+            h = block(h)
+            if k in self.STAGES:
+                feats.append(h)
+                stats += [h.mean(dim=(2, 3)), h.std(dim=(2, 3))]
+        return (torch.cat(stats, dim=1) - self.stat_mean) / self.stat_std, feats
+
+    @torch.no_grad()
+    def standardise_on(self, x: torch.Tensor) -> None:
+        """Set the statistics' mean and spread from frames ``x`` (real ones)."""
+        self.stat_mean.zero_()
+        self.stat_std.fill_(1.0)
+        f, _ = self(x)
+        self.stat_mean.copy_(f.mean(dim=0))
+        self.stat_std.copy_(f.std(dim=0).clamp_min(1e-6))
+
+
 class Discriminator(nn.Module):
     """Projection discriminator with per-video embeddings W (embed_dim x num_videos), w_0 and b."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.blocks = nn.ModuleList([*down_trunk(cfg), ResBlock(cfg.embed_dim)])
+        if cfg.d_trunk == "lite0":
+            self.features = ImageNetTrunk()
+            self.head = nn.Linear(self.features.dim, cfg.embed_dim)
+        else:
+            self.blocks = nn.ModuleList([*down_trunk(cfg), ResBlock(cfg.embed_dim)])
+            zero_conv_biases(self)
         self.W = nn.Parameter(torch.randn(cfg.embed_dim, cfg.num_videos) * 0.02)
         self.w_0 = nn.Parameter(torch.zeros(cfg.embed_dim))
         self.b = nn.Parameter(torch.zeros(()))
-        zero_conv_biases(self)
-
 
     def trunk(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """V(x, y) (B, embed_dim) and the block features."""
         s = self.cfg.image_size
         assert_shape(x, (None, 3, s, s))
         assert_shape(y, (None, 3, s, s))
+        if self.cfg.d_trunk == "lite0":
+            stats, feats = self.features(x)
+            return self.head(stats), feats
         h = torch.cat([x, y], dim=1)
         feats = []
         for block in self.blocks:

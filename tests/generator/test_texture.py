@@ -291,3 +291,47 @@ def test_render_pool_is_reproducible_and_a_fresh_projection_gives_d_a_gradient(t
     assert abs(float(r.detach().std()) - 1.0) < 0.05 and abs(float(r.detach().mean())) < 0.5
     r.sum().backward()
     assert float(D.blocks[0].conv1.parametrizations.weight.original.grad.abs().max()) > 0
+
+
+def test_an_imagenet_d_trunk_is_frozen_and_only_its_read_out_learns():
+    from generator.calibrate import RenderBatch, init_projection
+    from generator.discriminator import Discriminator
+
+    cfg = dataclasses.replace(get_preset("test_tiny").model, d_trunk="lite0")
+    D = Discriminator(cfg).train()
+    assert not D.features.net.training  # frozen batch norm whatever D's mode
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(4, 3, 64, 64, generator=g) * 2 - 1
+    init_projection(D, RenderBatch(x, x, x, torch.zeros(4, cfg.embed_dim)))
+    stats, _ = D.features(x)
+    assert torch.allclose(stats.mean(dim=0), torch.zeros(()), atol=1e-4)  # standardised on the batch
+    out = D(x, x)
+    assert out.r.shape == (4,) and abs(float(out.r.detach().std()) - 1.0) < 1e-3
+    out.r.sum().backward()
+    assert all(p.grad is None for p in D.features.net.parameters())
+    assert D.head.weight.grad.abs().max() > 0 and D.w_0.grad.abs().max() > 0
+    with pytest.raises(Exception, match="d_trunk must be one of"):
+        dataclasses.replace(cfg, d_trunk="vgg")
+
+
+def test_calibrating_a_fresh_imagenet_d_saves_a_model_that_loads_with_it(tiny_corpus, tmp_path):
+    from generator.calibrate import CalibrateConfig, calibrate
+    from generator.meta_train import train
+    from generator.model import load_meta_model
+
+    with pytest.raises(Exception, match="needs a fresh D"):
+        CalibrateConfig(d_trunk="lite0")
+    with pytest.raises(Exception, match="needs the conv trunk"):
+        CalibrateConfig(d_trunk="lite0", fresh=True, trunk_from_e=True)
+    cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
+    ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
+    out = tmp_path / "lite0.safetensors"
+    r = calibrate(ck, tiny_corpus, out, CalibrateConfig(steps=20, batch_size=4, lr=1e-3, fresh=True,
+                                                        d_trunk="lite0", pool=16, checkpoint_every=20))
+    assert r["step"] == 20 and r["r_gap_agnostic"] > 0  # tiny G's blobs are told from real frames
+    model, meta = load_meta_model(out)
+    assert meta["model"]["d_trunk"] == "lite0" and model.cfg.d_trunk == "lite0"
+    before, _ = load_meta_model(ck)
+    assert torch.equal(before.D.W, model.D.W)
+    assert all(torch.equal(a, b) for a, b in zip(before.G.state_dict().values(),
+                                                model.G.state_dict().values()))
