@@ -160,7 +160,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: s
         if not state:
             raise CheckpointError(f"{checkpoint}: holds no weights for {name}")
         modules[name] = {k: v.to(to) if v.is_floating_point() else v for k, v in state.items()}
-    keep = ("preset", "model", "train", "corpus", "corpus_videos", "step")
+    keep = ("preset", "model", "train", "corpus", "corpus_videos", "step", "calibrated_D")
     meta = {k: ck.meta[k] for k in keep if k in ck.meta}
     meta["export"] = {"from_sha256": sha256_file(checkpoint), "dtype": dtype,
                       "trained_with_version": ck.meta.get("sfumato_version"), **(extra_meta or {})}

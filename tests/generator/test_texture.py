@@ -335,3 +335,8 @@ def test_calibrating_a_fresh_imagenet_d_saves_a_model_that_loads_with_it(tiny_co
     assert torch.equal(before.D.W, model.D.W)
     assert all(torch.equal(a, b) for a, b in zip(before.G.state_dict().values(),
                                                 model.G.state_dict().values()))
+    from generator.checkpoint import export_model
+
+    export_model(out, tmp_path / "release.safetensors")  # the release keeps how D was made
+    released, rmeta = load_meta_model(tmp_path / "release.safetensors")
+    assert rmeta["calibrated_D"]["config"]["d_trunk"] == "lite0" and released.cfg.d_trunk == "lite0"
