@@ -3,14 +3,15 @@ from G's (``sfumato calibrate``). Not in the paper.
 
 Adversarial training leaves D only as sharp as G needs it to be; the realism score that benchmarks,
 the detector and scans reuse must separate real from generated frames on faces D never saw. So E,
-G and P are frozen, and D learns the hinge loss (eq. 6) on real targets against G's renderings of
-them, both through the same random degradations (a downscale and back, a JPEG re-encode), with both
-identity paths trained: identity-agnostic (w_0) and the person's w' = w_0 + e_hat (sec. 3.3), the
-two ways r is computed at use. Resumable: a rerun continues from ``out``'s state.
+G and P are frozen, and D learns a ranking loss (pairwise by default, or eq. 6's hinge) on real
+targets against G's renderings of them, both through the same random degradations (a downscale
+and back, a JPEG re-encode), with both identity paths trained: identity-agnostic (w_0) and the
+person's w' = w_0 + e_hat (sec. 3.3), the two ways r is computed at use. Resumable: a rerun
+continues from ``out``'s state.
 
 Because E and G are frozen, their renderings never change: a pool of ``pool`` episodes is rendered
-once (deterministically from the seed, so a resumed run rebuilds the same pool) and every D step
-draws its batch from it, so a step costs D's passes only.
+once (deterministically from the seed, and cached beside the output for a resumed run) and every D
+step draws its batch from it, so a step costs D's passes only.
 """
 
 from __future__ import annotations

@@ -57,17 +57,17 @@ class ImageNetTrunk(nn.Module):
 
     ARCH = "tf_efficientnet_lite0"
     STAGES = (1, 2, 3, 4, 6)  # strides 4, 8, 16, 16, 32 of the 7 block groups
-    INPUT = 224  # the resolution its ImageNet weights were trained at
 
     def __init__(self):
         super().__init__()
         from generator.pretrained import create_pretrained
 
         # the packaged weights (a checkpoint's copy then replaces them, the same values)
-        self.net, _ = create_pretrained(self.ARCH, num_classes=0)
+        self.net, pre = create_pretrained(self.ARCH, num_classes=0)
         self.net.requires_grad_(False)
-        self.register_buffer("rgb_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
-        self.register_buffer("rgb_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.input_size = pre.input_size  # the resolution and normalisation its weights expect
+        self.register_buffer("rgb_mean", torch.tensor(pre.mean).view(1, 3, 1, 1))
+        self.register_buffer("rgb_std", torch.tensor(pre.std).view(1, 3, 1, 1))
         dim = 2 * sum(self.net.blocks[k][-1].conv_pwl.out_channels for k in self.STAGES)
         self.register_buffer("stat_mean", torch.zeros(dim))
         self.register_buffer("stat_std", torch.ones(dim))
@@ -80,7 +80,7 @@ class ImageNetTrunk(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Frames (B, 3, S, S) in [-1, 1] -> standardised statistics (B, F) and the stage features."""
-        h = F.interpolate((x + 1) / 2, size=self.INPUT, mode="bilinear", align_corners=False)
+        h = F.interpolate((x + 1) / 2, size=self.input_size, mode="bilinear", align_corners=False)
         h = self.net.bn1(self.net.conv_stem((h - self.rgb_mean) / self.rgb_std))
         feats, stats = [], []
         for k, block in enumerate(self.net.blocks):
