@@ -12,7 +12,7 @@ from detector.metadata import write_metadata
 from detector.train import DetectTrainConfig, augment, load_detector, predict, train_detector
 from tests.detector.conftest import add_clip, swap_fake
 
-CFG = DetectTrainConfig(backbone="efficientnet_b0", input_size=64, frames=4, batch_size=8, epochs=6,
+CFG = DetectTrainConfig(backbone="tf_efficientnet_lite0", input_size=64, frames=4, batch_size=8, epochs=6,
                         checkpoint_every=3, blur=0.0, jpeg=0.0)
 
 
@@ -37,24 +37,26 @@ def test_training_lowers_the_loss_and_reports_faceless_videos(dataset, tmp_path)
     import torch
 
     torch.manual_seed(0)
-    summary = train_detector(dataset, tmp_path / "run", CFG, pretrained="none")
+    # from the packaged ImageNet start, as users train (18 steps from scratch leave BatchNorm's running
+    # statistics unsettled, so a scratch model's eval-mode scores on held-out clips mean little)
+    summary = train_detector(dataset, tmp_path / "run", CFG)
     assert summary["finished"] and summary["epochs_done"] == 6 and summary["train_frames"] == 24
     assert summary["last_loss"] < 0.5 * summary["first_loss"]
     assert summary["best"]["video_auc"] == 1.0  # the held-out real and fake video are told apart
     assert [m["id"] for m in summary["missing_faces"]["train"]] == ["grey_c23"]
     assert summary["missing_faces"]["train"][0]["frames"] == "all"
     model, meta = load_detector(tmp_path / "run" / "best.safetensors")
-    assert meta["backbone"] == "efficientnet_b0" and meta["init"] == {"init": "scratch"}
+    assert meta["backbone"] == "tf_efficientnet_lite0" and meta["init"]["init"] == "imagenet"
     assert (tmp_path / "run" / "stats.csv").read_text().count("\n") > 12
     assert list((tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_a_stopped_run_resumes_to_the_same_end(dataset, tmp_path):
-    cfg = dataclasses.replace(CFG, backbone="tf_efficientnet_lite0", epochs=2)
-    first = train_detector(dataset, tmp_path / "run", cfg, max_steps=4)
+    cfg = dataclasses.replace(CFG, backbone="efficientnet_b0", epochs=2)
+    first = train_detector(dataset, tmp_path / "run", cfg, max_steps=4, pretrained="none")
     assert not first["finished"] and first["global_step"] == 4
-    second = train_detector(dataset, tmp_path / "run", cfg)
-    assert second["init"] == first["init"] and second["init"]["init"] == "imagenet"
+    second = train_detector(dataset, tmp_path / "run", cfg, pretrained="none")
+    assert second["init"] == first["init"] == {"init": "scratch"}
     assert second["finished"] and second["global_step"] == 6 and second["steps_this_run"] == 2
     with pytest.raises(Exception, match="other settings"):
         train_detector(dataset, tmp_path / "run", dataclasses.replace(cfg, lr=1e-4))
