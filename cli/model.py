@@ -191,12 +191,15 @@ def export(checkpoint, out, dtype, as_json):
 @click.option("--shots", type=click.IntRange(min=1), help="Use at most T shots (default: all).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--adv-weight", type=click.FloatRange(min=0),
+              help="Weight of -r in G's loss (default: 1 for a conv D, 0.1 for a calibrated Lite0 D, "
+                   "whose r has a free scale).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @content_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
-def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_size, seed, device,
-             content_loss, vgg19, vggface, as_json):
+def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_size, seed, adv_weight,
+             device, content_loss, vgg19, vggface, as_json):
     """Make a person from T pictures or video frames (T = 1: one photo or painting).
 
     Writes a self-contained person file: G with the person's AdaIN parameters, D with the
@@ -208,7 +211,7 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
 
     content_loss = choose_content(content_loss, vgg19, vggface, LossConfig().content)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, seed=seed,
-                         losses=LossConfig(content=content_loss))
+                         losses=LossConfig(content=content_loss), adv_weight=adv_weight)
     result = finetune_to_file(checkpoint, list(sources), out, cfg, shots=shots, vgg19=vgg19,
                               vggface=vggface, device=device,
                               progress=settings.progress and not as_json)

@@ -43,10 +43,28 @@ class FinetuneConfig:
     betas: tuple[float, float] = (0.0, 0.999)
     seed: int = 0
     losses: LossConfig = LossConfig()
+    # Weight of -r in G's loss (eq. 4's L_ADV; FM keeps its own weight). None: by D's trunk, see
+    # ``adv_weight_for``.
+    adv_weight: float | None = None
 
     def __post_init__(self):
         if self.steps < 0 or self.batch_size < 1:
             raise SfumatoError("steps must be >= 0 and batch size >= 1")
+        if self.adv_weight is not None and self.adv_weight < 0:
+            raise SfumatoError("the adversarial weight must be >= 0")
+
+
+# A conv D trained with the hinge loss (eq. 6) keeps r near its margins (+-1), the scale eq. (4)
+# assumes. A calibrated Lite0 D is trained with a ranking loss that leaves r's scale free: on a new
+# face r sits tens of units from 0 and -r then outweighs the content term 40:1, so fine-tuning made
+# G worse (astronaut, 100 steps: content 0.0072 -> 0.027 at weight 1; -> 0.0006 at 0.1, where its
+# FM term on ImageNet features does the work; MODEL_CARD.md).
+ADV_WEIGHT = {"conv": 1.0, "lite0": 0.1}
+
+
+def adv_weight_for(model: TalkingHeadModel, config: FinetuneConfig) -> float:
+    """The weight of -r in fine-tuning: the configured one, else the default for D's trunk."""
+    return config.adv_weight if config.adv_weight is not None else ADV_WEIGHT[model.cfg.d_trunk]
 
 
 @dataclasses.dataclass
@@ -81,6 +99,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
     w = nn.Parameter(person.w)
     L = config.losses
     pixel = fit_pixels(L, perceptual)
+    adv = adv_weight_for(model, config)
 
     def content_now() -> float:
         with torch.no_grad():
@@ -108,7 +127,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
             l_fm = feature_matching_loss([f[:n] for f in out.features], [f[n:] for f in out.features],
                                          L.fm_weight)
             l_cnt = content_loss(perceptual, x_hat, xb, pixel)
-            loss_g = l_cnt + adversarial_loss(out.r[:n], l_fm)
+            loss_g = l_cnt + adversarial_loss(adv * out.r[:n], l_fm)
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
@@ -124,7 +143,7 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
             history.append({"step": step + 1, "L_G": loss_g.item(), "L_CNT": l_cnt.item(),
                             "L_D": loss_d.item()})
     person.psi, person.w = psi.detach(), w.detach()
-    return FinetuneResult(person, before, content_now(), history)
+    return FinetuneResult(person, before, content_now() if config.steps else before, history)
 
 
 def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], out: str | Path,
@@ -152,7 +171,8 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
     person_meta = {
         "preset": meta.get("preset"), "model": model.cfg.to_dict(),
         "mode": "fine-tuned" if config.steps else "feed-forward", "shots": len(shot_set),
-        "finetune": dataclasses.asdict(config), "seed": config.seed,
+        "finetune": {**dataclasses.asdict(config), "adv_weight": adv_weight_for(model, config)},
+        "seed": config.seed,
         "checkpoint_sha256": sha256_file(checkpoint), "checkpoint_step": meta.get("step"),
         "sources": shot_set.origins, "source_sha256": shot_set.source_sha256,
         "source_points": np.round(shot_set.points, 2).tolist(),  # for relative motion transfer

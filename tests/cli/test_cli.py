@@ -166,9 +166,14 @@ def test_train_and_finetune_commands(runner, tiny_corpus, tmp_path):
     img = write_astronaut_image(tmp_path / "a.png")
     ft = runner.invoke(cli, ["-q", "finetune", str(img), "--checkpoint",
                              str(run / "checkpoint.safetensors"), "-o", str(tmp_path / "p.safetensors"),
-                             "--steps", "0", "--json"])
+                             "--steps", "0", "--adv-weight", "0.5", "--json"])
     assert ft.exit_code == 0, ft.output
     assert json.loads(ft.stdout)["mode"] == "feed-forward"
+    from generator.inference import load_person
+    assert load_person(tmp_path / "p.safetensors").meta["finetune"]["adv_weight"] == 0.5
+    negative = runner.invoke(cli, ["finetune", str(img), "-o", str(tmp_path / "n.safetensors"),
+                                   "--adv-weight", "-1"])
+    assert negative.exit_code == 2 and "adv-weight" in negative.output
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 64)
     broken = runner.invoke(cli, ["finetune", str(img), "--checkpoint", str(bad), "-o",

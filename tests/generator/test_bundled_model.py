@@ -81,3 +81,16 @@ def test_a_missing_bundled_model_names_the_alternatives(tmp_path, monkeypatch, f
     result = CliRunner().invoke(cli, ["generate", "-o", str(tmp_path / "x.mp4")])
     assert result.exit_code == 1 and flag in result.stderr and "missing" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bundled_realism_score_tells_a_held_out_clip_from_its_renders(tmp_path):
+    """MODEL_CARD.md's realism table, on one of its held-out videos: r (w_0) ranks real above fake."""
+    from benchmarks.realism import RealismConfig, run_realism
+    from tests.conftest import shared_file
+
+    video = shared_file("videos", "lia_vox_driving2.mp4")
+    meta = load_checkpoint(BUNDLED_MODEL, kind="meta").meta
+    assert meta["model"]["d_trunk"] == "lite0" and meta["calibrated_D"]["step"] == 500
+    summary = run_realism([video], None, tmp_path, RealismConfig(eval_frames=12, levels=("c0", "c23")))
+    assert summary["auc"]["c0"]["agnostic"] >= 0.85, summary["auc"]
+    assert summary["auc"]["c23"]["agnostic"] >= 0.7, summary["auc"]

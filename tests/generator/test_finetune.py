@@ -10,8 +10,8 @@ import torch
 
 from generator.checkpoint import CheckpointError
 from generator.config import LossConfig, get_preset
-from generator.errors import NoFaceError
-from generator.finetune import FinetuneConfig, finetune, finetune_to_file
+from generator.errors import NoFaceError, SfumatoError
+from generator.finetune import ADV_WEIGHT, FinetuneConfig, adv_weight_for, finetune, finetune_to_file
 from generator.inference import init_person, load_person, person_from_sources, realism_score
 from generator.losses import random_perceptual_loss
 from generator.meta_train import train
@@ -109,6 +109,18 @@ def test_finetuning_with_the_default_feature_loss_lowers_it(meta_checkpoint, ast
     assert load_person(out).meta["content_loss"] == summary["content_loss"]
 
 
+def test_adversarial_weight_follows_the_discriminator_unless_given(meta_checkpoint):
+    model, _ = load_meta_model(meta_checkpoint)
+    assert model.cfg.d_trunk == "conv"
+    assert adv_weight_for(model, FinetuneConfig()) == ADV_WEIGHT["conv"] == 1.0
+    assert adv_weight_for(model, FinetuneConfig(adv_weight=0.25)) == 0.25
+    lite = dataclasses.replace(model.cfg, d_trunk="lite0")
+    model.cfg = lite
+    assert adv_weight_for(model, FinetuneConfig()) == ADV_WEIGHT["lite0"] < 1.0
+    with pytest.raises(SfumatoError, match="adversarial weight"):
+        FinetuneConfig(adv_weight=-1.0)
+
+
 @pytest.mark.slow
 def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astronaut_png, tmp_path):
     import json
@@ -125,6 +137,9 @@ def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astro
     summary = json.loads(result.stdout)
     assert summary["mode"] == "fine-tuned" and summary["steps"] == 100 and out.is_file()
     assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
-    assert summary["content_after"] < summary["content_before"]
+    # Against the bundled Lite0 D, -r is down-weighted (ADV_WEIGHT); at weight 1 the content loss rose
+    # 4x over these 100 steps, at 0.1 it falls by an order of magnitude.
+    assert summary["content_after"] < 0.5 * summary["content_before"]
     person = load_person(out)
     assert person.meta["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
+    assert person.meta["finetune"]["adv_weight"] == ADV_WEIGHT["lite0"]
