@@ -272,8 +272,10 @@ def realism(settings: Settings, videos, checkpoint, out, shots, frames, seed, as
 @click.option("--preset", "presets", multiple=True, help="Preset(s) (default: small and paper).")
 @click.option("--frames", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto",
+              show_default=True, help="As generate's (auto: bf16 where the CPU computes it natively).")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def generate_speed(driver, presets, frames, threads, as_json):
+def generate_speed(driver, presets, frames, threads, precision, as_json):
     """End-to-end generate frames/s per preset and the share of each stage (decode + landmarks,
     G, compose + encode, sign). With no DRIVER the built-in astronaut clip drives."""
     from benchmarks.generate_speed import run_generate_benchmark
@@ -281,14 +283,16 @@ def generate_speed(driver, presets, frames, threads, as_json):
 
     with tempfile.TemporaryDirectory() as tmp:
         drv = driver or str(write_astronaut_clip(Path(tmp) / "astronaut.mp4", n_frames=frames))
-        rows = run_generate_benchmark(drv, tuple(presets) or ("small", "paper"), frames, threads)
+        rows = run_generate_benchmark(drv, tuple(presets) or ("small", "paper"), frames, threads,
+                                      precision)
     if as_json:
         emit_json(rows)
         return
     for r in rows:
         shares = ", ".join(f"{k} {v}%" for k, v in r["share_percent"].items())
-        click.echo(f"{r['preset']} ({r['size'][0]} px): {r['fps_after_person']} frames/s after the "
-                   f"person is made ({r['fps_end_to_end']} end to end); {shares}; "
+        click.echo(f"{r['preset']} ({r['size'][0]} px, {r['precision']}): {r['fps_after_person']} "
+                   f"frames/s after the person is made ({r['fps_end_to_end']} end to end, "
+                   f"{r['fps_with_face_models']} with reading dlib's models); {shares}; "
                    f"everything but G: {r['non_G_share_percent']}%")
 
 

@@ -291,8 +291,9 @@ def presets(as_json):
 @click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
               help="VGGFace weights for --finetune-steps.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32",
-              show_default=True, help="Render under autocast (fp16 needs --device cuda).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "bf16"]), default="auto",
+              show_default=True, help="Render under autocast (fp16 needs --device cuda); auto: bf16 "
+                                      "on a CPU that computes it natively, else fp32.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_settings
 def generate(settings: Settings, sources, driver, checkpoint, person, shots, finetune_steps, motion,
@@ -304,7 +305,15 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     talking track. The driver's motion is transferred relative to its first frame onto the
     source's own landmarks, so the source keeps its face shape.
     """
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
+
+    from generator.faces import create_backend
+
+    # dlib's models (~1 s to read, the GIL released) load while torch and the model import.
+    loader = ThreadPoolExecutor(1)
+    backend = loader.submit(create_backend, "dlib") if not person and not batch_dir else None
+    loader.shutdown(wait=False)
 
     from generator.generate import GenerateConfig
     from generator.generate import generate as run_generate
@@ -345,7 +354,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         results = [run_generate(out, list(sources), driver, checkpoint, person, cfg, signing, device,
-                                progress, vgg19, vggface)]
+                                progress, vgg19, vggface, backend.result if backend else None)]
         report(results[0])
     if as_json:
         emit_json({"results": results, "failed": failures} if batch_dir else results[0])

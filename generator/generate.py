@@ -12,10 +12,12 @@ mesh, and driver frames without a face.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -25,7 +27,7 @@ import torch
 from generator.driving import builtin_track, describe_gaps, fill_missing, smooth_track, transfer_motion
 from generator.errors import BadInputError, MissingWeightsError, NoFaceError
 from generator.files import sha256_file
-from generator.inference import PRECISIONS, autocast_dtype
+from generator.inference import PRECISIONS, autocast_dtype, resolve_precision
 from generator.landmarks import landmark_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
 from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
@@ -57,7 +59,7 @@ class GenerateConfig:
     preview: bool = False  # driver | landmarks | output side by side
     png_dir: str | None = None  # also export every frame as PNG here
     batch_size: int = 8
-    precision: str = "fp32"  # G under autocast: fp16 (CUDA) or bf16
+    precision: str = "auto"  # G under autocast: fp16 (CUDA) or bf16; auto = bf16 where native
     crf: int = 18
     audio: bool = True  # carry a driving video's audio track into the output
     paste: str = "none"  # none (the face crop), source (into the source picture), driver (into
@@ -190,34 +192,42 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
 def make_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
                 config: GenerateConfig, device: str = "cpu", progress: bool = False,
                 vgg19: str | None = None, vggface: str | None = None, backend=None):
-    """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources."""
+    """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources.
+
+    ``backend``: the face backend for the sources, or a function returning it (called once the
+    model is loaded, so that it can load meanwhile).
+    """
     from generator.config import LossConfig
     from generator.finetune import FinetuneConfig, finetune
-    from generator.inference import load_person
+    from generator.inference import init_person, load_person
     from generator.losses import build_content_loss, choose_content
     from generator.model import load_meta_model
     from generator.sources import frontal_first, load_shots
 
     if person is not None:
-        p = load_person(person, device)
+        p = load_person(person, device)  # (a person file needs no face backend)
         if "source_points" not in p.meta:
             raise BadInputError(f"{person}: person file lacks its source landmarks; remake it with "
                                 "'sfumato finetune'")
         return p, np.asarray(p.meta["source_points"], np.float32)[0], p.meta.get("source_sha256", {})
     ck = resolve_checkpoint(checkpoint)
-    model, meta = load_meta_model(ck, device)
+    # Feed-forward rendering needs E and G only; fine-tuning trains against D too.
+    model, meta = load_meta_model(ck, device, with_d=config.finetune_steps > 0)
+    if callable(backend):  # loading alongside the model: wait for it now
+        backend = backend()
     # The first shot gives the face shape the motion moves: a frontal one, if any (see frontal_first).
     shots = frontal_first(load_shots(sources, model.cfg.image_size, config.shots, backend))
     torch.manual_seed(config.seed)
-    perceptual = None
-    # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
-    # loss when its files are given.
-    losses = LossConfig(content=choose_content(None, vgg19, vggface))
     if config.finetune_steps:
+        # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
+        # loss when its files are given.
+        losses = LossConfig(content=choose_content(None, vgg19, vggface))
         perceptual = build_content_loss(losses, vgg19, vggface).to(device)
-    result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,
-                                                   losses=losses), perceptual, progress)
-    p = result.person.prepare_for_inference()
+        result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,
+                                                       losses=losses), perceptual, progress)
+        p = result.person.prepare_for_inference()
+    else:
+        p = init_person(model, *shots.tensors(device), shots.points).prepare_for_inference()
     p.meta.update({"preset": meta.get("preset"), "checkpoint_sha256": sha256_file(ck),
                    "shots": len(shots), "sources": shots.origins, "warnings": list(shots.warnings)})
     return p, shots.points[0], shots.source_sha256
@@ -227,8 +237,11 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
              checkpoint: str | Path | None = None, person: str | Path | None = None,
              config: GenerateConfig = GenerateConfig(), signing: SigningOptions = SigningOptions(),
              device: str = "cpu", progress: bool = False, vgg19: str | None = None,
-             vggface: str | None = None) -> dict:
+             vggface: str | None = None, backend=None) -> dict:
     """Render a talking-head video; see the module docstring. Returns a JSON-ready summary.
+
+    ``backend``: the face backend for the sources and the driver, or a function returning it;
+    None: dlib's, loaded on a thread while the model loads.
 
     Bad input, and what happens (each warning is logged and listed in the summary's ``warnings``):
 
@@ -256,16 +269,22 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
                             "and --checkpoint")
     out = check_writable(out)
     autocast_dtype(config.precision, torch.device(device))  # fp16 off CUDA fails here, before any work
+    precision = resolve_precision(config.precision, torch.device(device))
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as loader:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
-        backend = None
-        if srcs or (driver is not None and not is_landmark_file(driver)):
+        if backend is None and (srcs or (driver is not None and not is_landmark_file(driver))):
             from generator.faces import create_backend
 
-            backend = create_backend("dlib")  # loaded once (~0.5 s) for the source and the driver
+            # dlib's models (~1 s to read) load once for the source and the driver, on a thread
+            # while the model loads: dlib releases the GIL, so the two overlap.
+            backend = loader.submit(create_backend, "dlib").result
+        if callable(backend):
+            backend = functools.cache(backend)  # asked for by the source, then the driver: made once
         p, source_points, source_hashes = make_person(checkpoint, person, srcs, config, device,
                                                       progress, vgg19, vggface, backend)
+        if callable(backend):
+            backend = backend()
         stages = {"person": time.perf_counter() - t0}
         t = time.perf_counter()
         drv = load_driver(driver, config, backend)
@@ -321,7 +340,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
                 for k in range(0, len(points), config.batch_size):
                     batch = points[k:k + config.batch_size]
                     t = time.perf_counter()
-                    frames = p.render(batch, config.batch_size, config.precision)
+                    frames = p.render(batch, config.batch_size, precision)
                     t_render += time.perf_counter() - t
                     sink.submit(k, batch, frames)  # encoded on the sink's thread while G renders on
                     bar.update(len(frames))
@@ -336,7 +355,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
             (p.meta.get("finetune") or {}).get("steps"), seed=config.seed, driver_kind=drv.kind,
             source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
-            extra={"motion": config.motion, "frames": len(points), "fps": fps,
+            extra={"motion": config.motion, "frames": len(points), "fps": fps, "precision": precision,
                    "settings_sha256": settings_digest(config)})
         images = [x for x in srcs if is_image_path(x)]
         audio = False
@@ -354,7 +373,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     return {"output": str(out), "frames": len(points), "size": list(frame_shape), "fps": fps,
             "fps_achieved": round(len(points) / wall, 2),
             "render_seconds": round(t_render, 3), "encode_busy_seconds": round(sink.busy, 3),
-            "seconds": round(wall, 3),
+            "seconds": round(wall, 3), "precision": precision,
             "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
             "driver": drv.kind, "driver_frames_without_face": drv.filled,
             "driver_frames_folded": folded, "warnings": warnings, "motion": config.motion,
@@ -425,13 +444,18 @@ def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path |
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     request = batch_request(driver, checkpoint, config)  # hashed once, not per picture
     results, failures = [], []
+    backend = None  # dlib's models, read once for the whole folder (~1 s each time otherwise)
     for pic, out in pairs:
         try:
             if already_generated(out, pic, request):
                 r = {"output": str(out), "source": str(pic), "skipped": True}
             else:
+                if backend is None:
+                    from generator.faces import create_backend
+
+                    backend = create_backend("dlib")
                 r = generate(out, [pic], driver, checkpoint, None, config, signing, device,
-                             progress, vgg19, vggface)
+                             progress, vgg19, vggface, backend)
         except SfumatoError as exc:
             failures.append({"input": str(pic), "error": str(exc)})
             if on_result is not None:

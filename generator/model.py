@@ -17,17 +17,18 @@ from generator.generator import Generator
 class TalkingHeadModel(nn.Module):
     """E, G and D of Zakharov et al. 2019; saved and loaded as one unit."""
 
-    def __init__(self, cfg: ModelConfig):
+    def __init__(self, cfg: ModelConfig, with_d: bool = True):
         super().__init__()
         self.cfg = cfg
         self.E = Embedder(cfg)
         self.G = Generator(cfg)
-        self.D = Discriminator(cfg)
+        # Rendering needs only E and G; leaving D out spares a Lite0 D's timm import (~2 s cold).
+        self.D = Discriminator(cfg) if with_d else None
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per network (G includes P)."""
         return {name: sum(p.numel() for p in getattr(self, name).parameters())
-                for name in ("E", "G", "D")}
+                for name in ("E", "G", "D") if getattr(self, name) is not None}
 
 
 def set_requires_grad(module: nn.Module, flag: bool) -> None:
@@ -61,14 +62,16 @@ def to_uint8(x: torch.Tensor):
     return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def load_meta_model(path: str | Path, device: str = "cpu") -> tuple[TalkingHeadModel, dict]:
-    """Load E, G and D from a meta-training checkpoint; returns (model in eval mode, metadata)."""
+def load_meta_model(path: str | Path, device: str = "cpu", with_d: bool = True
+                    ) -> tuple[TalkingHeadModel, dict]:
+    """Load E, G and D (``with_d=False``: E and G) from a meta-training checkpoint; returns (model
+    in eval mode, metadata)."""
     ck = load_checkpoint(path, kind="meta")
     try:
         cfg = ModelConfig(**ck.meta["model"])
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: checkpoint metadata lacks a usable model config") from exc
-    model = TalkingHeadModel(cfg)
-    for name in ("E", "G", "D"):
+    model = TalkingHeadModel(cfg, with_d)
+    for name in ("E", "G", "D") if with_d else ("E", "G"):
         ck.load_module(name, getattr(model, name))
     return model.to(device).eval(), ck.meta

@@ -131,6 +131,49 @@ def test_precision_bf16_renders_like_fp32_and_fp16_needs_cuda(checkpoint, tmp_pa
     assert not (tmp_path / "x.mp4").exists()
 
 
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    import torch
+
+    from generator import inference
+    from generator.errors import BadInputError
+
+    cpu = torch.device("cpu")
+    assert GenerateConfig().precision == "auto"
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(inference, "native_bf16", lambda device, native=native: native)
+        assert inference.resolve_precision("auto", cpu) == expected
+        assert inference.autocast_dtype("auto", cpu) == (torch.bfloat16 if native else None)
+    assert inference.resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(BadInputError, match="precision must be one of"):
+        inference.resolve_precision("fp8", cpu)
+
+
+def test_feed_forward_generation_loads_no_discriminator(checkpoint, tmp_path):
+    from generator.errors import BadInputError
+    from generator.generate import make_person
+    from generator.provenance import SigningOptions
+
+    src = write_astronaut_image(tmp_path / "astro.png")
+    calls = []
+
+    def backend():
+        from generator.faces import create_backend
+
+        calls.append(1)
+        return create_backend("dlib")
+
+    person, points, _ = make_person(checkpoint, None, [src], GenerateConfig(), backend=backend)
+    assert calls == [1] and points.shape == (68, 2)  # a deferred backend is asked for once
+    assert person.D is None and person.w is None
+    frames = person.render(points[None])
+    assert frames.shape == (1, person.image_size, person.image_size, 3)
+    with pytest.raises(BadInputError, match="without D"):
+        person.realism(frames, points[None])
+    r = generate(tmp_path / "ff.mp4", [src], checkpoint=checkpoint, backend=backend,
+                 config=GenerateConfig(seconds=0.2), signing=SigningOptions(enabled=False))
+    assert r["frames"] == 5 and len(calls) == 2 and r["precision"] in ("bf16", "fp32")
+
+
 def test_driver_audio_is_carried_over(checkpoint, tmp_path):
     import av
 
