@@ -192,7 +192,7 @@ def export(checkpoint, out, dtype, as_json):
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--adv-weight", type=click.FloatRange(min=0),
-              help="Weight of -r in G's loss (default: 1 for a conv D, 0.1 for a calibrated Lite0 D, "
+              help="Weight of -r in G's loss (default: 1 for a conv D, 0.01 for a calibrated Lite0 D, "
                    "whose r has a free scale).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @content_options

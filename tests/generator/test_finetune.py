@@ -138,7 +138,7 @@ def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astro
     assert summary["mode"] == "fine-tuned" and summary["steps"] == 100 and out.is_file()
     assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
     # Against the bundled Lite0 D, -r is down-weighted (ADV_WEIGHT); at weight 1 the content loss rose
-    # 4x over these 100 steps, at 0.1 it falls by an order of magnitude.
+    # 4x over these 100 steps, at 0.1 it fell by an order of magnitude.
     assert summary["content_after"] < 0.5 * summary["content_before"]
     person = load_person(out)
     assert person.meta["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
