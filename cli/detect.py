@@ -29,13 +29,19 @@ def detect():
 @click.option("--compressions", help="Training files' levels, comma-separated (default c23).")
 @click.option("--generator", type=click.Path(exists=True, dir_okay=False),
               help="Generator checkpoint for the realism evidence (default: the bundled model).")
+@click.option("--sbi", type=click.FloatRange(0, 1),
+              help="Share of real training crops replaced by self-blended fakes of themselves "
+                   "(Shiohara & Yamasaki 2022; default 0).")
+@click.option("--degrade", is_flag=True, default=None,
+              help="Degrade every training crop, real or fake alike (face 96-256 px, JPEG 30-95 or "
+                   "H.264 CRF 18-40, blur, noise), so size and compression are no cue.")
 @click.option("--no-fusion", is_flag=True, help="Skip fitting the fusion on the val split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, frames,
-          compressions, generator, no_fusion, device, seed, as_json):
+          compressions, generator, sbi, degrade, no_fusion, device, seed, as_json):
     """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
     of its scores with the realism score on the val split into OUT/detector.safetensors."""
     import dataclasses
@@ -47,7 +53,7 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
     cfg = PRESETS[preset]
     changes = {"seed": seed}
     for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size),
-                       ("frames", frames)):
+                       ("frames", frames), ("sbi", sbi), ("degrade", degrade)):
         if value is not None:
             changes[key] = value
     if compressions:

@@ -46,10 +46,18 @@ class DetectTrainConfig:
     jpeg: float = 0.3
     checkpoint_every: int = 200
     seed: int = 0
+    # Self-Blended Images (detector/sbi.py): the share of real training crops replaced, each time
+    # they are drawn, by a self-blended fake of themselves (label fake). 0 = off.
+    sbi: float = 0.0
+    # Label-blind degradations (detector/degrade.py) on every training crop: face size 96-256 px,
+    # JPEG 30-95 or H.264 CRF 18-40, blur, noise, with DegradeConfig's probabilities.
+    degrade: bool = False
 
     def __post_init__(self):
         if self.input_size < 32 or self.frames < 1 or self.batch_size < 1 or self.epochs < 1:
             raise BadInputError("input_size >= 32, frames >= 1, batch_size >= 1 and epochs >= 1")
+        if not 0 <= self.sbi <= 1:
+            raise BadInputError("the self-blended share (sbi) must lie in [0, 1]")
 
 
 PRESETS = {
@@ -66,6 +74,7 @@ class FrameSet:
     labels: np.ndarray  # (N,) 1 = fake
     video_ids: list[str]
     missing: list[dict]  # videos with frames (or all frames) without a face, and why
+    points: np.ndarray | None = None  # (N, 68, 2) landmarks in crop pixels (for self-blending)
 
 
 def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int, size: int,
@@ -76,13 +85,13 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
     from tqdm import tqdm
 
     from detector.faces import cached_faces, sample_key
-    from generator.crop import DETECTOR_CROP
+    from generator.crop import DETECTOR_CROP, crop_transform
     from generator.faces import create_backend
 
     crop = dc.replace(DETECTOR_CROP, size=size)
     cache = Path(dataset) / CACHE_DIR
     backend = None
-    crops, labels, ids, missing = [], [], [], []
+    crops, labels, ids, missing, points = [], [], [], [], []
     for row in tqdm(rows, desc=desc, unit="video", disable=not progress):
         key = sample_key(row, frames, size)
         if backend is None and not (cache / f"{key}.npz").is_file():
@@ -97,10 +106,29 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
             missing.append({"id": row.id, "frames": lost if got.found.any() else "all",
                             "reason": sorted({r for r in got.reasons if r})})
         crops.append(got.crops[got.found])
+        # the crop's own landmarks: the crop's transform depends on the frame landmarks alone
+        points += [crop_transform(p, crop).apply_points(p) for p in got.points[got.found]]
         labels += [int(row.label == "fake")] * int(got.found.sum())
         ids += [row.id] * int(got.found.sum())
     arr = np.concatenate(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
-    return FrameSet(arr, np.asarray(labels, np.int64), ids, missing)
+    pts = np.stack(points).astype(np.float32) if points else np.zeros((0, 68, 2), np.float32)
+    return FrameSet(arr, np.asarray(labels, np.int64), ids, missing, pts)
+
+
+def training_sample(frames: FrameSet, i: int, rng: np.random.Generator, config: DetectTrainConfig
+                    ) -> tuple[np.ndarray, int]:
+    """Crop ``i`` as the training loop sees it, and its label: self-blended (a real crop, with
+    probability ``config.sbi``), then degraded (whatever the label), then the usual augmentation."""
+    from detector.degrade import apply_degradation, sample_degradation
+
+    crop, label = frames.crops[i], int(frames.labels[i])
+    if config.sbi and label == 0 and frames.points is not None and rng.random() < config.sbi:
+        from detector.sbi import self_blend
+
+        crop, label = self_blend(crop, frames.points[i], rng)[0], 1
+    if config.degrade:
+        crop = apply_degradation(crop, sample_degradation(rng))  # drawn before the label is looked at
+    return augment(crop, rng, config), label
 
 
 def augment(crop: np.ndarray, rng: np.random.Generator, config: DetectTrainConfig) -> np.ndarray:
@@ -240,8 +268,9 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
             model.train()
             while step_in_epoch < steps_per_epoch:
                 idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
-                x = np.stack([augment(train.crops[i], rng, config) for i in idx])
-                y = torch.from_numpy(train.labels[idx]).float().to(device)
+                xs, ys = zip(*(training_sample(train, i, rng, config) for i in idx))
+                x = np.stack(xs)
+                y = torch.tensor(ys, dtype=torch.float32, device=device)
                 loss = loss_fn(model(model.to_input(torch.from_numpy(x).to(device))), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

@@ -112,3 +112,21 @@ def test_imagenet_needs_a_backbone_whose_weights_ship():
     with pytest.raises(BadInputError, match="tf_efficientnet_lite0, tf_efficientnet_lite2"):
         load_pretrained(Detector("efficientnet_b0"), "imagenet")
     assert load_pretrained(Detector("efficientnet_b0"), "none") == {"init": "scratch"}
+
+
+def test_self_blended_and_degraded_training_runs_and_is_recorded(dataset, tmp_path):
+    import json
+
+    from detector.metadata import read_metadata
+    from detector.train import load_frames
+
+    rows = [r for r in read_metadata(dataset) if r.split == "train" and r.id == "v0_c23"]
+    frames = load_frames(dataset, rows, 4, 64)
+    assert frames.points.shape == (len(frames.crops), 68, 2)
+    # the landmarks fall on the face inside the crop
+    assert (frames.points > 0).all() and (frames.points < 64).all()
+    cfg = dataclasses.replace(CFG, sbi=0.5, degrade=True, epochs=1)
+    summary = train_detector(dataset, tmp_path / "run", cfg, max_steps=2, pretrained="none")
+    assert summary["global_step"] == 2 and np.isfinite(summary["last_loss"])
+    stamp = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert stamp["config"]["sbi"] == 0.5 and stamp["config"]["degrade"] is True
