@@ -171,6 +171,9 @@ def _print_verification(v) -> None:
     if v.signer:
         click.echo(f"  signed by {v.signer.get('common_name')} / {v.signer.get('issuer')}; "
                    f"generator {v.claim_generator}; actions {', '.join(v.actions)}")
+        if v.signer.get("cert_sha256"):  # names can be copied; compare these with 'keys show'
+            click.echo(f"  signer certificate sha256 {v.signer['cert_sha256']}")
+            click.echo(f"  issuer certificate sha256 {v.signer.get('issuer_sha256', 'not in the file')}")
     if v.parents:
         click.echo(f"  {v.parents} earlier manifest(s) kept as parent ingredient(s)")
     if v.generation:

@@ -253,7 +253,13 @@ def html_report(result: dict) -> str:
     colour = {FAKE: "#c0392b", REAL: "#27ae60", UNSURE: "#e67e22"}.get(v["label"], "#7f8c8d")
     prob = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
     gen = m.get("generation")
-    panel = (("state", m.get("state")), ("codes", m.get("codes")), ("signer", m.get("signer")),
+    signer = m.get("signer") or {}
+    named = " / ".join(x for x in (signer.get("common_name"), signer.get("issuer")) if x)
+    # Anyone's own CA can copy the names; the certificates' fingerprints tell signers apart.
+    panel = (("state", m.get("state")), ("codes", m.get("codes")), ("signer", named),
+             ("signer certificate sha256", signer.get("cert_sha256")),
+             ("issuer certificate sha256", signer.get("issuer_sha256")),
+             ("signer subject", signer.get("subject_dn")),
              ("claim generator", m.get("claim_generator")), ("generation", gen),
              ("message", m.get("message")))
     rows = "".join(_row(k, val) for k, val in panel if val)

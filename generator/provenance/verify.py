@@ -76,19 +76,22 @@ def verify_file(path: str | Path, trust: list[str | Path] = (), use_local_ca: bo
         state = reader.get_validation_state() or INVALID
         results = reader.get_validation_results() or {}
         store = json.loads(reader.json())
+        manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
+        sig = manifest.get("signature_info") or {}
+        chain = signer_chain(reader, store, sig.get("cert_serial_number"))
     active = results.get("activeManifest", {})
     failures = [f["code"] for f in active.get("failure", [])]
     for ing in results.get("ingredientDeltas", []) or []:
         failures += [f["code"] for f in ing.get("validationDeltas", {}).get("failure", [])]
-    manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
     out = Verification(str(p), state if state in (TRUSTED, VALID, INVALID) else INVALID,
                        codes=failures,
                        informational=[f["code"] for f in active.get("informational", [])])
     out.title = manifest.get("title")
     gens = manifest.get("claim_generator_info") or [{}]
     out.claim_generator = " ".join(str(gens[0].get(k, "")) for k in ("name", "version")).strip()
-    sig = manifest.get("signature_info") or {}
     out.signer = {k: sig.get(k) for k in ("issuer", "common_name", "alg", "time") if sig.get(k)}
+    # Names can be copied by anyone with their own CA: the fingerprints tell signers apart.
+    out.signer.update(chain)
     for a in manifest.get("assertions", []):
         if a.get("label") == GENERATION_LABEL:
             out.generation = a.get("data")
@@ -101,6 +104,61 @@ def verify_file(path: str | Path, trust: list[str | Path] = (), use_local_ca: bo
         out.message = ", ".join(failures) or "manifest failed validation"
     out.message += disguise
     return out
+
+
+def _der_certificates(blob: bytes) -> list:
+    """The X.509 certificates embedded (DER) in a manifest store's bytes, in order."""
+    from cryptography import x509
+
+    certs, i = [], blob.find(b"\x30\x82")
+    while i >= 0:
+        n = int.from_bytes(blob[i + 2:i + 4], "big") + 4  # a SEQUENCE with a two-byte length
+        try:
+            certs.append(x509.load_der_x509_certificate(blob[i:i + n]))
+            i = blob.find(b"\x30\x82", i + n)
+        except ValueError:
+            i = blob.find(b"\x30\x82", i + 1)
+    return certs
+
+
+def fingerprint(cert) -> str:
+    """SHA-256 of a certificate's DER bytes, colon-separated hex as ``sfumato keys show`` prints it."""
+    from cryptography.hazmat.primitives import hashes
+
+    return cert.fingerprint(hashes.SHA256()).hex(":")
+
+
+def signer_chain(reader, store: dict, serial: str | None) -> dict:
+    """The active manifest's signing certificate, found by its serial number among the store's
+    certificates, and its issuer's: SHA-256 fingerprints, serial and validity ({} if not found)."""
+    import io
+
+    if not serial:
+        return {}
+    manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
+    uri = (manifest.get("signature_info") or {}).get("uri") or _signature_uri(reader, store)
+    buf = io.BytesIO()
+    try:
+        reader.resource_to_stream(uri, buf)
+    except Exception:  # noqa: BLE001 - c2pa raises its own types; no certificate, no fingerprint
+        return {}
+    certs = _der_certificates(buf.getvalue())
+    leaf = next((c for c in certs if str(c.serial_number) == str(serial)), None)
+    if leaf is None:
+        return {}
+    out = {"cert_sha256": fingerprint(leaf), "cert_serial": str(leaf.serial_number),
+           "subject_dn": leaf.subject.rfc4514_string(), "issuer_dn": leaf.issuer.rfc4514_string(),
+           "not_after": leaf.not_valid_after_utc.isoformat()}
+    ca = next((c for c in certs if c.subject == leaf.issuer and c is not leaf), None)
+    if ca is not None:
+        out["issuer_sha256"] = fingerprint(ca)
+    return out
+
+
+def _signature_uri(reader, store: dict) -> str:
+    detailed = json.loads(reader.detailed_json())
+    active = detailed.get("manifests", {}).get(detailed.get("active_manifest"), {})
+    return (active.get("claim") or {}).get("signature", "")
 
 
 def exit_code(results: list[Verification]) -> int:

@@ -103,6 +103,11 @@ def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, t
     assert r["models"]["method"] == "fused" and r["models"]["detector_sha256"]
     page = html_report(r)
     assert "<img" in page and "Trusted" in page and "data:image/png;base64" in page
+    from generator.provenance import describe_keys
+
+    mine = describe_keys(tmp_path / "keys")  # the panel names the signer by its certificates
+    assert r["manifest"]["signer"]["cert_sha256"] == mine["signer"]["sha256"]
+    assert mine["signer"]["sha256"] in page and mine["ca"]["sha256"] in page
     json.dumps(public(r))  # JSON-ready
 
     data = bytearray(clip.read_bytes())

@@ -257,3 +257,23 @@ def test_generated_media_is_signed_with_keys_made_on_first_use(tmp_path, monkeyp
         assert not sign_generated(other, GEN, SigningOptions(enabled=False))["signed"]
     assert "NOT signing" in caplog.text
     assert verify_file(other).state == "Absent"
+
+
+def test_signers_with_the_same_names_are_told_apart_by_fingerprint(tmp_path, identity, keys):
+    """Another 'sfumato keys init' CA copies the subject and issuer names; not the certificates."""
+    other_dir = tmp_path / "other_keys"
+    init_keys(other_dir)
+    other = SigningIdentity.from_keys_dir(other_dir)
+    src = media(tmp_path, "png")
+    mine, theirs = tmp_path / "mine.png", tmp_path / "theirs.png"
+    sign_file(src, identity, mine, generation=GEN)
+    sign_file(src, other, theirs, generation=GEN)
+    a, b = verify_file(mine), verify_file(theirs)
+    assert (a.state, b.state) == ("Trusted", "Valid")
+    for key in ("common_name", "issuer", "subject_dn", "issuer_dn"):
+        assert a.signer[key] == b.signer[key]  # the names say nothing
+    mine_keys, their_keys = describe_keys(keys.root), describe_keys(other_dir)
+    assert a.signer["cert_sha256"] == mine_keys["signer"]["sha256"]  # what 'keys show' prints
+    assert a.signer["issuer_sha256"] == mine_keys["ca"]["sha256"]
+    assert b.signer["cert_sha256"] == their_keys["signer"]["sha256"] != a.signer["cert_sha256"]
+    assert b.signer["issuer_sha256"] == their_keys["ca"]["sha256"] != a.signer["issuer_sha256"]
