@@ -37,6 +37,7 @@ class ScanConfig:
     threshold: float = 0.5  # on the calibrated probability of fake
     unsure_band: float = 0.15  # |p - threshold| below this: unsure
     thumbnails: int = 8  # face thumbnails in the HTML report
+    heatmaps: int = 3  # Grad-CAM maps of the most suspicious frames in the HTML report
     faces: int = 1  # face tracks to follow: the largest, then the next largest, ...
 
 
@@ -124,6 +125,22 @@ class Scanner:
                 "models": self.versions, "seconds": round(time.perf_counter() - t0, 3)}
 
 
+def explain(result: dict, scanner: Scanner) -> dict:
+    """Add Grad-CAM maps of the verdict face's most suspicious frames (``_heatmaps``: frame position
+    -> (S, S) map summing to 1) for the HTML report; in memory only, like the samples."""
+    from detector.heatmap import gradcam
+
+    face = result["faces"][result["verdict"].get("track", 0)]
+    samples = face.get("_samples")
+    if samples is None or not samples.found.any() or scanner.config.heatmaps < 1:
+        return result
+    probs = np.array([p if p is not None else -1.0 for p in face["fake_probability"]], float)
+    order = [int(k) for k in np.argsort(-probs) if samples.found[k]][:scanner.config.heatmaps]
+    maps = gradcam(scanner.model, samples.crops[order])
+    face["_heatmaps"] = dict(zip(order, maps))
+    return result
+
+
 def public(result: dict) -> dict:
     """A scan result without its in-memory samples (JSON-ready)."""
     out = {k: v for k, v in result.items() if not k.startswith("_")}
@@ -153,7 +170,7 @@ def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | o
     if report is not None:
         if len(results) != 1 or "error" in results[0]:
             raise BadInputError("--report makes one HTML page for one scanned file")
-        write_bytes_atomic(report, html_report(results[0]).encode())
+        write_bytes_atomic(report, html_report(explain(results[0], scanner)).encode())
     summary = {"files": len(results),
                "verdicts": {k: sum(r.get("verdict", {}).get("label") == k for r in results)
                             for k in EXIT_CODES},
@@ -250,6 +267,16 @@ def html_report(result: dict) -> str:
             pk = face["fake_probability"][k]
             thumbs += (f'<figure><img src="{_png(samples.crops[k])}"><figcaption>frame '
                        f'{int(samples.indices[k])}<br>p={pk:.2f}</figcaption></figure>')
+    heat = ""
+    if samples is not None and face.get("_heatmaps"):
+        from detector.heatmap import overlay
+
+        for k, hm in face["_heatmaps"].items():
+            heat += (f'<figure><img src="{_png(overlay(samples.crops[k], hm))}"><figcaption>frame '
+                     f'{int(samples.indices[k])}<br>p={face["fake_probability"][k]:.2f}</figcaption>'
+                     '</figure>')
+        heat = ("<h2>Where the detector looks</h2><p>Grad-CAM of the fake logit on the most "
+                f"suspicious frames (red: most weight).</p>{heat}")
     colour = {FAKE: "#c0392b", REAL: "#27ae60", UNSURE: "#e67e22"}.get(v["label"], "#7f8c8d")
     prob = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
     gen = m.get("generation")
@@ -277,7 +304,7 @@ figure{{display:inline-block;margin:4px;text-align:center;font-size:.8em}}</styl
 <div class="verdict">{e(v['label'])}: p(fake) = {prob}</div>
 <p>Verdict from the {e(v['method'])} probability: fake at or above {v['threshold']}, real below, unsure within
 {v['unsure_band']} of it.</p><ul>{notes}</ul>
-<h2>Faces</h2>{thumbs or '<p>No face found.</p>'}
+<h2>Faces</h2>{thumbs or '<p>No face found.</p>'}{heat}
 <h2>Timeline</h2><img src="{_timeline(face)}" style="max-width:100%">
 {f'<h3>Frames without a face</h3><ul>{missing}</ul>' if missing else ''}
 <h2>Provenance (C2PA)</h2><table>{rows}</table>

@@ -109,6 +109,18 @@ def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, t
     assert r["manifest"]["signer"]["cert_sha256"] == mine["signer"]["sha256"]
     assert mine["signer"]["sha256"] in page and mine["ca"]["sha256"] in page
     json.dumps(public(r))  # JSON-ready
+    from detector.scan import explain
+
+    explain(r, scanner)
+    maps = r["faces"][0]["_heatmaps"]
+    size = scanner.meta["input_size"]
+    assert 1 <= len(maps) <= scanner.config.heatmaps
+    probs = r["faces"][0]["fake_probability"]
+    assert min(probs[k] for k in maps) == pytest.approx(sorted(probs)[-len(maps)])  # the top frames
+    for hm in maps.values():
+        assert hm.shape == (size, size) and hm.min() >= 0 and hm.sum() == pytest.approx(1.0, abs=1e-4)
+    assert "Where the detector looks" in html_report(r)
+    json.dumps(public(r))  # the maps stay out of the JSON
 
     data = bytearray(clip.read_bytes())
     k = data.find(b"mdat") + 200  # flip pixels' bytes after signing
