@@ -88,13 +88,21 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
 @click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--identity", type=click.Choice(["agnostic", "clip"]), default="agnostic", show_default=True,
               help="r with w_0 only, or with the identity estimated from the clip itself.")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="False-positive rate the verdict threshold is set for, on the "
+                                      "split's real videos.")
 @pass_settings
-def fuse(settings: Settings, dataset, detector, out, generator, split, frames, identity):
-    """Fit the fusion (calibrated logistic regression) of a trained detector with the realism score."""
+def fuse(settings: Settings, dataset, detector, out, generator, split, frames, identity, fpr):
+    """Fit the fusion (calibrated logistic regression) of a trained detector with the realism score,
+    and calibrate the verdict threshold for a false-positive rate on the split's real videos."""
     from detector.evaluate import fit_detector_fusion
 
-    r = fit_detector_fusion(dataset, detector, out, generator, split, frames, identity, settings.progress)
-    click.echo(f"fitted on {r['videos']} videos ({r['fake']} fake): {out}")
+    r = fit_detector_fusion(dataset, detector, out, generator, split, frames, identity, settings.progress,
+                            fpr)
+    cal = r["calibration"]
+    click.echo(f"fitted on {r['videos']} videos ({r['fake']} fake): {out}; fake from p >= "
+               f"{cal['fake_from']:.4f} ({cal['measured_fpr']:.1%} of {cal['real_videos']} real videos, "
+               f"target {cal['fpr']:.0%})")
 
 
 @detect.command("eval")
@@ -133,8 +141,11 @@ def eval_(settings: Settings, dataset, detector, split, out, generator, frames, 
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Folder results (default scan-results).")
 @click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True)
-@click.option("--unsure-band", type=click.FloatRange(0, 0.5), default=0.15, show_default=True)
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Verdict threshold (default: the detector's, calibrated for a stated false-positive "
+                   "rate on real validation clips; 0.5 for a detector without one).")
+@click.option("--unsure-band", type=click.FloatRange(0, 0.5),
+              help="Half-width of the unsure band (default: the detector's calibration, else 0.15).")
 @click.option("--faces", type=click.IntRange(min=1), default=1, show_default=True,
               help="Face tracks to follow (largest first); the file's verdict is its most suspicious face's.")
 @click.option("--json", "as_json", is_flag=True)

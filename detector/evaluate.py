@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.calibration import DEFAULT_FPR
 from detector.evidence import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
 from detector.fusion import FusionModel, fit_fusion
 from detector.metadata import ClipRecord, read_metadata
@@ -99,10 +100,13 @@ def load_realism(meta: dict, generator: str | os.PathLike | None):
 
 def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
                         generator: str | os.PathLike | None = None, split: str = "val", frames: int = 32,
-                        identity: str = "agnostic", progress: bool = False) -> dict:
-    """Fit the fused and realism-only models on ``split`` and write the detector with them to ``out``."""
+                        identity: str = "agnostic", progress: bool = False,
+                        fpr: float = DEFAULT_FPR) -> dict:
+    """Fit the fused and realism-only models on ``split`` and write the detector with them to ``out``,
+    with the verdict threshold calibrated for false-positive rate ``fpr`` on the split's real videos."""
     from tqdm import tqdm
 
+    from detector.calibration import calibrate
     from detector.train import _save, load_detector
 
     model, meta = load_detector(detector)
@@ -117,13 +121,17 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
             labels.append(int(row.label == "fake"))
     fused = fit_fusion(feats, labels, list(FUSION_FEATURES))
     realism_only = fit_fusion(feats, labels, list(REALISM_FUSION_FEATURES))
+    # scan's verdict threshold: at most `fpr` of this split's real videos called fake
+    real = [f for f, y in zip(feats, labels) if y == 0]
+    cal = calibrate(fused.predict(real), fpr, set_on=f"{dataset} ({split}, real videos)")
     meta = {**meta, "fusion": dataclasses.asdict(fused), "realism_fusion": dataclasses.asdict(realism_only),
             "realism": {**realism.info, "identity": identity}, "eval_frames": frames,
+            "calibration": cal.to_dict(),
             "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
     meta.pop("optimizers", None)
     _save(Path(out), model, None, meta)
     return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
-            "fused_coef": dict(zip(FUSION_FEATURES, fused.coef)),
+            "calibration": cal.to_dict(), "fused_coef": dict(zip(FUSION_FEATURES, fused.coef)),
             "realism_coef": dict(zip(REALISM_FUSION_FEATURES, realism_only.coef))}
 
 

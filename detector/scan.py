@@ -34,8 +34,10 @@ class ScanConfig:
     """How to scan."""
 
     frames: int = 32  # evenly spaced frames per video
-    threshold: float = 0.5  # on the calibrated probability of fake
-    unsure_band: float = 0.15  # |p - threshold| below this: unsure
+    # on the probability of fake; None: the detector's calibration (a stated false-positive rate on
+    # real validation clips, detector/calibration.py), else 0.5 with a band of 0.15
+    threshold: float | None = None
+    unsure_band: float | None = None  # |p - threshold| below this: unsure
     thumbnails: int = 8  # face thumbnails in the HTML report
     heatmaps: int = 3  # Grad-CAM maps of the most suspicious frames in the HTML report
     faces: int = 1  # face tracks to follow: the largest, then the next largest, ...
@@ -63,8 +65,19 @@ class Scanner:
             raise MissingWeightsError(
                 f"detector {path} not found: train one with `sfumato detect train DATASET` (and pass it with "
                 "--detector), or reinstall sfumato for the bundled one")
-        self.path, self.config = path, config
+        from detector.calibration import calibration_from
+
+        self.path = path
         self.model, self.meta = load_detector(path)
+        self.calibration = calibration_from(self.meta)
+        cal = self.calibration
+        if config.threshold is None:  # the explicit options win over the file's calibration
+            config = dataclasses.replace(config, threshold=cal.threshold if cal else 0.5)
+        if config.unsure_band is None:
+            config = dataclasses.replace(config, unsure_band=cal.unsure_band if cal else 0.15)
+        self.config = config
+        self.calibrated = cal is not None and (config.threshold, config.unsure_band) == (
+            cal.threshold, cal.unsure_band)
         self.fusion = FusionModel(**self.meta["fusion"]) if self.meta.get("fusion") else None
         self.realism = load_realism(self.meta, generator) if self.fusion is not None else None
         self.backend = create_backend("dlib")
@@ -117,10 +130,14 @@ class Scanner:
                          "signing (or the manifest was forged)")
         if (manifest.get("generation") or {}).get("generator") == "sfumato":
             notes.append("the file's valid manifest says sfumato generated it")
+        cal = self.calibration if self.calibrated else None
+        if cal is None:
+            notes.append("the threshold is not calibrated for a false-positive rate (this detector "
+                         "records none, or --threshold / --unsure-band were given)")
         return {"file": str(path), "sha256": sha256_file(path), "media": info.to_dict(),
                 "verdict": {"label": label, "probability_fake": p, "threshold": self.config.threshold,
                             "unsure_band": self.config.unsure_band, "method": self.versions["method"],
-                            "track": top["track"]},
+                            "track": top["track"], "calibration": cal.to_dict() if cal else None},
                 "manifest": manifest, "notes": notes, "faces": tracks,
                 "models": self.versions, "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -277,6 +294,10 @@ def html_report(result: dict) -> str:
                      '</figure>')
         heat = ("<h2>Where the detector looks</h2><p>Grad-CAM of the fake logit on the most "
                 f"suspicious frames (red: most weight).</p>{heat}")
+    cal = v.get("calibration")
+    calibrated = (f" Calibrated for a false-positive rate of {cal['fpr']:.0%} on {cal['real_videos']} real "
+                  f"videos ({e(cal['set_on'])}; measured there: {cal['measured_fpr']:.1%})." if cal else
+                  " Not calibrated for a false-positive rate.")
     colour = {FAKE: "#c0392b", REAL: "#27ae60", UNSURE: "#e67e22"}.get(v["label"], "#7f8c8d")
     prob = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
     gen = m.get("generation")
@@ -302,8 +323,8 @@ th,td{{text-align:left;padding:2px 8px;border-bottom:1px solid #ddd;vertical-ali
 figure{{display:inline-block;margin:4px;text-align:center;font-size:.8em}}</style></head><body>
 <h1>sfumato scan</h1><p><code>{e(result['file'])}</code><br>sha256 <code>{e(result['sha256'])}</code></p>
 <div class="verdict">{e(v['label'])}: p(fake) = {prob}</div>
-<p>Verdict from the {e(v['method'])} probability: fake at or above {v['threshold']}, real below, unsure within
-{v['unsure_band']} of it.</p><ul>{notes}</ul>
+<p>Verdict from the {e(v['method'])} probability: fake at or above {v['threshold'] + v['unsure_band']:.4f},
+unsure from {v['threshold'] - v['unsure_band']:.4f}, real below.{calibrated}</p><ul>{notes}</ul>
 <h2>Faces</h2>{thumbs or '<p>No face found.</p>'}{heat}
 <h2>Timeline</h2><img src="{_timeline(face)}" style="max-width:100%">
 {f'<h3>Frames without a face</h3><ul>{missing}</ul>' if missing else ''}

@@ -225,3 +225,23 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     top = max(r["faces"], key=lambda t: t["probability_fake"])
     assert r["verdict"]["track"] == top["track"]
     assert r["verdict"]["probability_fake"] == top["probability_fake"]
+
+
+def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_checkpoint):
+    from detector.calibration import calibration_from
+    from detector.scan import ScanConfig, Scanner, html_report
+    from detector.train import load_detector
+
+    _, meta = load_detector(detector)
+    cal = calibration_from(meta)
+    assert cal is not None and cal.fpr == 0.05 and cal.measured_fpr <= cal.fpr and cal.real_videos >= 1
+    assert "val" in cal.set_on
+    scanner = Scanner(detector, tiny_checkpoint, ScanConfig(frames=4))
+    assert (scanner.config.threshold, scanner.config.unsure_band) == (cal.threshold, cal.unsure_band)
+    clip = dataset / "videos/v0/c23.mp4"
+    r = scanner.scan(clip)
+    assert r["verdict"]["calibration"]["fake_from"] == cal.fake_from
+    assert "Calibrated for a false-positive rate of 5%" in html_report(r)
+    manual = Scanner(detector, tiny_checkpoint, ScanConfig(frames=4, threshold=0.7)).scan(clip)
+    assert manual["verdict"]["calibration"] is None and manual["verdict"]["threshold"] == 0.7
+    assert any("not calibrated" in n for n in manual["notes"])
