@@ -43,6 +43,47 @@ class ScanConfig:
     faces: int = 1  # face tracks to follow: the largest, then the next largest, ...
 
 
+LOW_FACE_PX = 64  # faces smaller than this (landmark box, frame pixels) are mostly upscaled pixels
+
+
+def reliability(samples, info, faces_seen: int, tracks_followed: int) -> list[str]:
+    """Why a verdict deserves less confidence than usual (empty: nothing known against it)."""
+    notes = []
+    found = samples.found
+    if found.any():
+        pts = samples.points[found]
+        size = float(np.median((pts.max(axis=1) - pts.min(axis=1)).max(axis=1)))
+        if size < LOW_FACE_PX:
+            notes.append(f"face under {LOW_FACE_PX} px ({size:.0f} px across): low confidence, the "
+                         "detector sees mostly interpolated pixels")
+        if found.mean() < 0.5:
+            notes.append(f"a face in only {int(found.sum())} of {len(found)} sampled frames: low "
+                         "confidence")
+    if info.kind != "video":
+        notes.append("a still image: one frame of evidence, no temporal cues (lower confidence than "
+                     "a video)")
+    elif samples.frame_count and samples.frame_count < 8:
+        notes.append(f"a very short clip ({samples.frame_count} frames): few frames of evidence")
+    if faces_seen > tracks_followed:
+        notes.append(f"{faces_seen} faces in the picture, {tracks_followed} followed (the largest first): "
+                     f"scan with --faces {faces_seen} to score the others")
+    return notes
+
+
+def faces_in_view(samples, path, backend) -> int:
+    """How many faces the detector finds in the first sampled frame that has the followed face."""
+    from generator.video_io import MediaReader
+
+    found = np.flatnonzero(samples.found)
+    if not len(found):
+        return 0
+    with MediaReader(path) as reader:
+        for idx, image in reader.frames():
+            if idx == int(samples.indices[found[0]]):
+                return len(backend.detect(image))
+    return 1
+
+
 def verdict(p: float, config: ScanConfig) -> str:
     """fake / real / unsure for a calibrated probability of fake."""
     if abs(p - config.threshold) < config.unsure_band:
@@ -124,7 +165,9 @@ class Scanner:
         # The file is as suspicious as its most suspicious face.
         top = max(scored, key=lambda t: t["probability_fake"]) if scored else tracks[0]
         p, label = top["probability_fake"], top["label"]
-        notes = []
+        seen = faces_in_view(tracks[0]["_samples"], path, self.backend)
+        caveats = reliability(top["_samples"], info, seen, len(tracks))
+        notes = list(caveats)
         if manifest.get("state") == "Invalid":
             notes.append("the file carries a C2PA manifest that does not validate: it was altered after "
                          "signing (or the manifest was forged)")
@@ -137,7 +180,8 @@ class Scanner:
         return {"file": str(path), "sha256": sha256_file(path), "media": info.to_dict(),
                 "verdict": {"label": label, "probability_fake": p, "threshold": self.config.threshold,
                             "unsure_band": self.config.unsure_band, "method": self.versions["method"],
-                            "track": top["track"], "calibration": cal.to_dict() if cal else None},
+                            "track": top["track"], "calibration": cal.to_dict() if cal else None,
+                            "reliability": "low" if caveats else "normal", "caveats": caveats},
                 "manifest": manifest, "notes": notes, "faces": tracks,
                 "models": self.versions, "seconds": round(time.perf_counter() - t0, 3)}
 

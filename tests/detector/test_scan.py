@@ -225,6 +225,33 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     top = max(r["faces"], key=lambda t: t["probability_fake"])
     assert r["verdict"]["track"] == top["track"]
     assert r["verdict"]["probability_fake"] == top["probability_fake"]
+    # with the default single track, the verdict says that another face went unscored
+    one = Scanner(detector, tiny_checkpoint, ScanConfig(frames=3)).scan(tmp_path / "two.mp4")
+    assert one["verdict"]["reliability"] == "low"
+    assert any("2 faces" in c and "--faces 2" in c for c in one["verdict"]["caveats"])
+    assert not any("faces in the picture" in c for c in r["verdict"]["caveats"])
+
+
+def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_checkpoint, tmp_path):
+    import cv2
+
+    from detector.scan import ScanConfig, Scanner
+    from generator.samples import astronaut_frames, astronaut_image
+    from generator.video_io import write_image, write_video
+
+    scanner = Scanner(detector, tiny_checkpoint, ScanConfig(frames=3))
+    small = [cv2.resize(f, (72, 72), interpolation=cv2.INTER_AREA) for f in astronaut_frames(6, 160)]
+    tiny = [np.pad(cv2.resize(f, (144, 144)), ((40, 40), (40, 40), (0, 0))) for f in small]
+    write_video(tmp_path / "tiny.mp4", tiny, fps=25)  # a face of ~50 px, upscaled: few real pixels
+    r = scanner.scan(tmp_path / "tiny.mp4")
+    assert any(r["faces"][0]["face_found"])  # dlib still finds it
+    assert r["verdict"]["reliability"] == "low"
+    assert any("face under 64 px" in c for c in r["verdict"]["caveats"]), r["verdict"]["caveats"]
+    write_image(tmp_path / "still.png", astronaut_image())
+    still = scanner.scan(tmp_path / "still.png")
+    assert still["verdict"]["label"] in ("fake", "real", "unsure")
+    assert any("still image" in c for c in still["verdict"]["caveats"])
+    assert any("still image" in n for n in still["notes"])
 
 
 def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_checkpoint):
