@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.degrade import jpeg_roundtrip
 from detector.metadata import ClipRecord, read_metadata, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.files import sha256_file, write_bytes_atomic
@@ -129,15 +130,6 @@ def _pixelate(frame: np.ndarray, factor: int) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def _jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
-    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
-    if decoded is None:
-        raise BadInputError(f"cannot JPEG-encode a {frame.shape} frame at quality {quality}")
-    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-
-
 def resized_size(height: int, width: int, factor: float) -> tuple[int, int]:
     """(height, width) after RS by ``factor``: each side rounded to an even number >= 2 (yuv420p)."""
     return (max(2, 2 * round(height * factor / 2)), max(2, 2 * round(width * factor / 2)))
@@ -168,7 +160,7 @@ def perturb_frame(frame: np.ndarray, code: str, level: int, rng: np.random.Gener
     if code == "PX":
         return _pixelate(frame, int(v))
     if code == "JPEG":
-        return _jpeg(frame, int(v))
+        return jpeg_roundtrip(frame, int(v))
     if code == "RS":
         return _resize(frame, v)
     return frame  # VC acts on the encode (its CRF), not on the pixels

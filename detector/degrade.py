@@ -63,9 +63,10 @@ def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
     """``img`` (RGB uint8) encoded as JPEG at ``quality`` and decoded."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY,
                                                                           int(quality)])
-    if not ok:
-        raise BadInputError("JPEG encoding failed")
-    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if decoded is None:
+        raise BadInputError(f"cannot JPEG-encode a {img.shape} frame at quality {quality}")
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
 
 
 def h264_roundtrip(img: np.ndarray, crf: int) -> np.ndarray:

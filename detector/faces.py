@@ -35,6 +35,7 @@ class FaceSamples:
     realism_points: np.ndarray | None = None  # (N, 68, 2) landmarks in those crops
     reasons: list[str] = dataclasses.field(default_factory=list)  # per frame, "" where found
     frame_count: int = 0
+    faces_seen: np.ndarray | None = None  # (N,) faces the detector found in each sampled frame
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -46,6 +47,8 @@ class FaceSamples:
                   "reasons": np.array(self.reasons, dtype=str), "frame_count": np.int64(self.frame_count)}
         if self.realism_crops is not None:
             arrays.update(realism_crops=self.realism_crops, realism_points=self.realism_points)
+        if self.faces_seen is not None:
+            arrays["faces_seen"] = self.faces_seen
         np.savez_compressed(buf, **arrays)
         return buf.getvalue()
 
@@ -56,7 +59,8 @@ class FaceSamples:
             return cls(z["indices"], z["found"], z["crops"], z["points"],
                        z["realism_crops"] if "realism_crops" in z.files else None,
                        z["realism_points"] if "realism_points" in z.files else None,
-                       [str(r) for r in z["reasons"]], int(z["frame_count"]))
+                       [str(r) for r in z["reasons"]], int(z["frame_count"]),
+                       z["faces_seen"] if "faces_seen" in z.files else None)
 
 
 def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
@@ -79,12 +83,14 @@ def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
     s = crop.size
     n = len(images)
     out = FaceSamples(np.asarray(indices, np.int64), np.zeros(n, bool), np.zeros((n, s, s, 3), np.uint8),
-                      np.full((n, 68, 2), np.nan, np.float32), reasons=[""] * n, frame_count=int(total))
+                      np.full((n, 68, 2), np.nan, np.float32), reasons=[""] * n, frame_count=int(total),
+                      faces_seen=np.zeros(n, np.int64))
     if rparams is not None:
         out.realism_crops = np.zeros((n, realism_size, realism_size, 3), np.uint8)
         out.realism_points = np.full((n, 68, 2), np.nan, np.float32)
     for k, (idx, image) in enumerate(zip(indices, images)):
         face = tracker.step(image, idx)
+        out.faces_seen[k] = face.faces_seen  # the tracker detects on every sampled frame here
         if face.status != OK:
             out.reasons[k] = face.reason or "no face found"
             continue

@@ -46,7 +46,7 @@ class ScanConfig:
 LOW_FACE_PX = 64  # faces smaller than this (landmark box, frame pixels) are mostly upscaled pixels
 
 
-def reliability(samples, info, faces_seen: int, tracks_followed: int) -> list[str]:
+def reliability(samples, info, tracks_followed: int) -> list[str]:
     """Why a verdict deserves less confidence than usual (empty: nothing known against it)."""
     notes = []
     found = samples.found
@@ -64,24 +64,11 @@ def reliability(samples, info, faces_seen: int, tracks_followed: int) -> list[st
                      "a video)")
     elif samples.frame_count and samples.frame_count < 8:
         notes.append(f"a very short clip ({samples.frame_count} frames): few frames of evidence")
+    faces_seen = int(samples.faces_seen.max()) if samples.faces_seen is not None else 0
     if faces_seen > tracks_followed:
         notes.append(f"{faces_seen} faces in the picture, {tracks_followed} followed (the largest first): "
                      f"scan with --faces {faces_seen} to score the others")
     return notes
-
-
-def faces_in_view(samples, path, backend) -> int:
-    """How many faces the detector finds in the first sampled frame that has the followed face."""
-    from generator.video_io import MediaReader
-
-    found = np.flatnonzero(samples.found)
-    if not len(found):
-        return 0
-    with MediaReader(path) as reader:
-        for idx, image in reader.frames():
-            if idx == int(samples.indices[found[0]]):
-                return len(backend.detect(image))
-    return 1
 
 
 def verdict(p: float, config: ScanConfig) -> str:
@@ -165,8 +152,7 @@ class Scanner:
         # The file is as suspicious as its most suspicious face.
         top = max(scored, key=lambda t: t["probability_fake"]) if scored else tracks[0]
         p, label = top["probability_fake"], top["label"]
-        seen = faces_in_view(tracks[0]["_samples"], path, self.backend)
-        caveats = reliability(top["_samples"], info, seen, len(tracks))
+        caveats = reliability(top["_samples"], info, len(tracks))
         notes = list(caveats)
         if manifest.get("state") == "Invalid":
             notes.append("the file carries a C2PA manifest that does not validate: it was altered after "

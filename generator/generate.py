@@ -268,8 +268,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         raise BadInputError("--person already holds the source and the model: leave out --source "
                             "and --checkpoint")
     out = check_writable(out)
-    autocast_dtype(config.precision, torch.device(device))  # fp16 off CUDA fails here, before any work
     precision = resolve_precision(config.precision, torch.device(device))
+    autocast_dtype(precision, torch.device(device))  # fp16 off CUDA fails here, before any work
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as loader:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])

@@ -78,7 +78,7 @@ def verify_file(path: str | Path, trust: list[str | Path] = (), use_local_ca: bo
         store = json.loads(reader.json())
         manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
         sig = manifest.get("signature_info") or {}
-        chain = signer_chain(reader, store, sig.get("cert_serial_number"))
+        chain = signer_chain(reader, sig.get("cert_serial_number"))
     active = results.get("activeManifest", {})
     failures = [f["code"] for f in active.get("failure", [])]
     for ing in results.get("ingredientDeltas", []) or []:
@@ -128,18 +128,18 @@ def fingerprint(cert) -> str:
     return cert.fingerprint(hashes.SHA256()).hex(":")
 
 
-def signer_chain(reader, store: dict, serial: str | None) -> dict:
-    """The active manifest's signing certificate, found by its serial number among the store's
-    certificates, and its issuer's: SHA-256 fingerprints, serial and validity ({} if not found)."""
+def signer_chain(reader, serial: str | None) -> dict:
+    """The active manifest's signing certificate, found by its serial number among the manifest
+    store's embedded certificates, and its issuer's: SHA-256 fingerprints, DNs, expiry ({} if none)."""
     import io
 
     if not serial:
         return {}
-    manifest = store.get("manifests", {}).get(store.get("active_manifest"), {})
-    uri = (manifest.get("signature_info") or {}).get("uri") or _signature_uri(reader, store)
+    detailed = json.loads(reader.detailed_json())  # the plain JSON does not name the signature box
+    active = detailed.get("manifests", {}).get(detailed.get("active_manifest"), {})
     buf = io.BytesIO()
     try:
-        reader.resource_to_stream(uri, buf)
+        reader.resource_to_stream((active.get("claim") or {}).get("signature", ""), buf)
     except Exception:  # noqa: BLE001 - c2pa raises its own types; no certificate, no fingerprint
         return {}
     certs = _der_certificates(buf.getvalue())
@@ -153,12 +153,6 @@ def signer_chain(reader, store: dict, serial: str | None) -> dict:
     if ca is not None:
         out["issuer_sha256"] = fingerprint(ca)
     return out
-
-
-def _signature_uri(reader, store: dict) -> str:
-    detailed = json.loads(reader.detailed_json())
-    active = detailed.get("manifests", {}).get(detailed.get("active_manifest"), {})
-    return (active.get("claim") or {}).get("signature", "")
 
 
 def exit_code(results: list[Verification]) -> int:
