@@ -598,6 +598,12 @@ def _walk_videos(folder: Path, exclude: Path) -> tuple[list[Path], int]:
     return videos, other
 
 
+def _method_from_name(stem: str) -> str:
+    """A fake's method from a ``fake_<method>_<rest>`` file name (shared/data/fakes_dev), else "fake"."""
+    m = re.fullmatch(r"fake_([A-Za-z0-9]+)_.+", stem)
+    return m.group(1) if m else "fake"
+
+
 def _one_of(found: Iterable[str], what: str) -> tuple[str | None, str | None]:
     """The single value among ``found`` (None when none), or an error when they disagree."""
     values = sorted(set(found))
@@ -625,8 +631,8 @@ def _manifest_state(path: Path) -> tuple[str, str | None]:
         return UNSUPPORTED, f"{path}: C2PA check failed ({exc})"
 
 
-def _classify(rel: Path, split: str | None, compression: str | None, method: str | None
-              ) -> tuple[dict | None, str | None]:
+def _classify(rel: Path, split: str | None, compression: str | None, method: str | None,
+              label: str | None = None) -> tuple[dict | None, str | None]:
     """Label, split, compression and method of a file from its folders, or the reason it is skipped."""
     folders = list(rel.parts[:-1])
     lower = [p.lower() for p in folders]
@@ -635,6 +641,8 @@ def _classify(rel: Path, split: str | None, compression: str | None, method: str
     real, fake = bool(REAL_WORDS & set(lower)), bool(FAKE_WORDS & set(lower))
     if real and fake:
         return None, "both a real and a fake folder in the path"
+    if not (real or fake) and label is not None:  # the caller names the label of unlabelled paths
+        real, fake = label == "real", label == "fake"
     if not (real or fake):
         return None, ("no real/fake folder in the path (real: " + ", ".join(sorted(REAL_WORDS))
                       + "; fake: " + ", ".join(sorted(FAKE_WORDS)) + ")")
@@ -651,17 +659,21 @@ def _classify(rel: Path, split: str | None, compression: str | None, method: str
     else:
         # The folder after the first fake folder names the method (manipulated_sequences/Deepfakes,
         # fake/FaceSwap), skipping layout folders such as train/ or c23/ or videos/.
-        first = next(i for i, p in enumerate(lower) if p in FAKE_WORDS)
-        after = [f for f in folders[first + 1:] if f.lower() not in LAYOUT_WORDS]
-        name = after[0] if after else (method or "fake")
+        first = next((i for i, p in enumerate(lower) if p in FAKE_WORDS), None)
+        after = ([] if first is None else
+                 [f for f in folders[first + 1:] if f.lower() not in LAYOUT_WORDS])
+        name = after[0] if after else (method or _method_from_name(rel.stem))
     return {"label": label, "split": found_split or split or "test",
             "compression": found_comp or compression or "unknown", "method": name}, None
 
 
 def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: str | None = None,
                   compression: str | None = None, method: str | None = None,
-                  progress: bool = False) -> dict:
-    """Read a folder of real/fake videos into sfumato metadata in ``out`` (files stay in place)."""
+                  label: str | None = None, progress: bool = False) -> dict:
+    """Read a folder of real/fake videos into sfumato metadata in ``out`` (files stay in place).
+
+    ``label`` (real or fake) labels files whose path has no real/fake folder (e.g. a flat folder of
+    other generators' clips named ``fake_<method>_*.mp4``)."""
     from tqdm import tqdm
 
     start = time.monotonic()
@@ -670,6 +682,8 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
         raise BadInputError(f"{folder}: no such folder")
     if out == folder:  # metadata and README.md would land among (and over) the user's own files
         raise BadInputError(f"{out}: write the imported metadata to a folder other than the videos' own")
+    if label is not None and label not in ("real", "fake"):
+        raise BadInputError(f"label must be real or fake, got {label!r}")
     if split is not None and split not in SPLITS:
         raise BadInputError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if compression is not None:
@@ -684,7 +698,7 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
     skipped, warnings, found = [], [], []
     for path in tqdm(files, desc="import", unit="video", disable=not progress):
         rel = path.relative_to(folder)
-        facts, reason = _classify(rel, split, compression, method)
+        facts, reason = _classify(rel, split, compression, method, label)
         if facts is None:
             skipped.append({"path": rel.as_posix(), "reason": reason})
             continue
@@ -728,7 +742,8 @@ def import_folder(folder: str | os.PathLike, out: str | os.PathLike, *, split: s
     for key in ("split", "label", "method", "compression"):
         counts[f"by_{key}"] = dict(sorted(collections.Counter(getattr(r, key) for r in records).items()))
     summary = {"folder": str(folder), "out": str(out), "sfumato_version": __version__,
-               "arguments": {"split": split, "compression": compression, "method": method},
+               "arguments": {"split": split, "compression": compression, "method": method,
+                             "label": label},
                "counts": counts, "skipped": skipped, "warnings": warnings}
     summary["seconds"] = round(time.monotonic() - start, 3)
     write_bytes_atomic(out / IMPORT_SUMMARY, _json_bytes(summary))

@@ -237,15 +237,19 @@ def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as
 @click.option("--split", type=click.Choice(["train", "val", "test"]),
               help="Split of files whose path names none (default test).")
 @click.option("--compression", help="Compression of files whose path names none (c0, c23, c40).")
-@click.option("--method", help="Method name of fakes whose path names none.")
+@click.option("--method", help="Method name of fakes whose path names none (default: from a "
+              "fake_<method>_*.mp4 file name, else fake).")
+@click.option("--label", type=click.Choice(["real", "fake"]),
+              help="Label of files whose path has no real/fake folder (e.g. --label fake for a flat folder "
+                   "of other generators' clips, such as shared/data/fakes_dev).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def import_(settings: Settings, folder, out, split, compression, method, as_json):
+def import_(settings: Settings, folder, out, split, compression, method, label, as_json):
     """Read a folder of labelled real/fake videos (real/ fake/, or FaceForensics++'s original_sequences/
     manipulated_sequences) into sfumato's metadata format, files left in place."""
     from benchmarks.export import import_folder
 
-    summary = import_folder(folder, out, split=split, compression=compression, method=method,
+    summary = import_folder(folder, out, split=split, compression=compression, method=method, label=label,
                             progress=settings.progress and not as_json)
     if as_json:
         emit_json(summary)

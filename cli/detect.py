@@ -1,6 +1,8 @@
-"""Detector commands: ``sfumato detect train | fuse | eval`` and ``sfumato scan``."""
+"""Detector commands: ``sfumato detect train | fuse | eval | robustness`` and ``sfumato scan``."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -35,13 +37,20 @@ def detect():
 @click.option("--degrade", is_flag=True, default=None,
               help="Degrade every training crop, real or fake alike (face 96-256 px, JPEG 30-95 or "
                    "H.264 CRF 18-40, blur, noise), so size and compression are no cue.")
+@click.option("--balance/--no-balance", default=None,
+              help="Draw real crops more often and weigh both classes equally in each batch's loss "
+                   "(default on).")
+@click.option("--select-fakes", type=click.Path(exists=True, file_okay=False),
+              help="A dataset of other generators' fakes (sfumato bench import --label fake) scored against "
+                   "the val split's real videos each epoch; best = highest mean of that AUC and the val AUC. "
+                   "Never trained on.")
 @click.option("--no-fusion", is_flag=True, help="Skip fitting the fusion on the val split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, frames,
-          compressions, generator, sbi, degrade, no_fusion, device, seed, as_json):
+          compressions, generator, sbi, degrade, balance, select_fakes, no_fusion, device, seed, as_json):
     """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
     of its scores with the realism score on the val split into OUT/detector.safetensors."""
     import dataclasses
@@ -53,14 +62,15 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
     cfg = PRESETS[preset]
     changes = {"seed": seed}
     for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size),
-                       ("frames", frames), ("sbi", sbi), ("degrade", degrade)):
+                       ("frames", frames), ("sbi", sbi), ("degrade", degrade),
+                       ("balance", balance)):
         if value is not None:
             changes[key] = value
     if compressions:
         changes["compressions"] = tuple(c.strip() for c in compressions.split(",") if c.strip())
     cfg = dataclasses.replace(cfg, **changes)
     show = settings.progress and not as_json
-    summary = train_detector(dataset, out, cfg, pretrained, device, show)
+    summary = train_detector(dataset, out, cfg, pretrained, device, show, select_fakes=select_fakes)
     if not no_fusion and summary["finished"]:
         summary["fusion"] = fit_detector_fusion(dataset, Path(out) / "best.safetensors",
                                                 Path(out) / "detector.safetensors", generator,
@@ -70,7 +80,9 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
         return
     click.echo(f"{summary['global_step']} steps, {summary['epochs_done']} epochs; loss "
                f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; best val video AUC "
-               f"{summary['best'].get('video_auc')}")
+               f"{summary['best'].get('video_auc')}" + (
+                   f", generalisation AUC {summary['best']['generalisation_auc']:.3f}"
+                   if summary["best"].get("generalisation_auc") is not None else ""))
     for split, items in summary["missing_faces"].items():
         if items:
             click.echo(f"  {len(items)} {split} video(s) with frames without a face (see summary.json)",
@@ -115,21 +127,61 @@ def fuse(settings: Settings, dataset, detector, out, generator, split, frames, i
 @click.option("--generator", type=click.Path(exists=True, dir_okay=False))
 @click.option("--frames", type=click.IntRange(min=1))
 @click.option("--no-perturbed", is_flag=True, help="Leave out DATASET/perturbed/*.")
+@click.option("--other-fakes", type=click.Path(exists=True, file_okay=False),
+              help="Also score other generators' fakes (a dataset from `sfumato bench import --label "
+                   "fake`, e.g. of ../shared/data/fakes_dev) against the split's real c23 videos.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def eval_(settings: Settings, dataset, detector, split, out, generator, frames, no_perturbed, as_json):
+def eval_(settings: Settings, dataset, detector, split, out, generator, frames, no_perturbed,
+          other_fakes, as_json):
     """Frame/video AUC, EER, AP, accuracy per compression and perturbation, for the backbone alone, the
     realism score alone and fused; ROC curves as PNG; everything as JSON."""
     from detector.evaluate import evaluate, markdown
     from detector.scan import BUNDLED_DETECTOR
 
     result = evaluate(dataset, detector or BUNDLED_DETECTOR, out, split, generator, frames,
-                      not no_perturbed, settings.progress and not as_json)
+                      not no_perturbed, settings.progress and not as_json, other_fakes)
     if as_json:
         emit_json({k: v for k, v in result.items() if k != "per_video"})
         return
     click.echo(markdown(result), nl=False)
     click.echo(f"{result['videos_per_minute']} videos/min; written to {out}/eval.json, eval.md, roc.png")
+
+
+@detect.command("robustness")
+@click.argument("dataset", type=click.Path(exists=True, file_okay=False))
+@click.option("--detector", "detectors", multiple=True, metavar="NAME=FILE",
+              help="A detector to compare, as NAME=FILE (repeatable; default: the bundled one).")
+@click.option("--split", default="val", show_default=True)
+@click.option("--frames", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("-o", "--out", default="sfumato-output/robustness", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def robustness(settings: Settings, dataset, detectors, split, frames, out, as_json):
+    """p(fake) of the split's real clips against face size and H.264 CRF, per detector
+    (robustness.json and robustness.png): does a small or compressed real face look fake to it?"""
+    import numpy as np
+
+    from detector.robustness import run
+    from detector.scan import BUNDLED_DETECTOR
+    from generator.errors import BadInputError
+
+    named = {}
+    for item in detectors or (f"bundled={BUNDLED_DETECTOR}",):
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise BadInputError(f"--detector {item!r}: give NAME=FILE with an existing file")
+        named[name] = path
+    result = run(dataset, named, out, split, frames)
+    if as_json:
+        emit_json(result)
+        return
+    for name, d in result["detectors"].items():
+        worst = max(((k, x, float(np.median(list(v.values())))) for k in ("size", "crf")
+                     for x, v in d[k].items()), key=lambda t: t[2])
+        click.echo(f"{name}: highest median p(fake) of real clips {worst[2]:.2f} at {worst[0]} {worst[1]}")
+    click.echo(f"written to {out}/robustness.json and robustness.png")
 
 
 @click.command("scan")

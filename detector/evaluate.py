@@ -29,7 +29,8 @@ from detector.metrics import binary_metrics, detection_report
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.files import sha256_file, write_bytes_atomic
 
-METHODS = ("backbone", "realism", "fused")
+BACKBONE_ONLY = ("backbone_mean",)  # the fusion when r does not help: a calibration of the backbone
+METHODS = ("backbone", "realism", "fused", "fused+r")  # fused+r: only when the verdict's fusion left r out
 
 
 def dataset_rows(dataset: str | os.PathLike, split: str | None, with_perturbed: bool = True
@@ -113,32 +114,77 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
     realism = load_realism({}, generator)
     source = EvidenceSource(model, realism, frames, identity)
     rows = dataset_rows(dataset, split, with_perturbed=False)  # every compression: calibrated on all
-    feats, labels = [], []
+    feats, labels, kept = [], [], []
     for folder, row in tqdm(rows, desc="fusion", unit="video", disable=not progress):
         ev = source(folder, row)
         if ev.found.any():
             feats.append(ev.features)
             labels.append(int(row.label == "fake"))
-    fused = fit_fusion(feats, labels, list(FUSION_FEATURES))
+            kept.append(row)
+    with_r = fit_fusion(feats, labels, list(FUSION_FEATURES))
     realism_only = fit_fusion(feats, labels, list(REALISM_FUSION_FEATURES))
+    choice = realism_contribution(feats, labels, kept)
+    # r stays in the verdict only where it was measured to help (held-out folds of this split)
+    fused = with_r if choice["kept"] else fit_fusion(feats, labels, list(BACKBONE_ONLY))
     # scan's verdict threshold: at most `fpr` of this split's real videos called fake
     real = [f for f, y in zip(feats, labels) if y == 0]
     cal = calibrate(fused.predict(real), fpr, set_on=f"{dataset} ({split}, real videos)")
     meta = {**meta, "fusion": dataclasses.asdict(fused), "realism_fusion": dataclasses.asdict(realism_only),
+            "fusion_with_realism": dataclasses.asdict(with_r), "realism_contribution": choice,
             "realism": {**realism.info, "identity": identity}, "eval_frames": frames,
             "calibration": cal.to_dict(),
             "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
     meta.pop("optimizers", None)
     _save(Path(out), model, None, meta)
     return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
-            "calibration": cal.to_dict(), "fused_coef": dict(zip(FUSION_FEATURES, fused.coef)),
+            "calibration": cal.to_dict(), "fused_coef": dict(zip(fused.features, fused.coef)),
+            "realism_contribution": choice,
             "realism_coef": dict(zip(REALISM_FUSION_FEATURES, realism_only.coef))}
+
+
+def realism_contribution(feats: list[dict], labels: list[int], rows: list[ClipRecord],
+                         folds: int = 5, margin: float = 0.02) -> dict:
+    """Fused AUC minus backbone AUC per compression, from out-of-fold predictions (folds by person).
+
+    r is kept when it raises the mean over levels by at least ``margin`` and lowers none by more
+    than 0.02: a witness that helps only in-sample would be fitted noise.
+    """
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.array([r.source_identity for r in rows])
+    y = np.asarray(labels)
+    k = min(folds, len(set(groups.tolist())))
+    oof = {name: np.full(len(y), np.nan) for name in ("backbone", "fused")}
+    if k >= 2:
+        for tr, te in GroupKFold(n_splits=k).split(np.zeros(len(y)), y, groups):
+            if len(set(y[tr].tolist())) < 2:
+                continue
+            for name, cols in (("backbone", BACKBONE_ONLY), ("fused", FUSION_FEATURES)):
+                m = fit_fusion([feats[i] for i in tr], y[tr].tolist(), list(cols))
+                oof[name][te] = m.predict([feats[i] for i in te])
+    per = {}
+    for comp in sorted({r.compression for r in rows}):
+        sel = np.array([r.compression == comp for r in rows]) & np.isfinite(oof["fused"])
+        if len(set(y[sel].tolist())) < 2:
+            continue
+        b = binary_metrics(y[sel].tolist(), oof["backbone"][sel].tolist())["auc"]
+        f = binary_metrics(y[sel].tolist(), oof["fused"][sel].tolist())["auc"]
+        per[comp] = {"backbone_auc": round(b, 4), "fused_auc": round(f, 4), "delta": round(f - b, 4)}
+    deltas = [v["delta"] for v in per.values()]
+    kept = bool(deltas) and float(np.mean(deltas)) >= margin and min(deltas) > -0.02
+    return {"per_compression": per, "mean_delta": round(float(np.mean(deltas)), 4) if deltas else None,
+            "kept": kept, "folds": k, "rule": f"mean delta >= {margin} and none below -0.02 "
+            "(out-of-fold on the fitting split, folds by person)"}
 
 
 def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
              split: str = "test", generator: str | os.PathLike | None = None, frames: int | None = None,
-             with_perturbed: bool = True, progress: bool = False) -> dict:
-    """Evaluate on ``split`` of ``dataset`` (and its perturbed copies); writes eval.json, eval.md, roc.png."""
+             with_perturbed: bool = True, progress: bool = False,
+             other_fakes: str | os.PathLike | None = None) -> dict:
+    """Evaluate on ``split`` of ``dataset`` (and its perturbed copies); writes eval.json, eval.md, roc.png.
+
+    ``other_fakes``: also score other generators' fakes against this split's real c23 videos
+    (``generalisation``)."""
     from tqdm import tqdm
 
     from detector.train import load_detector
@@ -147,6 +193,10 @@ def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str |
     model, meta = load_detector(detector)
     fused = FusionModel(**meta["fusion"]) if meta.get("fusion") else None
     r_only = FusionModel(**meta["realism_fusion"]) if meta.get("realism_fusion") else None
+    # the fit with r, reported beside the verdict's fusion when that one left r out
+    with_r = (FusionModel(**meta["fusion_with_realism"])
+              if meta.get("fusion_with_realism") and fused is not None
+              and "realism_mean" not in fused.features else None)
     realism = load_realism(meta, generator) if fused is not None or generator is not None else None
     frames = frames or int(meta.get("eval_frames", 32))
     source = EvidenceSource(model, realism, frames, (meta.get("realism") or {}).get("identity", "agnostic"))
@@ -163,7 +213,8 @@ def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str |
             continue
         per_video.append({"row": row, "ev": ev,
                           "fused": float(fused.predict([ev.features])[0]) if fused else None,
-                          "realism_p": float(r_only.predict([ev.features])[0]) if r_only else None})
+                          "realism_p": float(r_only.predict([ev.features])[0]) if r_only else None,
+                          "fused_r": float(with_r.predict([ev.features])[0]) if with_r else None})
     if not per_video:
         raise BadInputError(f"{dataset}: no video of split {split!r} could be scored ({len(failed)} failed)")
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -182,12 +233,70 @@ def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str |
               "per_video": [{"id": v["row"].id, "label": v["row"].label, "compression": v["row"].compression,
                              "perturbation": v["row"].perturbation, "fused": v["fused"],
                              **v["ev"].to_dict()} for v in per_video]}
+    if other_fakes is not None:
+        result["generalisation"] = generalisation(dataset, other_fakes, detector, (split,), "c23",
+                                                  generator, frames, progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(out / "eval.json", json.dumps(result, indent=1).encode())
     write_bytes_atomic(out / "eval.md", markdown(result).encode())
     write_roc(out / "roc.png", per_video)
     return result
+
+
+def generalisation(dataset: str | os.PathLike, fakes: str | os.PathLike, detector: str | os.PathLike,
+                   splits: tuple[str, ...] = ("test",), compression: str = "c23",
+                   generator: str | os.PathLike | None = None, frames: int | None = None,
+                   progress: bool = False) -> dict:
+    """Other generators' fakes (a dataset such as ``bench import --label fake`` of fakes_dev) against
+    ``dataset``'s real videos of ``splits`` at ``compression``: video AUC per method, the share of
+    fakes caught and of real videos called fake at the detector's verdict threshold, per clip."""
+    from tqdm import tqdm
+
+    from detector.calibration import calibration_from
+    from detector.train import load_detector
+
+    model, meta = load_detector(detector)
+    fused = FusionModel(**meta["fusion"]) if meta.get("fusion") else None
+    uses_r = fused is not None and any(f.startswith("realism") for f in fused.features)
+    realism = load_realism(meta, generator) if uses_r else None
+    source = EvidenceSource(model, realism, frames or int(meta.get("eval_frames", 32)),
+                            (meta.get("realism") or {}).get("identity", "agnostic"))
+    real = [(f, r) for f, r in dataset_rows(dataset, None, with_perturbed=False)
+            if r.label == "real" and r.split in splits and r.compression == compression]
+    fake = [(Path(fakes), r) for r in read_metadata(fakes) if r.label == "fake"]
+    if not real or not fake:
+        raise BadInputError(f"need real videos ({dataset}, {'/'.join(splits)}, {compression}: {len(real)}) "
+                            f"and fakes ({fakes}: {len(fake)})")
+    cal = calibration_from(meta)
+    threshold = cal.threshold if cal else 0.5
+    clips, failed = [], []
+    for folder, row in tqdm(real + fake, desc="generalisation", unit="video", disable=not progress):
+        ev = source(folder, row)
+        if not ev.found.any():
+            failed.append(row.id)
+            continue
+        backbone = ev.features["backbone_mean"]
+        p = float(fused.predict([ev.features])[0]) if fused else backbone
+        clips.append({"id": row.id, "label": row.label, "method": row.method, "backbone": round(backbone, 5),
+                      "probability_fake": round(p, 5), "called_fake": p >= threshold})
+    y = [int(c["label"] == "fake") for c in clips]
+
+    def summary(cs: list[dict]) -> dict:
+        yy = [int(c["label"] == "fake") for c in cs]
+        return {"backbone_auc": binary_metrics(yy, [c["backbone"] for c in cs])["auc"],
+                "auc": binary_metrics(yy, [c["probability_fake"] for c in cs])["auc"],
+                "caught": round(float(np.mean([c["called_fake"] for c in cs if c["label"] == "fake"])), 4),
+                "fakes": sum(yy)}
+
+    reals = [c for c in clips if c["label"] == "real"]
+    per_method = {m: summary(reals + [c for c in clips if c["method"] == m])
+                  for m in sorted({c["method"] for c in clips if c["label"] == "fake"})}
+    return {"dataset": str(dataset), "fakes": str(fakes), "splits": list(splits), "compression": compression,
+            "threshold": threshold, "calibrated": cal is not None, "real_videos": len(reals),
+            "fake_videos": sum(y), **summary(clips),
+            "false_positive_rate": round(float(np.mean([c["called_fake"] for c in reals])), 4),
+            "per_method": per_method, "not_scored": failed, "clips": clips}
 
 
 def _method_scores(vs: list[dict]) -> dict[str, tuple]:
@@ -207,6 +316,8 @@ def _method_scores(vs: list[dict]) -> dict[str, tuple]:
         out["realism"] = ((f_ids, f_y, f_r), (vy, [v["realism_p"] for v in vs]))
     if vs[0]["fused"] is not None:
         out["fused"] = (None, (vy, [v["fused"] for v in vs]))
+    if vs[0].get("fused_r") is not None:
+        out["fused+r"] = (None, (vy, [v["fused_r"] for v in vs]))
     return out
 
 
@@ -238,6 +349,17 @@ def markdown(result: dict) -> str:
             v = e["video"]
             lines.append(f"| {group} | {m} | {f(e.get('frame', {}).get('auc'))} | {f(v['auc'])} | "
                          f"{f(v['eer'])} | {f(v['ap'])} | {f(v['acc'])} | {v['n']} |")
+    g = result.get("generalisation")
+    if g:
+        lines += ["", f"## Other generators: {g['fake_videos']} fakes ({g['fakes']}) against "
+                  f"{g['real_videos']} real {g['compression']} videos", "",
+                  f"Video AUC {f(g['auc'])} (backbone alone {f(g['backbone_auc'])}); at the verdict "
+                  f"threshold {g['threshold']:.3f}{'' if g['calibrated'] else ' (not calibrated)'}: "
+                  f"{g['caught']:.0%} of the fakes caught, {g['false_positive_rate']:.0%} of the real "
+                  "videos called fake.", "",
+                  "| method | fakes | AUC | caught |", "|---|---|---|---|"]
+        lines += [f"| {m} | {v['fakes']} | {f(v['auc'])} | {v['caught']:.0%} |"
+                  for m, v in g["per_method"].items()]
     if result["failed"]:
         lines += ["", "Not scored: " + "; ".join(f"{x['id']} ({x['error']})" for x in result["failed"])]
     return "\n".join(lines) + "\n"

@@ -107,7 +107,9 @@ class Scanner:
         self.calibrated = cal is not None and (config.threshold, config.unsure_band) == (
             cal.threshold, cal.unsure_band)
         self.fusion = FusionModel(**self.meta["fusion"]) if self.meta.get("fusion") else None
-        self.realism = load_realism(self.meta, generator) if self.fusion is not None else None
+        # r is computed only when the verdict reads it (the fusion keeps it only where it helped)
+        uses_r = self.fusion is not None and any(f.startswith("realism") for f in self.fusion.features)
+        self.realism = load_realism(self.meta, generator) if uses_r else None
         self.backend = create_backend("dlib")
         self.versions = {"detector": str(path), "detector_sha256": sha256_file(path),
                          "backbone": self.meta["backbone"], "input_size": self.meta["input_size"],

@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from detector.backbone import DEFAULT_BACKBONE, IMAGENET, Detector, load_pretrained
 from detector.metadata import ClipRecord, read_metadata
@@ -52,6 +53,10 @@ class DetectTrainConfig:
     # Label-blind degradations (detector/degrade.py) on every training crop: face size 96-256 px,
     # JPEG 30-95 or H.264 CRF 18-40, blur, noise, with DegradeConfig's probabilities.
     degrade: bool = False
+    # Class balance: real crops are drawn more often (so that, after self-blending, about as many real
+    # as fake samples are seen) and each batch's loss weighs both classes equally. Without it a
+    # dataset of 3-4 fakes per real clip, plus self-blends, teaches the prior "fake".
+    balance: bool = True
 
     def __post_init__(self):
         if self.input_size < 32 or self.frames < 1 or self.batch_size < 1 or self.epochs < 1:
@@ -115,6 +120,36 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
     return FrameSet(arr, np.asarray(labels, np.int64), ids, missing, pts)
 
 
+def epoch_order(labels: np.ndarray, config: DetectTrainConfig, seed: int) -> np.ndarray:
+    """The crops one epoch draws, shuffled: each once, real ones repeated when ``config.balance``."""
+    idx = np.arange(len(labels))
+    real, fake = idx[labels == 0], idx[labels == 1]
+    if config.balance and len(real) and len(fake):
+        # (1 - sbi) k R real draws against F + sbi k R fake ones: equal when k R (1 - 2 sbi) = F
+        k = max(1, round(len(fake) / (len(real) * max(1 - 2 * config.sbi, 0.25))))
+        idx = np.concatenate([np.repeat(real, k), fake])
+    return np.random.default_rng(seed).permutation(idx)
+
+
+def sample_mix(labels: np.ndarray, config: DetectTrainConfig) -> dict:
+    """Expected shares of one epoch's draws: real crops, self-blended fakes, the dataset's own fakes."""
+    order = epoch_order(labels, config, 0)
+    n_real = float((labels[order] == 0).sum())
+    n = max(len(order), 1)
+    return {"real": round(n_real * (1 - config.sbi) / n, 4),
+            "self_blended": round(n_real * config.sbi / n, 4),
+            "dataset_fakes": round(float((labels[order] == 1).sum()) / n, 4), "draws_per_epoch": len(order)}
+
+
+def balanced_weights(y: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss weights giving each class of the batch half the total (1 when one class only)."""
+    n_fake = y.sum()
+    n_real = len(y) - n_fake
+    if n_fake == 0 or n_real == 0:
+        return torch.ones_like(y)
+    return torch.where(y > 0.5, len(y) / (2 * n_fake), len(y) / (2 * n_real))
+
+
 def training_sample(frames: FrameSet, i: int, rng: np.random.Generator, config: DetectTrainConfig
                     ) -> tuple[np.ndarray, int]:
     """Crop ``i`` as the training loop sees it, and its label: self-blended (a real crop, with
@@ -139,9 +174,10 @@ def augment(crop: np.ndarray, rng: np.random.Generator, config: DetectTrainConfi
         k = int(rng.choice([3, 5, 7]))
         crop = cv2.GaussianBlur(crop, (k, k), 0)
     if rng.random() < config.jpeg:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(crop), [cv2.IMWRITE_JPEG_QUALITY,
-                                                                    int(rng.integers(40, 101))])
-        crop = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else crop
+        from detector.degrade import jpeg_roundtrip
+
+        # as RGB, the way encoders see frames (cv2.imencode alone would treat it as BGR)
+        crop = jpeg_roundtrip(np.ascontiguousarray(crop), int(rng.integers(40, 101)))
     return np.ascontiguousarray(crop)
 
 
@@ -175,13 +211,17 @@ def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detecto
 def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                    config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = IMAGENET,
                    device: str = "cpu", progress: bool = False, max_steps: int | None = None,
-                   init_from: str | os.PathLike | None = None) -> dict:
+                   init_from: str | os.PathLike | None = None,
+                   select_fakes: str | os.PathLike | None = None) -> dict:
     """Train on the dataset's train split, validate on val; see the module docstring.
 
     ``max_steps`` stops early (a run can be resumed from there with the same arguments).
     ``pretrained``: ``imagenet`` (the packaged weights of EfficientNet-Lite0/Lite2), a local weight
     file, or ``none``/None (scratch). ``init_from``: a trained detector file of the same backbone to
-    fine-tune instead (adversarial rounds).
+    fine-tune instead (adversarial rounds). ``select_fakes``: a dataset folder (e.g. other generators'
+    clips read in with ``sfumato bench import --label fake``) whose fakes, against the val split's
+    real videos, measure generalisation each epoch; ``best`` is then the epoch with the highest mean
+    of that AUC and the in-domain val AUC. Those fakes are never trained on.
     """
     from tqdm import tqdm
 
@@ -194,7 +234,10 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     stamp = {"config": dataclasses.asdict(config), "pretrained": pretrained,
              **({"init_from": _sha(Path(init_from))} if init_from else {}),
              "dataset": str(dataset.resolve()),
-             "metadata_sha256": _sha(dataset / "metadata.jsonl")}
+             "metadata_sha256": _sha(dataset / "metadata.jsonl"),
+             **({"select_fakes": {"dataset": str(Path(select_fakes).resolve()),
+                                  "metadata_sha256": _sha(Path(select_fakes) / "metadata.jsonl")}}
+                if select_fakes else {})}
     config_file = out / "config.json"
     if config_file.is_file():
         old = json.loads(config_file.read_text())
@@ -213,6 +256,16 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     val = load_frames(dataset, val_rows, config.frames, config.input_size, progress, "faces (val)")
     if not len(train.crops):
         raise BadInputError(f"{dataset}: no face found in any training video")
+    held_out, selection_info = None, {"metric": "val video AUC"}
+    if select_fakes:
+        fakes = [r for r in read_metadata(select_fakes) if r.label == "fake"]
+        if not fakes:
+            raise BadInputError(f"{select_fakes}: no fake videos to select the model on")
+        held_out = load_frames(select_fakes, fakes, config.frames, config.input_size, progress,
+                               "faces (selection fakes)")
+        selection_info = {"metric": "mean of val video AUC and generalisation AUC (selection fakes "
+                                    "against val real videos)", "dataset": str(select_fakes),
+                          "fake_videos": len(fakes), "fake_frames": int(len(held_out.crops))}
 
     torch.manual_seed(config.seed)
     model = Detector(config.backbone)
@@ -228,7 +281,8 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
         init = {"init": "detector", "file": str(init_from), "sha256": _sha(Path(init_from))}
     model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train.crops) // config.batch_size)
+    mix = sample_mix(train.labels, config)
+    steps_per_epoch = -(-mix["draws_per_epoch"] // config.batch_size)
     epoch, step_in_epoch, global_step, best = 0, 0, 0, {"video_auc": None, "epoch": None}
     last = out / "checkpoint.safetensors"
     if last.is_file():
@@ -246,22 +300,23 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     stats = open(stats_path, "a", newline="", buffering=1)  # line-buffered: readable while training
     writer = csv.writer(stats)
     if new_stats:
-        writer.writerow(["epoch", "step", "loss", "val_frame_auc", "val_video_auc", "seconds"])
+        writer.writerow(["epoch", "step", "loss", "val_frame_auc", "val_video_auc", "seconds",
+                         "val_generalisation_auc"])
 
     def meta() -> dict:
         return {"backbone": config.backbone, "input_size": config.input_size, "config": config,
                 "mean": list(model.mean), "std": list(model.std),
                 "init": init, "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "best": best, "dataset": str(dataset), "metadata_sha256": stamp["metadata_sha256"],
-                "missing_faces": {"train": len(train.missing), "val": len(val.missing)}}
+                "missing_faces": {"train": len(train.missing), "val": len(val.missing)}, "mix": mix,
+                "selection": selection_info}
 
-    loss_fn = torch.nn.BCEWithLogitsLoss()
     t0 = time.perf_counter()
     history = []
     stopped = False
     try:
         while epoch < config.epochs and not stopped:
-            order = np.random.default_rng(config.seed + epoch).permutation(len(train.crops))
+            order = epoch_order(train.labels, config, config.seed + epoch)
             rng = np.random.default_rng([config.seed, epoch, step_in_epoch])
             bar = tqdm(total=steps_per_epoch, initial=step_in_epoch, unit="step", disable=not progress,
                        desc=f"epoch {epoch + 1}/{config.epochs}")
@@ -271,7 +326,9 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                 xs, ys = zip(*(training_sample(train, i, rng, config) for i in idx))
                 x = np.stack(xs)
                 y = torch.tensor(ys, dtype=torch.float32, device=device)
-                loss = loss_fn(model(model.to_input(torch.from_numpy(x).to(device))), y)
+                logits = model(model.to_input(torch.from_numpy(x).to(device)))
+                weight = balanced_weights(y) if config.balance else None
+                loss = F.binary_cross_entropy_with_logits(logits, y, weight=weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -281,7 +338,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                 history.append(value)
                 tb.add_scalar("loss/train", value, global_step)
                 writer.writerow([epoch, global_step, round(value, 5), "", "",
-                                 round(time.perf_counter() - t0, 2)])
+                                 round(time.perf_counter() - t0, 2), ""])
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
                 if global_step % config.checkpoint_every == 0:
@@ -296,11 +353,18 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                       if len(val.crops) else None)
             vauc = report["video"]["auc"] if report else None
             fauc = report["frame"]["auc"] if report else None
+            gauc = generalisation_auc(model, val, held_out) if held_out is not None else None
+            score = vauc if gauc is None or vauc is None else (vauc + gauc) / 2
             tb.add_scalar("val/video_auc", vauc or 0.0, global_step)
-            writer.writerow([epoch, global_step, "", fauc, vauc, round(time.perf_counter() - t0, 2)])
+            if gauc is not None:
+                tb.add_scalar("val/generalisation_auc", gauc, global_step)
+            writer.writerow([epoch, global_step, "", fauc, vauc, round(time.perf_counter() - t0, 2),
+                             "" if gauc is None else gauc])
             epoch, step_in_epoch = epoch + 1, 0
-            if best["video_auc"] is None or (vauc is not None and vauc > best["video_auc"]):
-                best = {"video_auc": vauc, "frame_auc": fauc, "epoch": epoch}
+            old = best.get("score", best["video_auc"])
+            if old is None or (score is not None and score > old):
+                best = {"video_auc": vauc, "frame_auc": fauc, "generalisation_auc": gauc, "score": score,
+                        "epoch": epoch}
                 _save(out / "best.safetensors", model, None, meta())
             _save(last, model, opt, meta())
     finally:
@@ -313,11 +377,25 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                # mean of this run's first and last 5 steps (single batches are noisy)
                "first_loss": float(np.mean(history[:5])) if history else None,
                "last_loss": float(np.mean(history[-5:])) if history else None, "best": best, "init": init,
-               "train_frames": int(len(train.crops)), "val_frames": int(len(val.crops)),
+               "train_frames": int(len(train.crops)), "val_frames": int(len(val.crops)), "mix": mix,
+               "selection": selection_info,
                "missing_faces": {"train": train.missing, "val": val.missing},
                "seconds": round(time.perf_counter() - t0, 2), "finished": epoch >= config.epochs}
     write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
     return summary
+
+
+def generalisation_auc(model: Detector, val: FrameSet, fakes: FrameSet) -> float | None:
+    """Video AUC of held-out fakes (other generators) against the val split's real videos."""
+    from detector.metrics import detection_report
+
+    real = val.labels == 0
+    if not real.any() or not len(fakes.crops):
+        return None
+    ids = [i for i, r in zip(val.video_ids, real) if r] + [f"selection:{i}" for i in fakes.video_ids]
+    labels = np.concatenate([np.zeros(int(real.sum()), np.int64), np.ones(len(fakes.crops), np.int64)])
+    probs = np.concatenate([predict(model, val.crops[real]), predict(model, fakes.crops)])
+    return detection_report(ids, labels, probs)["video"]["auc"]
 
 
 def _sha(path: Path) -> str | None:

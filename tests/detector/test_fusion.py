@@ -74,3 +74,28 @@ def test_realism_scorer_on_samples(tiny_checkpoint, astronaut_clip):
     assert r0.shape == r1.shape == (3,) and np.isfinite(r0).all() and np.isfinite(r1).all()
     samples.found[1] = False
     assert np.isnan(scorer.scores(samples)[1])
+
+
+@pytest.mark.parametrize("r_informative", [True, False])
+def test_realism_is_kept_in_the_verdict_only_where_it_helps(r_informative):
+    from detector.evaluate import realism_contribution
+    from detector.metadata import ClipRecord
+
+    rng = np.random.default_rng(3)
+    feats, labels, rows = [], [], []
+    for person in range(30):
+        for comp in ("c23", "c40"):
+            for y in (0, 1, 1):
+                r = (-y if r_informative else 0) + rng.normal(0, 1.0)
+                feats.append({"backbone_mean": 0.5 * y + rng.normal(0, 0.5), "realism_mean": r})
+                labels.append(y)
+                rows.append(ClipRecord(id=f"{person}{comp}{len(rows)}", clip_id="c",
+                                       label="fake" if y else "real", split="val", method="self",
+                                       source_identity=f"p{person}", driver_identity=f"p{person}",
+                                       compression=comp))
+    got = realism_contribution(feats, labels, rows)
+    assert set(got["per_compression"]) == {"c23", "c40"} and got["folds"] == 5
+    for v in got["per_compression"].values():
+        assert v["delta"] == pytest.approx(v["fused_auc"] - v["backbone_auc"], abs=1e-3)
+    assert got["kept"] is r_informative
+    assert (got["mean_delta"] >= 0.02) if r_informative else (got["mean_delta"] < 0.02)

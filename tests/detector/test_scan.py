@@ -272,3 +272,45 @@ def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_ch
     manual = Scanner(detector, tiny_checkpoint, ScanConfig(frames=4, threshold=0.7)).scan(clip)
     assert manual["verdict"]["calibration"] is None and manual["verdict"]["threshold"] == 0.7
     assert any("not calibrated" in n for n in manual["notes"])
+
+
+def test_generalisation_scores_other_generators_fakes_against_real_test_clips(dataset, detector,
+                                                                              tiny_checkpoint, tmp_path):
+    import shutil
+
+    from benchmarks.export import import_folder
+    from detector.evaluate import evaluate
+
+    flat = tmp_path / "others"
+    flat.mkdir()
+    for k, name in ((1, "fake_alpha_one"), (3, "fake_alpha_two"), (5, "fake_beta_one")):
+        shutil.copy(dataset / f"videos/v{k}/c23.mp4", flat / f"{name}.mp4")
+    summary = import_folder(flat, tmp_path / "imported", label="fake", compression="c23")
+    assert summary["counts"]["by_method"] == {"alpha": 2, "beta": 1}
+    result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint,
+                      other_fakes=tmp_path / "imported")
+    g = result["generalisation"]
+    assert g["real_videos"] == 2 and g["fake_videos"] == 3  # the test split's real c23 clips (v6, v10)
+    assert set(g["per_method"]) == {"alpha", "beta"} and g["per_method"]["alpha"]["fakes"] == 2
+    assert 0 <= g["auc"] <= 1 and 0 <= g["false_positive_rate"] <= 1 and 0 <= g["caught"] <= 1
+    assert len(g["clips"]) == 5 and all(c["called_fake"] == (c["probability_fake"] >= g["threshold"])
+                                        for c in g["clips"])
+    assert "## Other generators: 3 fakes" in (tmp_path / "ev" / "eval.md").read_text()
+
+
+def test_robustness_sweep_scores_real_clips_per_face_size_and_crf(dataset, detector, tmp_path):
+    from detector.robustness import compress, run, shrink
+
+    crops = np.random.default_rng(0).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    assert shrink(crops, 16).shape == crops.shape and not np.array_equal(shrink(crops, 16), crops)
+    assert np.array_equal(shrink(crops, 64), crops)
+    assert compress(crops, 40).shape == crops.shape
+    result = run(dataset, {"a": detector, "b": detector}, tmp_path / "rb", split="val", frames=3)
+    assert result["clips"] == ["v4", "v8"]  # the val split's real clips, each at its lowest CRF (c23)
+    for name in ("a", "b"):
+        d = result["detectors"][name]
+        assert set(d["size"]) == {str(s) for s in result["sizes"]}
+        assert set(d["crf"]) == {str(c) for c in result["crfs"]}
+        assert all(0 <= p <= 1 for curve in (d["size"], d["crf"]) for v in curve.values() for p in v.values())
+    assert result["detectors"]["a"]["size"] == result["detectors"]["b"]["size"]  # same file, same scores
+    assert (tmp_path / "rb" / "robustness.png").stat().st_size > 5000

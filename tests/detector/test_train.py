@@ -130,3 +130,38 @@ def test_self_blended_and_degraded_training_runs_and_is_recorded(dataset, tmp_pa
     assert summary["global_step"] == 2 and np.isfinite(summary["last_loss"])
     stamp = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stamp["config"]["sbi"] == 0.5 and stamp["config"]["degrade"] is True
+
+
+def test_balanced_draws_and_weights_give_both_classes_equal_say():
+    import torch
+
+    from detector.train import balanced_weights, epoch_order, sample_mix
+
+    labels = np.array([0] * 2 + [1] * 8)
+    order = epoch_order(labels, DetectTrainConfig(), seed=0)
+    assert (labels[order] == 0).sum() == (labels[order] == 1).sum() == 8  # each real crop drawn 4 times
+    assert sorted(set(order.tolist())) == list(range(10))
+    assert len(epoch_order(labels, DetectTrainConfig(balance=False), 0)) == 10
+    # a third of real draws self-blended: real, self-blended and dataset fakes 1/2, 1/4, 1/4
+    mix = sample_mix(labels, DetectTrainConfig(sbi=1 / 3))
+    assert mix["real"] == pytest.approx(0.5, abs=0.01)
+    assert mix["self_blended"] == pytest.approx(0.25, abs=0.01)
+    assert mix["dataset_fakes"] == pytest.approx(0.25, abs=0.01) and mix["draws_per_epoch"] == 32
+    y = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    w = balanced_weights(y)
+    assert w[y > 0].sum() == pytest.approx(w[y == 0].sum()) and w.sum() == pytest.approx(4.0)
+    assert torch.equal(balanced_weights(torch.ones(3)), torch.ones(3))
+
+
+def test_model_selection_on_held_out_fakes(dataset, tmp_path):
+    """Fakes kept out of training (here the dataset's own val fakes) score against val real videos."""
+    cfg = dataclasses.replace(CFG, epochs=2)
+    summary = train_detector(dataset, tmp_path / "run", cfg, select_fakes=dataset)
+    best = summary["best"]
+    assert best["generalisation_auc"] is not None and 0 <= best["generalisation_auc"] <= 1
+    assert best["score"] == pytest.approx((best["video_auc"] + best["generalisation_auc"]) / 2)
+    assert summary["selection"]["fake_videos"] == 5 and "generalisation" in summary["selection"]["metric"]
+    _, meta = load_detector(tmp_path / "run" / "best.safetensors")
+    assert meta["mix"]["draws_per_epoch"] == summary["mix"]["draws_per_epoch"] and meta["selection"]
+    header = (tmp_path / "run" / "stats.csv").read_text().splitlines()[0]
+    assert header.endswith("val_generalisation_auc")
