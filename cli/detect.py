@@ -27,6 +27,9 @@ def detect():
                    "(e.g. timm's model.safetensors).")
 @click.option("--epochs", type=click.IntRange(min=1))
 @click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate (paper: 2e-4).")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]),
+              help="constant (paper) or cosine decay to 0 over the run.")
 @click.option("--frames", type=click.IntRange(min=1), help="Frames per training video (paper: 32).")
 @click.option("--compressions", help="Training files' levels, comma-separated (default c23).")
 @click.option("--generator", type=click.Path(exists=True, dir_okay=False),
@@ -49,8 +52,8 @@ def detect():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, frames,
-          compressions, generator, sbi, degrade, balance, select_fakes, no_fusion, device, seed, as_json):
+def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, lr, lr_schedule,
+          frames, compressions, generator, sbi, degrade, balance, select_fakes, no_fusion, device, seed, as_json):
     """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
     of its scores with the realism score on the val split into OUT/detector.safetensors."""
     import dataclasses
@@ -62,8 +65,8 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
     cfg = PRESETS[preset]
     changes = {"seed": seed}
     for key, value in (("backbone", backbone), ("epochs", epochs), ("batch_size", batch_size),
-                       ("frames", frames), ("sbi", sbi), ("degrade", degrade),
-                       ("balance", balance)):
+                       ("lr", lr), ("lr_schedule", lr_schedule), ("frames", frames), ("sbi", sbi),
+                       ("degrade", degrade), ("balance", balance)):
         if value is not None:
             changes[key] = value
     if compressions:

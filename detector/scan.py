@@ -114,7 +114,7 @@ class Scanner:
         self.versions = {"detector": str(path), "detector_sha256": sha256_file(path),
                          "backbone": self.meta["backbone"], "input_size": self.meta["input_size"],
                          "realism": self.realism.info if self.realism else None,
-                         "method": "fused" if self.fusion else "backbone"}
+                         "method": "fused" if uses_r else "backbone"}
 
     def scan(self, path: str | os.PathLike) -> dict:
         """The evidence about one file (see the module docstring)."""

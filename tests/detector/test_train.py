@@ -165,3 +165,18 @@ def test_model_selection_on_held_out_fakes(dataset, tmp_path):
     assert meta["mix"]["draws_per_epoch"] == summary["mix"]["draws_per_epoch"] and meta["selection"]
     header = (tmp_path / "run" / "stats.csv").read_text().splitlines()[0]
     assert header.endswith("val_generalisation_auc")
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_and_bad_settings_are_refused():
+    from detector.train import learning_rate
+    from generator.errors import BadInputError
+
+    cos = dataclasses.replace(CFG, lr=1e-3, lr_schedule="cosine")
+    lrs = [learning_rate(cos, s, 11) for s in range(11)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[5] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(0)
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    assert learning_rate(dataclasses.replace(CFG, lr=1e-3), 7, 11) == 1e-3  # constant: the paper's
+    with pytest.raises(BadInputError, match="cosine"):
+        DetectTrainConfig(lr_schedule="step")
+    with pytest.raises(BadInputError, match="learning rate"):
+        DetectTrainConfig(lr=0)
