@@ -52,8 +52,9 @@ def detect():
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
-def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, lr, lr_schedule,
-          frames, compressions, generator, sbi, degrade, balance, select_fakes, no_fusion, device, seed, as_json):
+def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs, batch_size, lr,
+          lr_schedule, frames, compressions, generator, sbi, degrade, balance, select_fakes, no_fusion,
+          device, seed, as_json):
     """Train the detector on DATASET's train split (resumable: rerun to continue), then fit the fusion
     of its scores with the realism score on the val split into OUT/detector.safetensors."""
     import dataclasses

@@ -1,11 +1,12 @@
 """``sfumato detect train``: the field's recipe (detection.md, DeepfakeBench) on a sfumato dataset.
 
 Face crops of 32 evenly spaced frames per video (cached beside the dataset), Adam lr 2e-4, weight
-decay 5e-4 (constant, or a cosine decay), batch 32, 10 epochs, mean = std = 0.5, augmentation by flip, Gaussian blur (kernel 3-7)
-and JPEG (quality 40-100); presets ``paper`` (that recipe, 256 px) and ``small`` (128 px, fewer
-frames and epochs: trains on a CPU). Checkpoints are safetensors, written atomically every
-``checkpoint_every`` steps and at each epoch's end; a rerun with the same arguments resumes where
-the last checkpoint left off. Validation (frame and video AUC) after every epoch keeps ``best``.
+decay 5e-4 (constant, or a cosine decay), batch 32, 10 epochs, mean = std = 0.5, augmentation by
+flip, Gaussian blur (kernel 3-7) and JPEG (quality 40-100); presets ``paper`` (that recipe, 256 px)
+and ``small`` (128 px, fewer frames and epochs: trains on a CPU). Checkpoints are safetensors,
+written atomically every ``checkpoint_every`` steps and at each epoch's end; a rerun with the same
+arguments resumes where the last checkpoint left off. Validation (frame and video AUC) after every
+epoch keeps ``best``.
 """
 
 from __future__ import annotations
