@@ -45,6 +45,7 @@ class MediaInfo:
     codec: str = ""
     has_audio: bool = False
     keyframe_count: int = 1
+    bits_per_pixel: float = 0.0  # video stream bits / (frames x width x height): how hard it was compressed
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""
@@ -162,6 +163,7 @@ class MediaReader:
             frame_count=count, duration=round(duration, 6), rotation=self._rotation,
             codec=s.codec_context.name, has_audio=bool(c.streams.audio),
             keyframe_count=int(len(self._key_idx)) if self._key_idx is not None else 0,
+            bits_per_pixel=round(8.0 * self._stream_bytes / max(count * w * h, 1), 6),
         )
 
     def _index_packets(self) -> None:
@@ -169,11 +171,13 @@ class MediaReader:
         pts: list[int | None] = []
         keys: list[int] = []
         c, s = self._container, self._stream
+        self._stream_bytes = 0
         try:
             for packet in c.demux(s):
                 if packet.size == 0:
                     continue  # the flush packet at the end of the stream
                 pts.append(packet.pts)
+                self._stream_bytes += packet.size
                 if packet.is_keyframe and packet.pts is not None:
                     keys.append(packet.pts)
         except av.error.FFmpegError as exc:

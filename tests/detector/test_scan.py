@@ -254,6 +254,30 @@ def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_ch
     assert any("still image" in n for n in still["notes"])
 
 
+def test_reliability_flags_heavily_compressed_video(tmp_path):
+    from types import SimpleNamespace
+
+    from detector.scan import LOW_BITS_PER_PIXEL, reliability
+
+    assert 0.01 < LOW_BITS_PER_PIXEL
+    from generator.samples import astronaut_frames
+    from generator.video_io import MediaInfo, probe, write_video
+
+    frames = astronaut_frames(10, 192)
+    bpp = {}
+    for crf in (18, 40):
+        write_video(tmp_path / f"crf{crf}.mp4", frames, fps=25, crf=crf)
+        bpp[crf] = probe(tmp_path / f"crf{crf}.mp4").bits_per_pixel
+    assert bpp[18] > 3 * bpp[40] > 0  # the stream's size per pixel falls with the quantiser
+
+    no_face = SimpleNamespace(found=np.zeros(8, bool), points=None, frame_count=100, faces_seen=None)
+    info = MediaInfo("x.mp4", "video", 640, 360, 25.0, 100, 4.0, bits_per_pixel=0.01)
+    notes = reliability(no_face, info, 1)
+    assert len(notes) == 1 and "heavily compressed video (0.010 bits per pixel)" in notes[0]
+    info = MediaInfo("x.mp4", "video", 640, 360, 25.0, 100, 4.0, bits_per_pixel=0.05)
+    assert reliability(no_face, info, 1) == []
+
+
 def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_checkpoint):
     from detector.calibration import calibration_from
     from detector.scan import ScanConfig, Scanner, html_report
