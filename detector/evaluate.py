@@ -74,8 +74,8 @@ class EvidenceSource:
 def bundled_generator(sha256: str | None = None) -> Path:
     """The packaged generator checkpoint with this file hash (the default model when None or unknown).
 
-    A detector's realism evidence is tied to the D it was fitted with; the package keeps that
-    generator's file beside a newer default model until the detector is refitted.
+    A detector's realism evidence is tied to the D it was fitted with, so a detector fitted with an
+    older packaged generator finds that file by hash if it is still in weights/.
     """
     from generator.generate import BUNDLED_MODEL
 

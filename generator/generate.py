@@ -32,8 +32,7 @@ from generator.landmarks import landmark_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
 from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 
-# The default model (MODEL_CARD.md). weights/ also keeps sfumato_small.safetensors, the generator the
-# bundled detector's realism evidence was fitted with (detector.evaluate.bundled_generator).
+# The default model (MODEL_CARD.md); the bundled detector was trained on its fakes and records its hash.
 BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_texture128.safetensors"
 # Share of the crop that folded warp triangles may cover in a frame before generate warns: real
 # extreme turns (magicportrait_driving's near-profile frames) reach 1.3%; crossed-over landmarks 4-40%.

@@ -1,10 +1,11 @@
-"""The bundled detector: loads with its fusion, is tied to the bundled generator, scans with no options."""
+"""The bundled detector: ImageNet start, SBI + degradation training, calibrated, tied to the default G."""
 
 from __future__ import annotations
 
 import pytest
 
 from detector.scan import BUNDLED_DETECTOR
+from tests.conftest import shared_file
 
 
 @pytest.fixture(scope="module")
@@ -16,32 +17,45 @@ def bundled():
     return load_detector(BUNDLED_DETECTOR)
 
 
-def test_bundled_detector_carries_its_fusion_and_generator_hash(bundled):
+def test_bundled_detector_records_its_recipe_and_generator_hash(bundled):
     from detector.evaluate import bundled_generator
     from generator.files import sha256_file
+    from generator.generate import BUNDLED_MODEL
 
-    model, meta = bundled
-    assert meta["backbone"] == "efficientnet_b0" and meta["fusion"]["features"]
+    _, meta = bundled
+    assert meta["backbone"] == "tf_efficientnet_lite0" and meta["init"]["init"] == "imagenet"
+    assert meta["init"]["tensors_loaded"] >= meta["init"]["tensors_total"] - 2  # all but the new head
+    assert meta["config"]["sbi"] > 0 and meta["config"]["degrade"] and meta["config"]["balance"]
+    assert meta["mix"]["self_blended"] > 0 and meta["mix"]["real"] > 0
+    assert meta["calibration"]["fpr"] == 0.05 and meta["calibration"]["measured_fpr"] <= 0.05
+    assert meta["selection"]["dataset"] and meta["fusion"]["features"]
     want = meta["realism"]["checkpoint_sha256"]
-    assert sha256_file(bundled_generator(want)) == want  # its generator ships beside the default one
+    assert want == sha256_file(BUNDLED_MODEL)  # its fakes and its r come from the default generator
+    assert bundled_generator(want) == BUNDLED_MODEL
     assert (BUNDLED_DETECTOR.parent / "MODEL_CARD.md").is_file()
 
 
 def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
     from detector.scan import ScanConfig, Scanner
 
+    _, meta = bundled
+    uses_r = any(f.startswith("realism") for f in meta["fusion"]["features"])
     r = Scanner(config=ScanConfig(frames=4)).scan(astronaut_clip)
-    assert r["models"]["method"] == "fused" and r["manifest"]["state"] == "Absent"
+    assert r["models"]["method"] == ("fused" if uses_r else "backbone") and r["manifest"]["state"] == "Absent"
     assert r["verdict"]["label"] in ("fake", "real", "unsure") and len(r["faces"][0]["frames"]) == 4
 
 
-def test_scan_of_a_clip_sfumato_generated(bundled, tmp_path, monkeypatch):
+def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path, monkeypatch):
     from detector.scan import ScanConfig, Scanner, public
     from generator.generate import GenerateConfig, generate
 
+    real_clip = shared_file("videos", "styletalk_reagan_clip1_first12s.mp4")
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
     out = generate(tmp_path / "gen.mp4", config=GenerateConfig(seconds=1.0))["output"]
-    r = public(Scanner(config=ScanConfig(frames=6, faces=2)).scan(out))
-    assert r["manifest"]["state"] == "Trusted" and any("sfumato generated it" in n for n in r["notes"])
-    assert len(r["faces"]) == 1  # one person in the picture: no second track
-    assert r["verdict"]["track"] == 0 and r["faces"][0]["label"] == r["verdict"]["label"]
+    scanner = Scanner(config=ScanConfig(frames=6, faces=2))
+    fake = public(scanner.scan(out))
+    real = public(scanner.scan(real_clip))
+    assert fake["manifest"]["state"] == "Trusted" and any("sfumato generated it" in n for n in fake["notes"])
+    assert len(fake["faces"]) == 1  # one person in the picture: no second track
+    assert fake["verdict"]["track"] == 0 and fake["faces"][0]["label"] == fake["verdict"]["label"]
+    assert fake["verdict"]["probability_fake"] > real["verdict"]["probability_fake"]
