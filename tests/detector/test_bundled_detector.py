@@ -42,6 +42,7 @@ def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
     uses_r = any(f.startswith("realism") for f in meta["fusion"]["features"])
     r = Scanner(config=ScanConfig(frames=4)).scan(astronaut_clip)
     assert r["models"]["method"] == ("fused" if uses_r else "backbone") and r["manifest"]["state"] == "Absent"
+    assert r["verdict"]["calibration"] is not None  # the shipped threshold is calibrated
     assert r["verdict"]["label"] in ("fake", "real", "unsure") and len(r["faces"][0]["frames"]) == 4
 
 
