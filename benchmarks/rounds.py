@@ -98,9 +98,27 @@ def check_pair(generator: str | os.PathLike, detector: str | os.PathLike) -> dic
             f"(its realism evidence and training data), not {generator} ({gen_sha[:12]}...): pass that "
             "generator, or a detector trained for this one (`sfumato detect train`)")
     return {"generator_sha256": gen_sha, "detector_sha256": sha256_file(detector),
+            "recipe": dmeta.get("config") or {},
             "detector_generator_sha256": want, "sfumato_versions": {
                 "generator": gmeta.get("sfumato_version"), "detector": dmeta.get("sfumato_version")},
             "backbone": dmeta["backbone"], "input_size": int(dmeta["input_size"])}
+
+
+# the parts of D_0's training recipe that decide what it learns: fine-tuning without them (e.g. no
+# self-blends, c23 only) would drift D_n away from D_0's cues rather than adapt them to G_n
+INHERITED = ("compressions", "sbi", "degrade", "balance", "flip", "blur", "jpeg", "weight_decay")
+
+
+def finetune_config(recipe: dict, config: RoundConfig, n: int) -> DetectTrainConfig:
+    """D_n's fine-tuning settings: D_0's recipe (``INHERITED``) with the rounds' epochs, lr and frames."""
+    base = DetectTrainConfig()
+    kept = {k: (tuple(recipe[k]) if isinstance(recipe[k], list) else recipe[k])
+            for k in INHERITED if k in recipe}
+    return dataclasses.replace(base, **kept, backbone=recipe.get("backbone", base.backbone),
+                               input_size=int(recipe.get("input_size", base.input_size)),
+                               frames=config.detector_frames, batch_size=config.detector_batch_size,
+                               epochs=config.detector_epochs, lr=config.detector_lr,
+                               seed=config.build.seed + n)
 
 
 # -- the union of rounds ----------------------------------------------------------------------
@@ -371,10 +389,9 @@ class Rounds:
             from detector.train import train_detector
 
             write_union([self.round_dir(k) / "dataset" for k in range(n + 1)], union)
-            c = self.config
-            cfg = DetectTrainConfig(backbone=self.pair["backbone"], input_size=self.pair["input_size"],
-                                    frames=c.detector_frames, batch_size=c.detector_batch_size,
-                                    epochs=c.detector_epochs, lr=c.detector_lr, seed=c.build.seed + n)
+            recipe = {**self.pair["recipe"], "backbone": self.pair["backbone"],
+                      "input_size": self.pair["input_size"]}
+            cfg = finetune_config(recipe, self.config, n)
             s = train_detector(union, self.round_dir(n) / "detector_run", cfg, device=self.device,
                                progress=self.progress, init_from=self.d[n - 1])
             fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,

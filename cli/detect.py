@@ -204,15 +204,19 @@ def robustness(settings: Settings, dataset, detectors, split, frames, out, as_js
               help="Half-width of the unsure band (default: the detector's calibration, else 0.15).")
 @click.option("--faces", type=click.IntRange(min=1), default=1, show_default=True,
               help="Face tracks to follow (largest first); the file's verdict is its most suspicious face's.")
+@click.option("--unreliable", type=click.Choice(["unsure", "keep"]), default="unsure", show_default=True,
+              help="A fake/real verdict on a face under 64 px, a face in under half the frames or a heavily "
+                   "compressed video: report it as unsure (with the label it would have had) or keep it.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def scan(settings: Settings, paths, detector, generator, report, out, frames, threshold, unsure_band, faces,
-         as_json):
+         unreliable, as_json):
     """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
     calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
     from detector.scan import ScanConfig, Scanner, exit_status, scan_paths
 
-    scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces))
+    scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces,
+                                                     unreliable=unreliable))
     res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
     if as_json:
         emit_json(res["results"][0] if len(res["results"]) == 1 and len(paths) == 1 else res)

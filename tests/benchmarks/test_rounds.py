@@ -193,3 +193,18 @@ def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, ti
     assert f["judge_sha256"] == sha256_file(out / "round0" / "detector.safetensors")
     assert f["candidates_tried"] == 2 * f["planned_fakes"] and f["kept_fakes"] == f["planned_fakes"]
     assert not (out / "round0" / "dataset" / "filter_summary.json").exists()
+
+
+def test_round_detectors_keep_the_first_detectors_recipe():
+    from benchmarks.rounds import finetune_config
+
+    recipe = {"backbone": "tf_efficientnet_lite0", "input_size": 128, "compressions": ["c0", "c23", "c40"],
+              "sbi": 0.8, "degrade": True, "balance": True, "lr": 2e-4, "epochs": 2, "frames": 8}
+    cfg = finetune_config(recipe, RoundConfig(detector_epochs=3, detector_lr=5e-6, detector_frames=4), n=2)
+    # what D_0 learnt from stays: self-blends, degradations, every level
+    assert cfg.sbi == 0.8 and cfg.degrade and cfg.balance and cfg.compressions == ("c0", "c23", "c40")
+    assert cfg.backbone == "tf_efficientnet_lite0" and cfg.input_size == 128
+    # the fine-tuning schedule is the rounds' own, not D_0's from-ImageNet one
+    assert cfg.lr == 5e-6 and cfg.epochs == 3 and cfg.frames == 4 and cfg.seed == 2
+    # a detector file without a recipe falls back to the defaults rather than failing
+    assert finetune_config({}, RoundConfig(), n=1).sbi == 0.0

@@ -233,6 +233,8 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
 
 
 def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_checkpoint, tmp_path):
+    import dataclasses
+
     import cv2
 
     from detector.scan import ScanConfig, Scanner
@@ -247,9 +249,20 @@ def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_ch
     assert any(r["faces"][0]["face_found"])  # dlib still finds it
     assert r["verdict"]["reliability"] == "low"
     assert any("face under 64 px" in c for c in r["verdict"]["caveats"]), r["verdict"]["caveats"]
+    # a face this small undermines the verdict: unsure, with what it would have been (threshold 0:
+    # every face would be called fake)
+    sure = ScanConfig(frames=3, threshold=0.0, unsure_band=0.0)
+    demoted = Scanner(detector, tiny_checkpoint, sure).scan(tmp_path / "tiny.mp4")
+    assert demoted["verdict"]["label"] == "unsure" and demoted["verdict"]["label_before_caveats"] == "fake"
+    assert any("verdict unsure rather than fake" in n for n in demoted["notes"])
+    keep = dataclasses.replace(sure, unreliable="keep")
+    kept = Scanner(detector, tiny_checkpoint, keep).scan(tmp_path / "tiny.mp4")
+    assert kept["verdict"]["label"] == "fake" and kept["verdict"]["caveats"] == demoted["verdict"]["caveats"]
+    assert kept["verdict"]["probability_fake"] == demoted["verdict"]["probability_fake"]
     write_image(tmp_path / "still.png", astronaut_image())
     still = scanner.scan(tmp_path / "still.png")
     assert still["verdict"]["label"] in ("fake", "real", "unsure")
+    assert still["verdict"]["label"] == still["verdict"]["label_before_caveats"]  # a still is only a note
     assert any("still image" in c for c in still["verdict"]["caveats"])
     assert any("still image" in n for n in still["notes"])
 
@@ -272,7 +285,8 @@ def test_reliability_flags_heavily_compressed_video(tmp_path):
     no_face = SimpleNamespace(found=np.zeros(8, bool), points=None, frame_count=100, faces_seen=None)
     info = MediaInfo("x.mp4", "video", 640, 360, 25.0, 100, 4.0, bits_per_pixel=0.01)
     notes = reliability(no_face, info, 1)
-    assert len(notes) == 1 and "heavily compressed video (0.010 bits per pixel)" in notes[0]
+    assert len(notes) == 1 and "heavily compressed video (0.010 bits per pixel)" in notes[0].text
+    assert notes[0].kind == "compression" and notes[0].undermines
     info = MediaInfo("x.mp4", "video", 640, 360, 25.0, 100, 4.0, bits_per_pixel=0.05)
     assert reliability(no_face, info, 1) == []
 
