@@ -98,7 +98,9 @@ def check_pair(generator: str | os.PathLike, detector: str | os.PathLike) -> dic
             f"(its realism evidence and training data), not {generator} ({gen_sha[:12]}...): pass that "
             "generator, or a detector trained for this one (`sfumato detect train`)")
     return {"generator_sha256": gen_sha, "detector_sha256": sha256_file(detector),
-            "recipe": dmeta.get("config") or {},
+            # its training settings, with the file's own backbone and input size (older files lack "config")
+            "recipe": {**(dmeta.get("config") or {}), "backbone": dmeta["backbone"],
+                       "input_size": int(dmeta["input_size"])},
             "detector_generator_sha256": want, "sfumato_versions": {
                 "generator": gmeta.get("sfumato_version"), "detector": dmeta.get("sfumato_version")},
             "backbone": dmeta["backbone"], "input_size": int(dmeta["input_size"])}
@@ -389,9 +391,7 @@ class Rounds:
             from detector.train import train_detector
 
             write_union([self.round_dir(k) / "dataset" for k in range(n + 1)], union)
-            recipe = {**self.pair["recipe"], "backbone": self.pair["backbone"],
-                      "input_size": self.pair["input_size"]}
-            cfg = finetune_config(recipe, self.config, n)
+            cfg = finetune_config(self.pair["recipe"], self.config, n)
             s = train_detector(union, self.round_dir(n) / "detector_run", cfg, device=self.device,
                                progress=self.progress, init_from=self.d[n - 1])
             fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,
