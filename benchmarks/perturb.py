@@ -77,12 +77,6 @@ def _check(code: str, level: int) -> str:
     return code.upper()
 
 
-def level_value(code: str, level: int) -> float:
-    """The parameter of ``code`` at ``level`` (e.g. GB 3 -> kernel 13)."""
-    code = _check(code, level)
-    return PERTURBATIONS[code].levels[level - 1]
-
-
 def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 

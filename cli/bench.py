@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings
+from cli.context import Settings, emit_json, pass_settings
 
 
 @click.group()

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings
+from cli.context import Settings, emit_json, pass_settings
 
 
 def _csv(kind, name: str, text: str) -> tuple:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings
+from cli.context import Settings, emit_json, pass_settings
 
 
 @click.group()
@@ -236,6 +236,3 @@ def scan(settings: Settings, paths, detector, generator, report, out, frames, th
         if report:
             click.echo(f"report: {report}")
     raise SystemExit(exit_status(res["results"]))
-
-
-COMMANDS = (detect, scan)

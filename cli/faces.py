@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import EXIT_PARTIAL, Settings, emit_json, pass_settings, per_file
+from cli.context import EXIT_PARTIAL, Settings, emit_json, pass_settings, per_file
 
 DEFAULT_LANDMARKS_OUT = "sfumato-output/landmarks"
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from cli.main import EXIT_PARTIAL, Settings, emit_json, pass_settings
+from cli.context import EXIT_PARTIAL, Settings, emit_json, pass_settings
 
 
 def _preset_names() -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cli.main import Settings, emit_json, pass_settings, per_file
+from cli.context import Settings, emit_json, pass_settings, per_file
 
 
 def signer_options(fn):

@@ -14,7 +14,6 @@ from detector.realism import RealismScorer, clip_statistics
 
 BACKBONE_FEATURES = ("backbone_mean", "backbone_logit_mean", "backbone_max")
 REALISM_FEATURES = ("realism_mean", "realism_p10", "realism_min", "realism_std")
-FEATURES = BACKBONE_FEATURES + REALISM_FEATURES
 # What the fusion reads: one summary per witness. Fitted on a few dozen val videos, every extra
 # statistic was fitted to noise: on sfumato's shared-data dataset the 7-feature fit scored test video
 # AUC 0.67 where the backbone alone scored 0.79 and this pair 0.80 (logit means were swamped by a few

@@ -22,11 +22,6 @@ def sn_conv(c_in: int, c_out: int, kernel: int = 3, bias: bool = True) -> nn.Con
     return spectral_norm(nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias))
 
 
-def sn_linear(c_in: int, c_out: int, bias: bool = True) -> nn.Linear:
-    """A linear layer with spectral normalisation."""
-    return spectral_norm(nn.Linear(c_in, c_out, bias=bias))
-
-
 def assert_shape(x: torch.Tensor, shape: tuple) -> None:
     """Check a tensor's shape, ``None`` matching any size (stylegan's misc.assert_shape)."""
     if x.ndim != len(shape) or any(s is not None and s != d for s, d in zip(shape, x.shape)):

@@ -51,11 +51,6 @@ def bake_spectral_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-def count_parameters(module: nn.Module) -> int:
-    """Number of parameters."""
-    return sum(p.numel() for p in module.parameters())
-
-
 @torch.no_grad()
 def to_uint8(x: torch.Tensor):
     """Frames in [-1, 1] (B, 3, S, S) -> numpy uint8 (B, S, S, 3)."""

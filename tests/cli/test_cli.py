@@ -204,6 +204,18 @@ def test_python_dash_m_cli_runs_the_command():
     assert out.returncode == 0 and out.stdout.startswith("sfumato, version")
 
 
+@pytest.mark.parametrize("module", ["bench", "datasets", "detect", "faces", "model", "provenance"])
+def test_each_command_module_imports_on_its_own(module):
+    # A fresh interpreter: in-process the group has already imported every command module.
+    import subprocess
+    import sys
+
+    code = f"import cli.{module}; import cli.context; print(sorted(vars(cli.{module})))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "click" in out.stdout
+
+
 def test_keys_sign_verify_commands(runner, tmp_path, monkeypatch):
     from generator.video_io import write_image
 
