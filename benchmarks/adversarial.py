@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import sha256_file, write_bytes_atomic
+from generator.io.files import sha256_file, write_bytes_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +68,7 @@ def detector_view(x_hat: torch.Tensor, x: torch.Tensor, points: np.ndarray, size
     """What the detector sees of a fake: G's face over the real frame (the builder's mask), in the
     detector's aligned 1.3x crop at ``size``. x_hat, x: (B, 3, S, S) in [-1, 1]; points (B, 68, 2)
     in crop pixels. The result is in [-1, 1] (``detector_loss`` normalises it for the detector)."""
-    from generator.crop import DETECTOR_CROP, crop_transform, face_mask
+    from generator.faces.crop import DETECTOR_CROP, crop_transform, face_mask
 
     s = x_hat.shape[-1]
     masks = torch.from_numpy(np.stack([face_mask(p[None], s) for p in points])).to(x_hat)[:, None]
@@ -89,7 +89,7 @@ class EpisodeSource:
 
     def __init__(self, corpus: str | os.PathLike, image_size: int, k: int,
                  identities: list[str] | None = None, texture: bool = False):
-        from generator.data import EpisodeSampler, load_corpus
+        from generator.corpus.episodes import EpisodeSampler, load_corpus
 
         videos = [v for v in load_corpus(corpus) if identities is None or v.identity in identities]
         if not videos:
@@ -109,7 +109,7 @@ class EpisodeSource:
 def adversarial_step(model, detector, batch, config: AdversarialConfig, perceptual=None,
                      det_size: int = 128) -> tuple[torch.Tensor, dict]:
     """The generator's loss on one batch (L_CNT + L_ADV + lambda L_DET) and its parts as floats."""
-    from generator.losses import adversarial_loss, content_loss, feature_matching_loss
+    from generator.training.losses import adversarial_loss, content_loss, feature_matching_loss
 
     xs, ys, xt, yt, points, texture = batch
     with torch.no_grad():
@@ -151,8 +151,8 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     from tqdm import tqdm
 
     from detector.train import load_detector
-    from generator.checkpoint import load_checkpoint, save_checkpoint
-    from generator.model import load_meta_model, set_requires_grad
+    from generator.model.checkpoint import load_checkpoint, save_checkpoint
+    from generator.model.talking_head import load_meta_model, set_requires_grad
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ import numpy as np
 
 from detector.metadata import COMPRESSIONS, ClipRecord, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.files import link_or_copy, sha256_file, write_bytes_atomic
+from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
 
 BUILD_FILE = "build.json"
 FORMAT = 1
@@ -202,7 +202,7 @@ def _segments(videos: list[dict], frames: int, wanted: int) -> list[Segment]:
 
 def corpus_videos(corpus: str | os.PathLike) -> list[dict]:
     """The finished videos of a prepared corpus (identity, dir, frame count, fps, source)."""
-    from generator.prepare import read_corpus
+    from generator.corpus.prepare import read_corpus
 
     records = read_corpus(corpus)
     if not records:
@@ -215,7 +215,7 @@ def corpus_videos(corpus: str | os.PathLike) -> list[dict]:
 
 def make_plan(videos: list[dict], config: BuildConfig) -> tuple[list[ClipPlan], dict[str, str], list[dict]]:
     """(clips, identity -> split, skipped identities with reasons) for a corpus; deterministic."""
-    from generator.prepare import slug
+    from generator.corpus.prepare import slug
 
     by_id: dict[str, list[dict]] = defaultdict(list)
     for v in videos:
@@ -285,8 +285,8 @@ class ClipMaker:
 
     def __init__(self, corpus: Path, videos: dict[str, dict], checkpoint: Path, checkpoint_sha: str,
                  config: BuildConfig, signing=None, device: str = "cpu"):
-        from generator.faces import create_backend
-        from generator.model import load_meta_model
+        from generator.faces.backends import create_backend
+        from generator.model.talking_head import load_meta_model
 
         self.corpus, self.videos, self.config = corpus, videos, config
         self.checkpoint_sha, self.signing = checkpoint_sha, signing
@@ -313,9 +313,9 @@ class ClipMaker:
     def _read_segment(self, seg: Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         import cv2
 
-        from generator.driving import fill_missing, smooth_track
-        from generator.tracking import OK, FaceTracker, TrackerConfig
-        from generator.video_io import MediaReader
+        from generator.faces.motion import fill_missing, smooth_track
+        from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+        from generator.io.video import MediaReader
 
         n = self.config.clip_frames
         video = self.videos[seg.video]
@@ -369,8 +369,8 @@ class ClipMaker:
         or drawn at random with ``shot_seed``."""
         import cv2
 
-        from generator.sources import Shots
-        from generator.video_io import read_image
+        from generator.faces.shots import Shots
+        from generator.io.video import read_image
 
         outside, inside = [], []
         for vdir, v in sorted(self.videos.items()):
@@ -402,8 +402,8 @@ class ClipMaker:
                      shot_seed: int | None = None):
         import torch
 
-        from generator.finetune import FinetuneConfig, finetune
-        from generator.inference import init_person
+        from generator.inference.person import init_person
+        from generator.training.finetune import FinetuneConfig, finetune
 
         shot_set = self.shots(identity, shots, exclude, shot_seed)
         if mode == "FF":
@@ -426,8 +426,8 @@ class ClipMaker:
         """``render`` plus the landmarks the face shows in frame pixels (N, 68, 2)."""
         import dataclasses as dc
 
-        from generator.crop import TRAINING_CROP, crop_transform, face_mask
-        from generator.driving import transfer_expression
+        from generator.faces.crop import TRAINING_CROP, crop_transform, face_mask
+        from generator.faces.motion import transfer_expression
 
         frames, track, found = self.segment(clip.target)
         params = dc.replace(TRAINING_CROP, size=self.size)
@@ -466,7 +466,7 @@ class FileRealismScorer:
     on the face crops and landmarks the clip was made with (its ``track.npz``)."""
 
     def __init__(self, model):
-        from generator.inference import realism_discriminator
+        from generator.inference.person import realism_discriminator
 
         self.size = model.cfg.image_size
         self.D = realism_discriminator(model)
@@ -475,8 +475,8 @@ class FileRealismScorer:
                  frame_size: tuple[int, int] | None = None) -> np.ndarray:
         """r per frame (NaN where no face was found); ``frame_size`` (h, w) the track was made at,
         when the file was resized since."""
-        from generator.crop import CropTransform
-        from generator.video_io import MediaReader
+        from generator.faces.crop import CropTransform
+        from generator.io.video import MediaReader
 
         with MediaReader(path) as reader:
             scale = np.eye(3)
@@ -491,13 +491,13 @@ class FileRealismScorer:
     def frames(self, frames: np.ndarray, matrices: np.ndarray, points: np.ndarray,
                found: np.ndarray) -> np.ndarray:
         """r per frame of frames in memory (a candidate before it is encoded)."""
-        from generator.crop import CropTransform
+        from generator.faces.crop import CropTransform
 
         crops = np.stack([CropTransform(m, self.size).apply_image(f) for m, f in zip(matrices, frames)])
         return self._score(crops, points, found)
 
     def _score(self, crops: np.ndarray, points: np.ndarray, found: np.ndarray) -> np.ndarray:
-        from generator.inference import realism_score
+        from generator.inference.person import realism_score
 
         r = realism_score(self.D, crops, points[:len(crops)]).astype(np.float64)
         r[~np.asarray(found[:len(r)], bool)] = np.nan
@@ -508,7 +508,7 @@ def dataset_rescorer(dataset: str | os.PathLike, checkpoint: str | os.PathLike
                      ) -> Callable[[Path, ClipRecord], np.ndarray]:
     """A ``rescore(file, parent_row)`` for derived files of a built dataset (e.g. perturbed copies):
     r per frame with the dataset's own checkpoint and each clip's stored crops and landmarks."""
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
 
     doc = read_build(dataset)
     if sha256_file(checkpoint) != doc["checkpoint_sha256"]:
@@ -568,7 +568,7 @@ class DetectorJudge:
     def __call__(self, frames: np.ndarray, points: np.ndarray, found: np.ndarray) -> float:
         """Mean p(fake) over up to ``frames`` evenly spaced frames with a face (points: frame pixels)."""
         from detector.train import predict
-        from generator.crop import DETECTOR_CROP, crop_face
+        from generator.faces.crop import DETECTOR_CROP, crop_face
 
         idx = np.flatnonzero(found)
         if not len(idx):
@@ -668,9 +668,9 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path, threshold: float | No
     With hard-example settings a fake is the best of its candidates (``choose_candidate``), or,
     when none passes, recorded as ``filtered`` with every candidate's scores.
     """
+    from generator.io.video import VideoWriter
     from generator.provenance.manifest import GenerationInfo, sign_generated
     from generator.provenance.verify import verify_file
-    from generator.video_io import VideoWriter
 
     cfg = maker.config
     tmp = out / ".tmp" / clip.clip_id

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.metadata import ClipRecord
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 HISTOGRAM = "realism_hist.png"
 FILTER_HISTOGRAM = "filter_hist.png"

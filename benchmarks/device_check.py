@@ -37,8 +37,8 @@ def model_bench(a) -> list[dict]:
 
 def shots_from_corpus(corpus: str, size: int, t: int):
     """T shots (crops + landmarks at ``size``) from the first video of a prepared corpus."""
-    from generator.data import load_corpus
-    from generator.sources import Shots
+    from generator.corpus.episodes import load_corpus
+    from generator.faces.shots import Shots
 
     v = load_corpus(corpus)[0]
     idx = np.linspace(0, len(v.frame_files) - 1, t).round().astype(int)
@@ -57,11 +57,11 @@ def finetune_and_generate(a) -> list[dict]:
 
 def _finetune_and_generate_one(a, preset: str, tmp: Path) -> dict:
     from benchmarks.model_speed import random_checkpoint
-    from generator.checkpoint import save_checkpoint
-    from generator.finetune import FinetuneConfig, finetune
-    from generator.generate import GenerateConfig, generate
-    from generator.model import load_meta_model
+    from generator.inference.generate import GenerateConfig, generate
+    from generator.model.checkpoint import save_checkpoint
+    from generator.model.talking_head import load_meta_model
     from generator.provenance import SigningOptions
+    from generator.training.finetune import FinetuneConfig, finetune
 
     dev, out_dir = a.device, Path(a.out)
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
@@ -149,7 +149,7 @@ def adversarial(a) -> list[dict]:
     from benchmarks.model_speed import random_checkpoint
     from detector.backbone import Detector
     from detector.train import _save
-    from generator.config import get_preset
+    from generator.model.config import get_preset
 
     rows = []
     for preset in a.presets:

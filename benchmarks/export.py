@@ -39,13 +39,13 @@ import numpy as np
 
 from detector.metadata import COMPRESSIONS, LABELS, SPLITS, ClipRecord, read_metadata, write_metadata
 from generator import __version__
-from generator.crop import DETECTOR_CROP, CropParams, crop_face
+from generator.corpus.prepare import slug
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.faces import FaceBackend, create_backend
-from generator.files import link_or_copy, sha256_file, write_bytes_atomic
-from generator.prepare import slug
-from generator.tracking import OK, FaceTracker, TrackerConfig
-from generator.video_io import VIDEO_EXTENSIONS, MediaReader, evenly_spaced_indices, write_image
+from generator.faces.backends import FaceBackend, create_backend
+from generator.faces.crop import DETECTOR_CROP, CropParams, crop_face
+from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
+from generator.io.video import VIDEO_EXTENSIONS, MediaReader, evenly_spaced_indices, write_image
 
 FORMATS = ("deepfakebench", "ffpp", "csv")
 DATASET_NAME = "sfumato"  # DeepfakeBench dataset name and the prefix of its label names

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.crop import TRAINING_CROP, crop_face
-from generator.faces import FaceBackend, create_backend
-from generator.landmarks import landmark_image
-from generator.tracking import OK, FaceTracker, TrackerConfig
-from generator.video_io import MediaReader
+from generator.faces.backends import FaceBackend, create_backend
+from generator.faces.crop import TRAINING_CROP, crop_face
+from generator.faces.landmarks import landmark_image
+from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.io.video import MediaReader
 
 
 class _TimedBackend(FaceBackend):

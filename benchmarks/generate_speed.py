@@ -17,14 +17,14 @@ from pathlib import Path
 import torch
 
 from benchmarks.model_speed import random_checkpoint
-from generator.generate import GenerateConfig, generate
+from generator.inference.generate import GenerateConfig, generate
 from generator.provenance import SigningOptions
 
 
 def run_generate_benchmark(driver: str | Path, presets: tuple[str, ...] = ("small", "paper"),
                            frames: int = 100, threads: int = 2, precision: str = "auto") -> list[dict]:
     """Generate ``frames`` frames driven by ``driver`` for each preset; stage seconds and shares."""
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
 
     torch.set_num_threads(threads)
     rows = []

@@ -19,8 +19,8 @@ def identity_distances(video: str | os.PathLike, source: str | os.PathLike, fram
     """Descriptor distance to ``source``'s face of ``frames`` evenly spaced frames of ``video``."""
     from benchmarks.quality import FaceMetrics
     from generator.errors import NoFaceError
-    from generator.faces import create_backend
-    from generator.video_io import MediaReader
+    from generator.faces.backends import create_backend
+    from generator.io.video import MediaReader
 
     backend = backend or create_backend("dlib")
     metrics = FaceMetrics()

@@ -20,25 +20,25 @@ from pathlib import Path
 import torch
 
 from benchmarks.timing import best_of
-from generator.config import get_preset
-from generator.data import Episode
-from generator.distributed import DistInfo
-from generator.inference import autocast_dtype
-from generator.losses import (
+from generator.corpus.episodes import Episode
+from generator.inference.person import autocast_dtype
+from generator.model.config import get_preset
+from generator.model.talking_head import TalkingHeadModel, bake_spectral_norm
+from generator.training.distributed import DistInfo
+from generator.training.losses import (
     adversarial_loss,
     feature_matching_loss,
     hinge_d_loss,
     match_loss,
     random_perceptual_loss,
 )
-from generator.meta_train import MetaTrainer
-from generator.model import TalkingHeadModel, bake_spectral_norm
+from generator.training.meta_train import MetaTrainer
 
 
 def random_checkpoint(preset: str, path: Path) -> Path:
     """A meta checkpoint of ``preset`` with random weights (for timing only)."""
-    from generator.checkpoint import save_checkpoint
-    from generator.model import TalkingHeadModel
+    from generator.model.checkpoint import save_checkpoint
+    from generator.model.talking_head import TalkingHeadModel
 
     p = get_preset(preset)
     model = TalkingHeadModel(p.model)
@@ -58,7 +58,7 @@ def _episode(size: int, k: int, device: torch.device, texture: bool = False) -> 
 
 def straightforward(model: TalkingHeadModel) -> TalkingHeadModel:
     """The same networks run the textbook way: conv then pool, NCHW memory layout."""
-    from generator.layers import ResBlockDown
+    from generator.model.layers import ResBlockDown
 
     for m in model.modules():
         if isinstance(m, ResBlockDown):

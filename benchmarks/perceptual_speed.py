@@ -1,4 +1,4 @@
-"""Cost of the packaged perceptual content loss (``generator.perceptual``): ``sfumato bench perceptual``.
+"""Cost of the packaged perceptual loss (``generator.training.perceptual``): ``sfumato bench perceptual``.
 
 Per feature network (EfficientNet-Lite0, Lite2) and image size: milliseconds of one forward +
 backward of the loss on a batch (x_hat requires grad; x is the no-grad target), and the peak memory
@@ -28,7 +28,7 @@ def _rss_mb() -> float:
 
 def measure_loss(arch: str, size: int, batch: int = 4, repeats: int = 3, threads: int = 2) -> dict:
     """Forward + backward ms of the feature loss on (batch, 3, size, size), and peak memory added."""
-    from generator.perceptual import FeatureContentLoss
+    from generator.training.perceptual import FeatureContentLoss
 
     torch.set_num_threads(threads)
     loss = FeatureContentLoss.from_package(arch)
@@ -55,11 +55,11 @@ def measure_train_step(preset: str, content: str, repeats: int = 2, threads: int
     and, for a feature loss, the seconds of that loss's own forward + backward inside the step (one
     frame at the preset's size, as the step computes it)."""
     from benchmarks.model_speed import _episode
-    from generator.config import get_preset
-    from generator.distributed import DistInfo
-    from generator.losses import build_content_loss
-    from generator.meta_train import MetaTrainer
-    from generator.model import TalkingHeadModel
+    from generator.model.config import get_preset
+    from generator.model.talking_head import TalkingHeadModel
+    from generator.training.distributed import DistInfo
+    from generator.training.losses import build_content_loss
+    from generator.training.meta_train import MetaTrainer
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

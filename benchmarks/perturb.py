@@ -25,8 +25,8 @@ import numpy as np
 from detector.degrade import jpeg_roundtrip
 from detector.metadata import ClipRecord, read_metadata, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.files import sha256_file, write_bytes_atomic
-from generator.video_io import MediaReader, VideoWriter, probe
+from generator.io.files import sha256_file, write_bytes_atomic
+from generator.io.video import MediaReader, VideoWriter, probe
 
 LEVELS = (1, 2, 3, 4, 5)
 SUMMARY_JSON = "perturb.json"

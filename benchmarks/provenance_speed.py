@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from benchmarks.timing import best_of
+from generator.io.video import write_image, write_video
 from generator.provenance import GenerationInfo, SigningIdentity, init_keys, sign_file, verify_file
-from generator.video_io import write_image, write_video
 
 
 def _mp4_of_about(path: Path, megabytes: float = 1.0) -> Path:
@@ -33,9 +33,9 @@ def _mp4_of_about(path: Path, megabytes: float = 1.0) -> Path:
 def run_provenance_benchmark(repeats: int = 5, clip_frames: int = 100, preset: str = "small",
                              threads: int = 2) -> dict:
     """Sign/verify milliseconds for a ~1 MB mp4 and a 256 px png, and the share of a generated clip."""
-    from generator.config import get_preset
-    from generator.inference import Person
-    from generator.model import TalkingHeadModel
+    from generator.inference.person import Person
+    from generator.model.config import get_preset
+    from generator.model.talking_head import TalkingHeadModel
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -3,7 +3,7 @@ sec. 4): T source frames from the first half of a video drive-rendered with the 
 from its second half, and compared with those real frames.
 
 Methods: copy the source frame (no motion at all), a piecewise-affine warp of the source shot closest
-in pose from its landmarks to the driving ones (``generator.warp``), the model feed-forward (FF) and
+in pose from its landmarks to the driving ones (``generator.faces.warp``), the model feed-forward (FF) and
 fine-tuned (FT). Metrics: SSIM, SSIM_mouth (SSIM on the padded box of the driving mouth
 landmarks 48-67, where a landmark warp is weakest), PSNR, CSIM (cosine of dlib's 128-d
 face-recognition descriptors, offline) and LMD (mean distance of the landmarks found on the output to
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.driving import interocular
-from generator.files import write_bytes_atomic
+from generator.faces.motion import interocular
+from generator.io.files import write_bytes_atomic
 
 METHODS = ("copy", "warp", "FF", "FT")
 METRICS = ("SSIM", "SSIM_mouth", "PSNR", "CSIM", "LMD")  # per eval frame, averaged
@@ -96,10 +96,10 @@ def consecutive_crops(video: str | Path, start: int, n: int, size: int
     first frame without one), cut with one crop (from the run's mean landmarks) so the crops show the
     real motion and the landmarks (N, 68, 2) in crop pixels keep their frame-to-frame noise, as a
     driver's do. None when fewer than two frames are found."""
-    from generator.crop import TRAINING_CROP, crop_transform
-    from generator.faces import create_backend
-    from generator.tracking import OK, FaceTracker, TrackerConfig
-    from generator.video_io import MediaReader
+    from generator.faces.backends import create_backend
+    from generator.faces.crop import TRAINING_CROP, crop_transform
+    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+    from generator.io.video import MediaReader
 
     with MediaReader(video) as reader:
         got = reader.read_at(range(start, start + n))
@@ -124,7 +124,7 @@ class FaceMetrics:
     def __init__(self):
         import dlib
 
-        from generator.faces import dlib_model_path
+        from generator.faces.backends import dlib_model_path
 
         self._dlib = dlib
         self._shape = dlib.shape_predictor(str(dlib_model_path("shape_68")))
@@ -162,8 +162,8 @@ class FaceMetrics:
 
 
 def warp_baseline(source: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray) -> np.ndarray:
-    """Warp one source so its landmarks land on ``dst_pts`` (``generator.warp``: borders pinned)."""
-    from generator.warp import warp_face
+    """Warp one source so its landmarks land on ``dst_pts`` (``generator.faces.warp``: borders pinned)."""
+    from generator.faces.warp import warp_face
 
     return warp_face(source, src_pts, dst_pts).image
 
@@ -171,7 +171,7 @@ def warp_baseline(source: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray) 
 def warp_frames(frames: np.ndarray, points: np.ndarray, driving: np.ndarray) -> np.ndarray:
     """The warp baseline for T shots (T, S, S, 3): per driving frame, the shot closest in pose,
     warped to it (so T = 8 has more to choose from than T = 1)."""
-    from generator.warp import warp_shots
+    from generator.faces.warp import warp_shots
 
     return np.stack([warp_shots(frames, points, d).image for d in driving])
 
@@ -179,7 +179,7 @@ def warp_frames(frames: np.ndarray, points: np.ndarray, driving: np.ndarray) -> 
 def split_video(video: str | Path, size: int, max_shots: int, eval_frames: int):
     """Self-reenactment split of a video's face crops: (shots, half, driving indices); sources come
     from the first ``half`` crops, ``eval_frames`` evenly spaced driving crops from the rest."""
-    from generator.sources import load_shots
+    from generator.faces.shots import load_shots
 
     shots = load_shots([video], size, per_video=2 * max(max_shots, eval_frames))
     half = len(shots) // 2
@@ -191,7 +191,7 @@ def split_video(video: str | Path, size: int, max_shots: int, eval_frames: int):
 
 def source_shots(shots, half: int, t: int):
     """T shots evenly spaced over the first ``half`` crops (fewer if the half is shorter)."""
-    from generator.sources import Shots
+    from generator.faces.shots import Shots
 
     pick = np.linspace(0, half - 1, min(t, half)).round().astype(int)
     return Shots(shots.frames[pick], shots.points[pick], shots.origins, shots.source_sha256)
@@ -206,8 +206,8 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
     """
     import torch
 
-    from generator.finetune import FinetuneConfig, finetune
-    from generator.inference import init_person
+    from generator.inference.person import init_person
+    from generator.training.finetune import FinetuneConfig, finetune
 
     size = model.cfg.image_size
     shots, half, drive = split_video(video, size, max(config.shots), config.eval_frames)
@@ -260,9 +260,9 @@ def run_quality(videos: list[str | Path], checkpoint: str | Path, out_dir: str |
     """
     from tqdm import tqdm
 
-    from generator.files import sha256_file
-    from generator.model import load_meta_model
-    from generator.prepare import collect_inputs
+    from generator.corpus.prepare import collect_inputs
+    from generator.io.files import sha256_file
+    from generator.model.talking_head import load_meta_model
 
     model, meta = load_meta_model(checkpoint)
     files = [f.path for f in collect_inputs(videos)[0]]
@@ -392,8 +392,8 @@ def _mouth_cell(image: np.ndarray, points: np.ndarray, size: int) -> np.ndarray:
 def _write_grid(path: Path, examples: list[dict]) -> None:
     """Two rows per video: source | driver landmarks | each method | real, and below them the mouth of
     each, enlarged (the source's own mouth; all others at the driving mouth box)."""
-    from generator.landmarks import landmark_image
-    from generator.video_io import write_image
+    from generator.faces.landmarks import landmark_image
+    from generator.io.video import write_image
 
     rows = []
     for ex in examples:

@@ -7,7 +7,7 @@ half. The real crops of those driving frames are the positive class, the FF rend
 
 Each compression level is applied to both classes alike: ``c0`` is the raw 8-bit crops, ``c23`` /
 ``c40`` (``crfN`` for any other N) encode each class's crop sequence as its own H.264 clip at that CRF
-(``generator.video_io.write_video``, reproducible encoder, 25 fps) and decode it again. Both classes
+(``generator.io.video.write_video``, reproducible encoder, 25 fps) and decode it again. Both classes
 are scored with their driving landmarks (the same points for the real frame and its render), so
 only the pixels differ.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 IDENTITY_MODES = ("agnostic", "clip")  # as detector.realism.IDENTITY_MODES
 GOALS = {"c0": 0.90, "c23": 0.85}  # AUC the issue asks for
@@ -64,7 +64,7 @@ def level_crf(level: str) -> int | None:
 
 def compress_frames(frames: np.ndarray, level: str) -> np.ndarray:
     """The crops (N, S, S, 3) after the level's H.264 round trip (a copy for c0)."""
-    from generator.video_io import MediaReader, write_video
+    from generator.io.video import MediaReader, write_video
 
     crf = level_crf(level)
     if crf is None:
@@ -128,7 +128,7 @@ def self_reenact(model, video: str | Path, config: RealismConfig) -> tuple[np.nd
                                                                           np.ndarray, int]:
     """Real driving crops, their FF renders, the driving landmarks and the frames with a face."""
     from benchmarks.quality import source_shots, split_video
-    from generator.inference import init_person
+    from generator.inference.person import init_person
 
     shots, half, drive = split_video(video, model.cfg.image_size, config.shots, config.eval_frames)
     real, driving = shots.frames[drive], shots.points[drive]
@@ -172,9 +172,9 @@ def run_realism(videos: list[str | Path], checkpoint: str | Path | None, out_dir
     from tqdm import tqdm
 
     from detector.realism import RealismScorer
-    from generator.generate import resolve_checkpoint
-    from generator.model import load_meta_model
-    from generator.prepare import collect_inputs
+    from generator.corpus.prepare import collect_inputs
+    from generator.inference.generate import resolve_checkpoint
+    from generator.model.talking_head import load_meta_model
 
     checkpoint = resolve_checkpoint(checkpoint)
     model, meta = load_meta_model(checkpoint)

@@ -36,7 +36,7 @@ from benchmarks.build import BuildConfig, build_dataset, read_build
 from detector.metadata import ClipRecord, read_metadata, write_metadata
 from detector.train import DetectTrainConfig
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import link_or_copy, sha256_file, write_bytes_atomic
+from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
 
 ROUNDS_FILE = "rounds.json"
 TABLE_COMPRESSIONS = ("c23", "c40")
@@ -74,7 +74,7 @@ class RoundConfig:
 def check_pair(generator: str | os.PathLike, detector: str | os.PathLike) -> dict:
     """Refuse a detector whose realism evidence (or training data) came from another generator."""
     from detector.train import load_detector
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
 
     gen_sha = sha256_file(generator)
     try:
@@ -412,7 +412,7 @@ class Rounds:
         def run() -> dict:
             from detector.evaluate import fit_detector_fusion
             from detector.train import train_detector
-            from generator.pretrained import PACKAGED
+            from generator.model.pretrained import PACKAGED
 
             c = self.config
             start = "imagenet" if c.robust_backbone in PACKAGED else "none"

@@ -20,7 +20,7 @@ def make_720p_clip(source: str | os.PathLike, out: str | os.PathLike, seconds: f
     """``seconds`` of ``source`` letterboxed into 1280x720 (looped if shorter)."""
     import cv2
 
-    from generator.video_io import MediaReader, write_video
+    from generator.io.video import MediaReader, write_video
 
     with MediaReader(source) as r:
         frames = [f for _, f in r.frames()]
@@ -45,7 +45,7 @@ def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | o
     from detector import evidence as ev_mod
     from detector import faces as faces_mod
     from detector.scan import ScanConfig, Scanner
-    from generator.samples import write_astronaut_clip
+    from generator.io.samples import write_astronaut_clip
 
     scanner = Scanner(detector, generator, ScanConfig(frames=frames))
     with tempfile.TemporaryDirectory() as tmp:

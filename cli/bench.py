@@ -35,7 +35,7 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
     With no VIDEO it runs on the built-in astronaut sample clip.
     """
     from benchmarks.face_pipeline import run_face_benchmark, run_parallel_face_benchmark
-    from generator.samples import write_astronaut_clip
+    from generator.io.samples import write_astronaut_clip
 
     kwargs = dict(backend=backend, detect_every=detect_every, max_frames=max_frames,
                   fan_weights=fan_weights, repeats=repeats)
@@ -77,7 +77,7 @@ def model(presets, k, repeats, threads, no_train_step, device, as_json):
     """Parameters, E/G milliseconds, train-step seconds and peak memory per preset, next to a
     straightforward re-implementation of the same networks."""
     from benchmarks.model_speed import run_model_benchmark
-    from generator.config import get_preset, list_presets
+    from generator.model.config import get_preset, list_presets
 
     names = list(presets) or [n for n in list_presets() if not n.startswith("test_")]
     for n in names:
@@ -127,7 +127,7 @@ def perceptual(sizes, batch, presets, repeats, threads, as_json):
     """Forward + backward ms and memory of the packaged perceptual loss (Lite0, Lite2), and its share of
     one meta-training step per preset."""
     from benchmarks.perceptual_speed import run_perceptual_benchmark
-    from generator.config import get_preset
+    from generator.model.config import get_preset
 
     for n in presets:
         get_preset(n)  # unknown names fail before any work
@@ -225,7 +225,7 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
     cfg = QualityConfig(shots=t_values, eval_frames=frames, finetune_steps=finetune_steps,
                         temporal_frames=temporal_frames, seed=seed)
     if checkpoint is None:
-        from generator.generate import BUNDLED_MODEL
+        from generator.inference.generate import BUNDLED_MODEL
 
         checkpoint = BUNDLED_MODEL
     summary = run_quality(list(videos), checkpoint, out, cfg,
@@ -279,7 +279,7 @@ def generate_speed(driver, presets, frames, threads, precision, as_json):
     """End-to-end generate frames/s per preset and the share of each stage (decode + landmarks,
     G, compose + encode, sign). With no DRIVER the built-in astronaut clip drives."""
     from benchmarks.generate_speed import run_generate_benchmark
-    from generator.samples import write_astronaut_clip
+    from generator.io.samples import write_astronaut_clip
 
     with tempfile.TemporaryDirectory() as tmp:
         drv = driver or str(write_astronaut_clip(Path(tmp) / "astronaut.mp4", n_frames=frames))

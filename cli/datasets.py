@@ -38,7 +38,7 @@ def _splits(text: str) -> tuple[float, float, float]:
 
 def _checkpoint(checkpoint):
     if checkpoint is None:
-        from generator.generate import BUNDLED_MODEL
+        from generator.inference.generate import BUNDLED_MODEL
 
         return BUNDLED_MODEL
     return checkpoint
@@ -97,7 +97,7 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
     is the best of K candidates that passes; the card records what was tried and dropped.
     """
     from benchmarks.build import BuildConfig, build_dataset, parse_shard
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
     from generator.provenance import SigningOptions
 
     cfg = BuildConfig(splits=_splits(splits), methods=_csv(str, "--methods", methods),

@@ -33,7 +33,7 @@ def backend_options(fn):
 
 def make_backend(backend: str, fan_weights: str | None, detector: str, detect_max_side: int):
     """Build the chosen landmark backend."""
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
 
     kwargs = {"detector": detector, "detect_max_side": detect_max_side}
     if backend == "fan":
@@ -62,11 +62,11 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
     an overlay preview (mp4 for a video, png for an image) into --out. With no INPUT it runs on a
     built-in sample clip made from scikit-image's astronaut photo.
     """
-    from generator.extract import extract_landmarks
-    from generator.prepare import collect_inputs
-    from generator.samples import write_astronaut_clip
-    from generator.tracking import TrackerConfig
-    from generator.video_io import check_writable
+    from generator.corpus.prepare import collect_inputs
+    from generator.faces.extract import extract_landmarks
+    from generator.faces.tracking import TrackerConfig
+    from generator.io.samples import write_astronaut_clip
+    from generator.io.video import check_writable
 
     out_dir = Path(out)
     try:
@@ -108,7 +108,7 @@ def landmarks(settings: Settings, inputs, out, backend, fan_weights, detector, d
 
 
 def _is_video(path) -> bool:
-    from generator.video_io import is_image_path
+    from generator.io.video import is_image_path
 
     return not is_image_path(path)
 
@@ -163,8 +163,8 @@ def prepare(settings: Settings, inputs, out, frames_per_video, size, margin, ali
     record.json (source hash, fps, frames kept and skipped with reasons, settings). Bad inputs are
     listed and the rest still done; a killed run resumes where it stopped.
     """
-    from generator.crop import CropParams
-    from generator.prepare import PrepareConfig, prepare_corpus
+    from generator.corpus.prepare import PrepareConfig, prepare_corpus
+    from generator.faces.crop import CropParams
 
     config = PrepareConfig(
         frames_per_video=frames_per_video, crop=CropParams(size=size, margin=margin, align=align),
@@ -172,7 +172,7 @@ def prepare(settings: Settings, inputs, out, frames_per_video, size, margin, ali
         fan_weights=fan_weights, face_index=face_index, image_format=image_format,
         landmark_images=not no_landmark_images, identity_from=identity_from)
     if backend == "fan":  # fail before any work if the weights are missing
-        from generator.faces import fan_weights_path
+        from generator.faces.backends import fan_weights_path
 
         fan_weights_path(fan_weights)
     summary = prepare_corpus(inputs, out, config, identities_csv=identities, workers=workers,
@@ -215,7 +215,7 @@ def _print_prepare(summary, settings: Settings) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the facts as JSON.")
 def info(inputs, as_json):
     """Show what a video or image holds: size, fps, frames, duration, rotation, audio."""
-    from generator.video_io import MediaReader
+    from generator.io.video import MediaReader
 
     def one(path):
         with MediaReader(path) as reader:

@@ -10,14 +10,14 @@ from cli.context import EXIT_PARTIAL, Settings, emit_json, pass_settings
 
 
 def _preset_names() -> list[str]:
-    from generator.config import list_presets
+    from generator.model.config import list_presets
 
     return list_presets()
 
 
 def content_options(fn):
     """Options choosing the content loss and its local weight files."""
-    from generator.config import CONTENT_LOSSES
+    from generator.model.config import CONTENT_LOSSES
 
     fn = click.option("--vggface", type=click.Path(), envvar="SFUMATO_VGGFACE",
                       help="VGGFace (VGG16) weight file for --content-loss vgg; env SFUMATO_VGGFACE.")(fn)
@@ -68,9 +68,9 @@ def train(settings: Settings, corpus, out, preset, steps, k, batch_size, checkpo
     Runs under torchrun too (one process per GPU, or gloo processes on a CPU):
     torchrun --nproc_per_node 2 -m cli train CORPUS -o RUN
     """
-    from generator.config import get_preset
-    from generator.losses import choose_content
-    from generator.meta_train import train as run_training
+    from generator.model.config import get_preset
+    from generator.training.losses import choose_content
+    from generator.training.meta_train import train as run_training
 
     base = get_preset(preset).train
     overrides = {k2: v for k2, v in dict(steps=steps, k=k, batch_size=batch_size,
@@ -144,8 +144,8 @@ def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr
               hard_shot, loss, pool, device, as_json):
     """Train D alone (E, G, P frozen) on real vs generated frames of the training corpus, through the
     same resize and JPEG degradations, so the realism score r separates them."""
-    from generator.calibrate import CalibrateConfig
-    from generator.calibrate import calibrate as run_calibrate
+    from generator.training.calibrate import CalibrateConfig
+    from generator.training.calibrate import calibrate as run_calibrate
 
     cfg = CalibrateConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed, fresh=fresh_d,
                           trunk_from_e=trunk_from_e, d_trunk=d_trunk or "", hard_shot=hard_shot,
@@ -169,7 +169,7 @@ def calibrate(settings: Settings, corpus, checkpoint, out, steps, batch_size, lr
 def export(checkpoint, out, dtype, as_json):
     """Strip a training checkpoint to a release file: E, G and D weights and the training metadata,
     without optimiser state (a small preset: 153 MB -> 26 MB in fp16)."""
-    from generator.checkpoint import export_model
+    from generator.model.checkpoint import export_model
 
     r = export_model(checkpoint, out, dtype)
     if as_json:
@@ -205,9 +205,9 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
     Writes a self-contained person file: G with the person's AdaIN parameters, D with the
     person's identity vector, and how it was made (source hashes, checkpoint hash, seed).
     """
-    from generator.config import LossConfig
-    from generator.finetune import FinetuneConfig, finetune_to_file
-    from generator.losses import choose_content
+    from generator.model.config import LossConfig
+    from generator.training.finetune import FinetuneConfig, finetune_to_file
+    from generator.training.losses import choose_content
 
     content_loss = choose_content(content_loss, vgg19, vggface, LossConfig().content)
     cfg = FinetuneConfig(steps=steps, batch_size=batch_size, seed=seed,
@@ -227,8 +227,8 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
 @click.option("--json", "as_json", is_flag=True, help="Print the presets as JSON.")
 def presets(as_json):
     """List the model presets with their sizes and parameter counts."""
-    from generator.config import get_preset, list_presets
-    from generator.model import TalkingHeadModel
+    from generator.model.config import get_preset, list_presets
+    from generator.model.talking_head import TalkingHeadModel
 
     rows = []
     for name in list_presets():
@@ -308,15 +308,15 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
 
     # dlib's models (~1 s to read, the GIL released) load while torch and the model import.
     loader = ThreadPoolExecutor(1)
     backend = loader.submit(create_backend, "dlib") if not person and not batch_dir else None
     loader.shutdown(wait=False)
 
-    from generator.generate import GenerateConfig
-    from generator.generate import generate as run_generate
+    from generator.inference.generate import GenerateConfig
+    from generator.inference.generate import generate as run_generate
     from generator.provenance import SigningOptions
 
     if no_sign:
@@ -344,7 +344,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     progress = settings.progress and not as_json
     failures = []
     if batch_dir:  # resumable: outputs already signed for this picture, model and settings are kept
-        from generator.generate import generate_batch
+        from generator.inference.generate import generate_batch
 
         if sources or person:
             raise click.UsageError("--batch takes its sources from the folder: leave out --source "

@@ -1,6 +1,6 @@
 """The learned detector: any timm image model (EfficientNet-Lite0 by default) with one logit, fake vs
 real, on the detector's face crops. Starting points (``load_pretrained``): ``imagenet``, the ImageNet
-weights that ship in a package for EfficientNet-Lite0/Lite2 (``generator.pretrained``); a local
+weights that ship in a package for EfficientNet-Lite0/Lite2 (``generator.model.pretrained``); a local
 weight file; or ``none`` (from scratch). Nothing is downloaded.
 """
 
@@ -68,7 +68,7 @@ def load_pretrained(model: Detector, pretrained: str | os.PathLike | None) -> di
     if pretrained is None or pretrained == SCRATCH:
         return {"init": "scratch"}
     if pretrained == IMAGENET:
-        from generator.pretrained import PACKAGED, load_packaged, packaged_archs
+        from generator.model.pretrained import PACKAGED, load_packaged, packaged_archs
 
         if model.backbone_name not in PACKAGED:
             raise BadInputError(
@@ -99,7 +99,7 @@ def load_pretrained(model: Detector, pretrained: str | os.PathLike | None) -> di
         raise BadInputError(f"{p}: only {len(fits)} of {len(own)} tensors fit {model.backbone_name}: "
                             "weights of another architecture?")
     model.net.load_state_dict(fits, strict=False)
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     return {"init": "pretrained", "file": str(p), "sha256": sha256_file(p), "tensors_loaded": len(fits),
             "tensors_total": len(own)}

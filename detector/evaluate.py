@@ -27,7 +27,7 @@ from detector.fusion import FusionModel, fit_fusion
 from detector.metadata import ClipRecord, read_metadata
 from detector.metrics import binary_metrics, detection_report
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import sha256_file, write_bytes_atomic
+from generator.io.files import sha256_file, write_bytes_atomic
 
 BACKBONE_ONLY = ("backbone_mean",)  # the fusion when r does not help: a calibration of the backbone
 METHODS = ("backbone", "realism", "fused", "fused+r")  # fused+r: only when the verdict's fusion left r out
@@ -57,8 +57,8 @@ class EvidenceSource:
         from detector.evidence import model_input_size
         from detector.faces import cached_faces, sample_key
         from detector.train import CACHE_DIR
-        from generator.crop import DETECTOR_CROP
-        from generator.faces import create_backend
+        from generator.faces.backends import create_backend
+        from generator.faces.crop import DETECTOR_CROP
 
         rsize = self.realism.size if self.realism is not None else None
         size = model_input_size(self.model)  # cut at the size it was trained at, as in training
@@ -77,7 +77,7 @@ def bundled_generator(sha256: str | None = None) -> Path:
     A detector's realism evidence is tied to the D it was fitted with, so a detector fitted with an
     older packaged generator finds that file by hash if it is still in weights/.
     """
-    from generator.generate import BUNDLED_MODEL
+    from generator.inference.generate import BUNDLED_MODEL
 
     if sha256:
         for f in sorted(BUNDLED_MODEL.parent.glob("*.safetensors")):

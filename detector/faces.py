@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.crop import DETECTOR_CROP, TRAINING_CROP, CropParams, crop_face
 from generator.errors import BadInputError
-from generator.files import write_bytes_atomic
+from generator.faces.crop import DETECTOR_CROP, TRAINING_CROP, CropParams, crop_face
+from generator.io.files import write_bytes_atomic
 
 
 @dataclasses.dataclass
@@ -68,9 +68,9 @@ def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
                  face_index: int = 0) -> FaceSamples:
     """``frames`` evenly spaced frames of a video (or the one frame of an image) and their faces
     (``face_index``: 0 follows the largest face, 1 the second largest, ...)."""
-    from generator.faces import create_backend
-    from generator.tracking import OK, FaceTracker, TrackerConfig
-    from generator.video_io import MediaReader
+    from generator.faces.backends import create_backend
+    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+    from generator.io.video import MediaReader
 
     backend = backend or create_backend("dlib")
     rparams = dataclasses.replace(TRAINING_CROP, size=realism_size) if realism_size else None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.errors import BadInputError
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 
 @dataclasses.dataclass

@@ -20,9 +20,9 @@ class RealismScorer:
     """D (spectral norms baked) and E of a meta-trained checkpoint, for r on detector samples."""
 
     def __init__(self, checkpoint: str | os.PathLike, device: str = "cpu", shots: int = 8):
-        from generator.files import sha256_file
-        from generator.inference import realism_discriminator
-        from generator.model import load_meta_model
+        from generator.inference.person import realism_discriminator
+        from generator.io.files import sha256_file
+        from generator.model.talking_head import load_meta_model
 
         model, meta = load_meta_model(checkpoint, device)
         self.size = model.cfg.image_size
@@ -35,7 +35,7 @@ class RealismScorer:
     @torch.inference_mode()
     def identity(self, samples: FaceSamples) -> torch.Tensor | None:
         """w' = w_0 + e_hat from up to ``shots`` of the clip's own face crops (None: no face)."""
-        from generator.inference import frame_batch, landmark_batch
+        from generator.inference.person import frame_batch, landmark_batch
 
         ok = np.flatnonzero(samples.found)
         if not len(ok):
@@ -47,7 +47,7 @@ class RealismScorer:
 
     def scores(self, samples: FaceSamples, identity: str = "agnostic") -> np.ndarray:
         """r per sampled frame (NaN where no face was found)."""
-        from generator.inference import realism_score
+        from generator.inference.person import realism_score
 
         if samples.realism_crops is None or samples.realism_crops.shape[1] != self.size:
             raise ValueError(f"samples need realism crops at {self.size} px (sample_faces(realism_size=...))")

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from generator.errors import BadInputError
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 SIZES = (48, 64, 96, 128, 192, 256)  # face side in pixels
 CRFS = (0, 18, 23, 28, 33, 40, 45)  # H.264 constant rate factor
@@ -32,8 +32,8 @@ def real_crops(dataset: str | os.PathLike, split: str = "val", frames: int = 8) 
     from detector.evaluate import dataset_rows
     from detector.faces import cached_faces, sample_key
     from detector.train import CACHE_DIR
-    from generator.crop import DETECTOR_CROP
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
+    from generator.faces.crop import DETECTOR_CROP
 
     best: dict[str, tuple] = {}
     for f, r in dataset_rows(dataset, split, with_perturbed=False):

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from generator.errors import BadInputError, MissingWeightsError
-from generator.files import sha256_file, write_bytes_atomic
+from generator.io.files import sha256_file, write_bytes_atomic
 
 BUNDLED_DETECTOR = Path(__file__).resolve().parent / "weights" / "sfumato_detector.safetensors"
 FAKE, REAL, UNSURE, NO_FACE = "fake", "real", "unsure", "no face"
@@ -114,7 +114,7 @@ class Scanner:
         from detector.evaluate import load_realism
         from detector.fusion import FusionModel
         from detector.train import load_detector
-        from generator.faces import create_backend
+        from generator.faces.backends import create_backend
 
         path = Path(detector) if detector else BUNDLED_DETECTOR
         if not path.is_file():
@@ -148,8 +148,8 @@ class Scanner:
         """The evidence about one file (see the module docstring)."""
         from detector.evidence import evidence
         from detector.faces import sample_faces
+        from generator.io.video import probe
         from generator.provenance.verify import verify_file
-        from generator.video_io import probe
 
         t0 = time.perf_counter()
         path = Path(path)
@@ -158,7 +158,7 @@ class Scanner:
             manifest = verify_file(path).to_dict()
         except Exception as exc:  # provenance must not stop the pixel evidence; say what happened
             manifest = {"state": "Unreadable", "message": str(exc)}
-        from generator.crop import DETECTOR_CROP
+        from generator.faces.crop import DETECTOR_CROP
 
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
         identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
@@ -240,7 +240,7 @@ def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | o
     summary into ``out_dir`` (default: the current folder's ``scan-results``)."""
     from tqdm import tqdm
 
-    from generator.prepare import collect_inputs
+    from generator.corpus.prepare import collect_inputs
 
     files, problems = collect_inputs(paths)
     if not files and not problems:

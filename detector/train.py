@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from detector.backbone import DEFAULT_BACKBONE, IMAGENET, Detector, load_pretrained
 from detector.metadata import ClipRecord, read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 CACHE_DIR = ".cache/detector"
 
@@ -100,8 +100,8 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
     from tqdm import tqdm
 
     from detector.faces import cached_faces, sample_key
-    from generator.crop import DETECTOR_CROP, crop_transform
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
+    from generator.faces.crop import DETECTOR_CROP, crop_transform
 
     crop = dc.replace(DETECTOR_CROP, size=size)
     cache = Path(dataset) / CACHE_DIR
@@ -210,14 +210,14 @@ def predict(model: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndar
 
 
 def _save(path: Path, model: Detector, opt, meta: dict) -> None:
-    from generator.checkpoint import save_checkpoint
+    from generator.model.checkpoint import save_checkpoint
 
     save_checkpoint(path, "detector", {"net": model.net}, meta, optimizers={"adam": opt} if opt else None)
 
 
 def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detector, dict]:
     """A trained detector and its metadata (backbone, input size, training record)."""
-    from generator.checkpoint import load_checkpoint
+    from generator.model.checkpoint import load_checkpoint
 
     ck = load_checkpoint(path, kind="detector")
     model = Detector(ck.meta["backbone"]).normalisation_from(ck.meta)
@@ -244,7 +244,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     from tqdm import tqdm
 
     from detector.metrics import detection_report
-    from generator.checkpoint import load_checkpoint
+    from generator.model.checkpoint import load_checkpoint
 
     dataset, out = Path(dataset), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -420,6 +420,6 @@ def generalisation_auc(model: Detector, val: FrameSet, fakes: FrameSet) -> float
 
 
 def _sha(path: Path) -> str | None:
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     return sha256_file(path) if path.is_file() else None

@@ -25,21 +25,21 @@ def shared_file(*parts: str) -> Path:
 
 @pytest.fixture(scope="session")
 def dlib_backend():
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
 
     return create_backend("dlib")
 
 
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
-    from generator.samples import astronaut_image
+    from generator.io.samples import astronaut_image
 
     return astronaut_image()
 
 
 @pytest.fixture(scope="session")
 def astronaut_clip(tmp_path_factory) -> Path:
-    from generator.samples import write_astronaut_clip
+    from generator.io.samples import write_astronaut_clip
 
     return write_astronaut_clip(tmp_path_factory.mktemp("sample") / "astronaut.mp4", n_frames=40)
 
@@ -84,10 +84,10 @@ def tiny_corpus(tmp_path_factory) -> Path:
     """A two-video corpus made with sfumato's own prepare from the built-in astronaut sample."""
     import cv2
 
-    from generator.crop import CropParams
-    from generator.prepare import PrepareConfig, prepare_corpus
-    from generator.samples import astronaut_frames
-    from generator.video_io import write_video
+    from generator.corpus.prepare import PrepareConfig, prepare_corpus
+    from generator.faces.crop import CropParams
+    from generator.io.samples import astronaut_frames
+    from generator.io.video import write_video
 
     src = tmp_path_factory.mktemp("videos")
     frames = astronaut_frames(24, 256)
@@ -103,8 +103,8 @@ def tiny_checkpoint(tiny_corpus, tmp_path_factory) -> Path:
     """A test_tiny meta checkpoint after one training step (random-ish weights of the right shape)."""
     import dataclasses
 
-    from generator.config import get_preset
-    from generator.meta_train import train
+    from generator.model.config import get_preset
+    from generator.training.meta_train import train
 
     cfg = dataclasses.replace(get_preset("test_tiny").train, steps=1)
     return train(tiny_corpus, tmp_path_factory.mktemp("tiny_run"), "test_tiny", cfg).checkpoint

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from generator.errors import SfumatoError
-from generator.files import write_bytes_atomic
+from generator.io.files import write_bytes_atomic
 
 KEYS_ENV = "SFUMATO_KEYS_DIR"
 PASSPHRASE_ENV = "SFUMATO_KEY_PASSPHRASE"

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from generator import __version__
-from generator.files import check_writable, temp_path_beside
+from generator.io.files import check_writable, temp_path_beside
 from generator.provenance.keys import ProvenanceError, SigningIdentity
 
 GENERATION_LABEL = "org.sfumato.generation"

@@ -15,10 +15,10 @@ from generator.provenance.manifest import SigningOptions
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory) -> Path:
     """Six 'people' (the astronaut, tinted and mirrored differently), 18 frames each."""
-    from generator.crop import CropParams
-    from generator.prepare import PrepareConfig, prepare_corpus
-    from generator.samples import astronaut_frames
-    from generator.video_io import write_video
+    from generator.corpus.prepare import PrepareConfig, prepare_corpus
+    from generator.faces.crop import CropParams
+    from generator.io.samples import astronaut_frames
+    from generator.io.video import write_video
 
     src = tmp_path_factory.mktemp("people")
     frames = astronaut_frames(18, 192)

@@ -40,7 +40,7 @@ def test_warp_affine_matches_opencv():
 
 def test_detector_view_of_a_real_frame_is_the_detectors_crop(tiny_corpus):
     from benchmarks.adversarial import EpisodeSource
-    from generator.crop import DETECTOR_CROP, crop_face
+    from generator.faces.crop import DETECTOR_CROP, crop_face
 
     src = EpisodeSource(tiny_corpus, 64, 2)
     _, _, xt, _, pts, texture = src.sample(2, 0, 0)
@@ -58,8 +58,8 @@ def test_detector_view_of_a_real_frame_is_the_detectors_crop(tiny_corpus):
 
 def test_detector_loss_lowers_the_frozen_detectors_score_and_keeps_content(
         tiny_corpus, tiny_checkpoint, sharp_detector, tmp_path):
-    from generator.files import sha256_file
-    from generator.model import load_meta_model
+    from generator.io.files import sha256_file
+    from generator.model.talking_head import load_meta_model
 
     torch.manual_seed(0)
     out = tmp_path / "g1.safetensors"
@@ -86,7 +86,7 @@ def test_detector_loss_lowers_the_frozen_detectors_score_and_keeps_content(
 def test_a_stopped_finetune_resumes_to_the_same_generator(tiny_corpus, tiny_checkpoint, tiny_detector,
                                                           tmp_path):
     from generator.errors import ConfigMismatchError
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
 
     cfg = dataclasses.replace(CFG, steps=6, checkpoint_every=2)
     whole = adversarial_finetune(tiny_checkpoint, tiny_corpus, tiny_detector, tmp_path / "a.safetensors", cfg)

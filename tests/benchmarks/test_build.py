@@ -23,7 +23,7 @@ from benchmarks.build import (
 )
 from detector.metadata import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.files import sha256_file
+from generator.io.files import sha256_file
 
 CFG = BuildConfig(splits=(0.34, 0.33, 0.33), shots=(1, 2), finetune_steps=1, fakes_per_real=2,
                   clip_frames=8, max_side=160)
@@ -92,8 +92,8 @@ def test_metadata_matches_files(dataset):
 
 
 def test_manifest_free_copy_has_the_signed_pixels(dataset):
+    from generator.io.video import MediaReader
     from generator.provenance.verify import verify_file
-    from generator.video_io import MediaReader
 
     fake = next(r for r in read_metadata(dataset) if r.label == "fake" and r.compression == "c23")
     assert verify_file(fake.resolve(dataset)).state == "Absent"
@@ -169,7 +169,7 @@ def test_other_settings_into_the_same_folder_are_refused(dataset, corpus, checkp
 def test_a_clip_without_a_face_is_skipped_and_listed(corpus, checkpoint, signing, tmp_path):
     import shutil
 
-    from generator.video_io import write_video
+    from generator.io.video import write_video
 
     bad = tmp_path / "corpus"
     shutil.copytree(corpus, bad)

@@ -17,8 +17,8 @@ import pytest
 from benchmarks.export import export_dataset, import_folder
 from detector.metadata import ClipRecord, read_metadata, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import sha256_file
-from generator.video_io import MediaReader, evenly_spaced_indices, read_image, write_video
+from generator.io.files import sha256_file
+from generator.io.video import MediaReader, evenly_spaced_indices, read_image, write_video
 
 N_FRAMES = 40  # the astronaut_clip fixture's length
 FACE_UNTIL = 20  # the self fake shows the face in frames [0, 20), then a grey frame

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.generate_speed import run_generate_benchmark
-from generator.samples import write_astronaut_clip
+from generator.io.samples import write_astronaut_clip
 
 
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_generate_benchmark_reports_stages_and_precision(tmp_path, precision):
     import torch
 
-    from generator.inference import resolve_precision
+    from generator.inference.person import resolve_precision
 
     clip = write_astronaut_clip(tmp_path / "drive.mp4", n_frames=12, size=192)
     [row] = run_generate_benchmark(clip, ("test_tiny",), frames=12, threads=1, precision=precision)

@@ -13,7 +13,7 @@ import pytest
 from benchmarks.build import BuildConfig, FileRealismScorer, build_dataset, build_document
 from detector.metadata import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import sha256_file
+from generator.io.files import sha256_file
 
 BASE = BuildConfig(splits=(0.34, 0.33, 0.33), shots=(1,), modes=("FF",), fakes_per_real=1, clip_frames=8,
                    max_side=160, compressions=("c23",))

@@ -9,7 +9,7 @@ from tests.conftest import SHARED_VIDEO, shared_file
 def test_a_real_clip_is_its_own_person_and_another_is_not(tmp_path):
     import cv2
 
-    from generator.video_io import MediaReader
+    from generator.io.video import MediaReader
 
     video = shared_file(*SHARED_VIDEO.relative_to(SHARED_VIDEO.parents[1]).parts)
     other = shared_file("portraits", "liveportrait_s9.jpg")  # the Mona Lisa

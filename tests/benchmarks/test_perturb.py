@@ -22,8 +22,8 @@ from benchmarks.perturb import (
 )
 from detector.metadata import ClipRecord, read_metadata, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError
-from generator.files import sha256_file
-from generator.video_io import MediaReader, write_video
+from generator.io.files import sha256_file
+from generator.io.video import MediaReader, write_video
 
 
 @pytest.fixture(scope="module")

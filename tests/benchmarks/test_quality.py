@@ -19,9 +19,9 @@ from benchmarks.quality import (
     warp_baseline,
     warp_frames,
 )
-from generator.config import get_preset
-from generator.meta_train import train
-from generator.video_io import read_image
+from generator.io.video import read_image
+from generator.model.config import get_preset
+from generator.training.meta_train import train
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_mouth_ssim_sees_a_corrupted_mouth_that_full_frame_ssim_barely_sees(astr
     import cv2
     from skimage.metrics import structural_similarity
 
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     image = cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
     points = mean_face(128)
@@ -81,7 +81,7 @@ def test_mouth_ssim_sees_a_corrupted_mouth_that_full_frame_ssim_barely_sees(astr
 
 
 def test_the_mouth_box_stays_inside_the_image():
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     points = mean_face(64)
     points[48:68] += (0, 40)  # mouth pushed past the bottom edge
@@ -142,7 +142,7 @@ def test_quality_reuses_finished_videos_and_redoes_changed_ones(checkpoint, astr
 
 
 def test_the_warp_baseline_uses_the_shot_closest_in_pose():
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     rng = np.random.default_rng(0)
     p = mean_face(64)

@@ -82,7 +82,7 @@ def videos():
 
 def test_realism_run_on_held_out_clips(checkpoint, videos, tmp_path, monkeypatch):
     import benchmarks.realism as realism
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     seen = []  # (level, input, output) of every compression the run applied
     real_compress = realism.compress_frames

@@ -187,7 +187,7 @@ def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, ti
         assert (ds / "metadata.jsonl").is_file()
     table = json.loads((out / "table.json").read_text())
     assert len(table["cells"]) == 2 and all(len(row) == 2 for row in table["cells"])
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     f = json.loads((out / "round1" / "dataset" / "filter_summary.json").read_text())
     assert f["judge_sha256"] == sha256_file(out / "round0" / "detector.safetensors")

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import EXIT_PARTIAL, cli
-from generator.samples import write_astronaut_clip, write_astronaut_image
+from generator.io.samples import write_astronaut_clip, write_astronaut_image
 
 
 def all_commands(group: click.Group, prefix=()):
@@ -105,12 +105,12 @@ def test_fan_without_weights_is_a_clear_error(runner, tmp_path, monkeypatch):
 
 
 def test_internal_errors_are_one_line_and_debug_shows_traceback(runner, tmp_path, monkeypatch):
-    import generator.extract
+    import generator.faces.extract
 
     def boom(*a, **k):
         raise ZeroDivisionError("simulated bug")
 
-    monkeypatch.setattr(generator.extract, "extract_landmarks", boom)
+    monkeypatch.setattr(generator.faces.extract, "extract_landmarks", boom)
     img = write_astronaut_image(tmp_path / "a.png")
     result = runner.invoke(cli, ["landmarks", str(img), "-o", str(tmp_path)])
     assert result.exit_code == 70 and "internal error: ZeroDivisionError" in result.stderr
@@ -169,7 +169,7 @@ def test_train_and_finetune_commands(runner, tiny_corpus, tmp_path):
                              "--steps", "0", "--adv-weight", "0.5", "--json"])
     assert ft.exit_code == 0, ft.output
     assert json.loads(ft.stdout)["mode"] == "feed-forward"
-    from generator.inference import load_person
+    from generator.inference.person import load_person
     assert load_person(tmp_path / "p.safetensors").meta["finetune"]["adv_weight"] == 0.5
     negative = runner.invoke(cli, ["finetune", str(img), "-o", str(tmp_path / "n.safetensors"),
                                    "--adv-weight", "-1"])
@@ -217,7 +217,7 @@ def test_each_command_module_imports_on_its_own(module):
 
 
 def test_keys_sign_verify_commands(runner, tmp_path, monkeypatch):
-    from generator.video_io import write_image
+    from generator.io.video import write_image
 
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
     init = runner.invoke(cli, ["keys", "init", "--json"])

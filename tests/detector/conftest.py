@@ -13,8 +13,8 @@ def add_clip(root: Path, rows: list[ClipRecord], clip_id: str, frames: list[np.n
              split: str, compressions: tuple[str, ...] = ("c23",)) -> None:
     """Encode ``frames`` as videos/<clip_id>/<compression>.mp4 (bit-reproducibly) and add their rows."""
     from detector.metadata import COMPRESSIONS
-    from generator.files import sha256_file
-    from generator.video_io import write_video
+    from generator.io.files import sha256_file
+    from generator.io.video import write_video
 
     for comp in compressions:
         rel = f"videos/{clip_id}/{comp}.mp4"

@@ -19,8 +19,8 @@ def bundled():
 
 def test_bundled_detector_records_its_recipe_and_generator_hash(bundled):
     from detector.evaluate import bundled_generator
-    from generator.files import sha256_file
-    from generator.generate import BUNDLED_MODEL
+    from generator.inference.generate import BUNDLED_MODEL
+    from generator.io.files import sha256_file
 
     _, meta = bundled
     assert meta["backbone"] == "tf_efficientnet_lite0" and meta["init"]["init"] == "imagenet"
@@ -48,7 +48,7 @@ def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
 
 def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path, monkeypatch):
     from detector.scan import ScanConfig, Scanner, public
-    from generator.generate import GenerateConfig, generate
+    from generator.inference.generate import GenerateConfig, generate
 
     real_clip = shared_file("videos", "styletalk_reagan_clip1_first12s.mp4")
     # the Mona Lisa, the paper's demo. Not the built-in astronaut: the bundled detector misses that

@@ -19,9 +19,9 @@ from generator.errors import BadInputError
 @pytest.fixture(scope="module")
 def face():
     """The astronaut's detector crop (256 px) and its landmarks in crop pixels."""
-    from generator.crop import DETECTOR_CROP, crop_face
-    from generator.faces import create_backend
-    from generator.samples import astronaut_image
+    from generator.faces.backends import create_backend
+    from generator.faces.crop import DETECTOR_CROP, crop_face
+    from generator.io.samples import astronaut_image
 
     img = astronaut_image()
     backend = create_backend("dlib")

@@ -22,7 +22,7 @@ CFG = DetectTrainConfig(input_size=64, frames=4, batch_size=8, epochs=2, blur=0.
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Real astronaut clips and R/B-swapped 'fakes' in train/val/test, at c23 and c40."""
-    from generator.samples import astronaut_frames
+    from generator.io.samples import astronaut_frames
 
     root = tmp_path_factory.mktemp("sds")
     # 256 px: at 160 px, c40 (CRF 40) leaves too little of the face for dlib's detector in most clips
@@ -140,7 +140,7 @@ def test_scan_of_a_real_clip_from_shared(scanner):
 
 def test_scan_bad_inputs(scanner, tmp_path):
     from detector.scan import exit_status, scan_paths
-    from generator.video_io import write_video
+    from generator.io.video import write_video
 
     grey = tmp_path / "in" / "grey.mp4"
     grey.parent.mkdir()
@@ -213,8 +213,8 @@ def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path
 
 def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     from detector.scan import ScanConfig, Scanner, public
-    from generator.samples import astronaut_frames
-    from generator.video_io import write_video
+    from generator.io.samples import astronaut_frames
+    from generator.io.video import write_video
 
     frames = astronaut_frames(6, 160)
     two = [np.hstack([f, np.ascontiguousarray(f[:, ::-1])]) for f in frames]  # two people side by side
@@ -238,8 +238,8 @@ def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_ch
     import cv2
 
     from detector.scan import ScanConfig, Scanner
-    from generator.samples import astronaut_frames, astronaut_image
-    from generator.video_io import write_image, write_video
+    from generator.io.samples import astronaut_frames, astronaut_image
+    from generator.io.video import write_image, write_video
 
     scanner = Scanner(detector, tiny_checkpoint, ScanConfig(frames=3))
     small = [cv2.resize(f, (72, 72), interpolation=cv2.INTER_AREA) for f in astronaut_frames(6, 160)]
@@ -271,8 +271,8 @@ def test_reliability_flags_heavily_compressed_video(tmp_path):
     from types import SimpleNamespace
 
     from detector.scan import LOW_BITS_PER_PIXEL, reliability
-    from generator.samples import astronaut_frames
-    from generator.video_io import MediaInfo, probe, write_video
+    from generator.io.samples import astronaut_frames
+    from generator.io.video import MediaInfo, probe, write_video
 
     assert 0.01 < LOW_BITS_PER_PIXEL  # the 0.01 case below sits under the threshold
     frames = astronaut_frames(10, 192)

@@ -19,7 +19,7 @@ CFG = DetectTrainConfig(backbone="tf_efficientnet_lite0", input_size=64, frames=
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """Real astronaut clips, R/B-swapped 'fakes', and a faceless grey 'fake'."""
-    from generator.samples import astronaut_frames
+    from generator.io.samples import astronaut_frames
 
     root = tmp_path_factory.mktemp("dds")
     frames = astronaut_frames(12, 160)
@@ -87,7 +87,7 @@ def test_unknown_backbone_and_missing_weights_are_clear():
 def test_a_detector_started_from_imagenet_trains_and_records_its_init(dataset, tmp_path):
     import torch
 
-    from generator.pretrained import IMAGENET_MEAN, create_pretrained
+    from generator.model.pretrained import IMAGENET_MEAN, create_pretrained
 
     cfg = dataclasses.replace(CFG, backbone="tf_efficientnet_lite0", epochs=1)
     assert DetectTrainConfig().backbone == "tf_efficientnet_lite0"  # the default, from ImageNet

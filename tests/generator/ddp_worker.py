@@ -5,8 +5,8 @@ import sys
 
 import torch
 
-from generator.config import get_preset
-from generator.meta_train import train
+from generator.model.config import get_preset
+from generator.training.meta_train import train
 
 if __name__ == "__main__":
     corpus, run_dir, out = sys.argv[1:4]

@@ -12,9 +12,7 @@ import numpy as np
 import pytest
 
 from generator.errors import BadInputError, NoFaceError
-from generator.generate import FOLD_WARN_AREA, GenerateConfig, generate, make_person
-from generator.provenance import SigningOptions
-from generator.sources import (
+from generator.faces.shots import (
     MIN_FACE_PX,
     MIN_FACE_PX_HARD,
     PROFILE_YAW_DEG,
@@ -22,8 +20,10 @@ from generator.sources import (
     frontal_first,
     load_shots,
 )
-from generator.video_io import MediaReader, write_image, write_video
-from generator.warp import folded_area, warp_face
+from generator.faces.warp import folded_area, warp_face
+from generator.inference.generate import FOLD_WARN_AREA, GenerateConfig, generate, make_person
+from generator.io.video import MediaReader, write_image, write_video
+from generator.provenance import SigningOptions
 from tests.conftest import shared_file
 
 NO_SIGN = SigningOptions(enabled=False)  # signing is tested elsewhere; these runs only need frames
@@ -67,7 +67,7 @@ def portrait() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def astro(tmp_path_factory) -> Path:
-    from generator.samples import write_astronaut_image
+    from generator.io.samples import write_astronaut_image
 
     return write_astronaut_image(tmp_path_factory.mktemp("astro") / "astronaut.png")
 
@@ -89,8 +89,8 @@ def test_a_small_source_face_warns_that_the_output_will_be_soft(portrait, tmp_pa
 
 
 def test_a_face_under_the_hard_floor_is_refused_with_its_size(tmp_path):
-    from generator.driving import mean_face
-    from generator.faces import Detection, FaceBackend
+    from generator.faces.backends import Detection, FaceBackend
+    from generator.faces.motion import mean_face
 
     class TinyFace(FaceBackend):
         """A backend that finds a 20 px face (dlib's HOG detector misses faces that small)."""
@@ -160,8 +160,8 @@ def test_the_most_frontal_shot_leads_when_several_are_given(profile, astro):
 
 
 def test_a_person_file_also_leads_with_the_most_frontal_shot(profile, astro, tmp_path):
-    from generator.finetune import FinetuneConfig, finetune_to_file
-    from generator.inference import load_person
+    from generator.inference.person import load_person
+    from generator.training.finetune import FinetuneConfig, finetune_to_file
 
     out = tmp_path / "person.safetensors"
     finetune_to_file(None, [profile, astro], out, FinetuneConfig(steps=0))
@@ -177,7 +177,7 @@ def test_frontal_portraits_get_no_warning():
 
 
 def test_a_covered_face_warns_and_a_half_hidden_one_is_a_clear_error(tmp_path):
-    from generator.faces import create_backend
+    from generator.faces.backends import create_backend
 
     img = _read(shared_file("portraits", "sadtalker_people_0.png"))
     x0, y0, x1, y1 = create_backend("dlib").detect(img)[0].box.astype(int)
@@ -216,7 +216,7 @@ def _check_no_hole(person, source_points: np.ndarray) -> None:
     """Render the source's own landmarks and the folded ones; the folded ones leave no hole."""
     import torch
 
-    from generator.inference import landmark_batch
+    from generator.inference.person import landmark_batch
 
     points = _folded(source_points)
     assert (folded_area(points[1:], person.image_size) > FOLD_WARN_AREA).all()
@@ -240,9 +240,9 @@ def test_the_warp_masks_folds_and_a_texture_person_renders_them_without_a_hole(a
     """The texture path even when the bundled model is a pure G: a fresh test_texture person."""
     import torch
 
-    from generator.config import get_preset
-    from generator.inference import init_person
-    from generator.model import TalkingHeadModel
+    from generator.inference.person import init_person
+    from generator.model.config import get_preset
+    from generator.model.talking_head import TalkingHeadModel
 
     shots = load_shots([astro], 64)
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_the_warp_masks_folds_and_a_texture_person_renders_them_without_a_hole(a
 
 
 def test_generate_counts_and_warns_about_folding_frames(tmp_path, caplog):
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     base = mean_face(256)
     frames = _folded(base)[[0, 0, 1, 2, 3, 0]]  # normal, normal, three folded, normal

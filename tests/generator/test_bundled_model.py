@@ -10,9 +10,9 @@ import torch
 from click.testing import CliRunner
 
 from cli.main import cli
-from generator.checkpoint import load_checkpoint
-from generator.generate import BUNDLED_MODEL
-from generator.video_io import MediaReader, probe
+from generator.inference.generate import BUNDLED_MODEL
+from generator.io.video import MediaReader, probe
+from generator.model.checkpoint import load_checkpoint
 
 HELD_OUT = ("sadtalker_WDA_KatieHill_000", "spectre_M026_level_3_disgusted_018", "lia_vox_driving2",
             "latentsync_demo1_video_crop", "hyperlips_video3_crop", "skyreels_driving_4")  # MODEL_CARD.md
@@ -30,8 +30,8 @@ def test_bundled_model_is_shipped_small_and_documented():
 
 def test_bundled_embedder_is_alive():
     """Different faces give different identity embeddings (a dead E gives 0 for all)."""
-    from generator.model import load_meta_model
-    from generator.samples import astronaut_frames
+    from generator.io.samples import astronaut_frames
+    from generator.model.talking_head import load_meta_model
 
     model, _ = load_meta_model(BUNDLED_MODEL)
     s = model.cfg.image_size
@@ -62,7 +62,7 @@ def test_default_generate_on_the_bundled_model(tmp_path, monkeypatch):
 def test_default_generate_keeps_the_astronaut_herself(tmp_path, monkeypatch):
     """dlib's same-person check (distance < 0.6) on the output of `sfumato generate` with no options."""
     from benchmarks.identity import identity_distances
-    from generator.samples import write_astronaut_image
+    from generator.io.samples import write_astronaut_image
 
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
     monkeypatch.chdir(tmp_path)
@@ -75,9 +75,9 @@ def test_default_generate_keeps_the_astronaut_herself(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("flag", ["--checkpoint", "--person"])
 def test_a_missing_bundled_model_names_the_alternatives(tmp_path, monkeypatch, flag):
-    import generator.generate
+    import generator.inference.generate
 
-    monkeypatch.setattr(generator.generate, "BUNDLED_MODEL", tmp_path / "absent.safetensors")
+    monkeypatch.setattr(generator.inference.generate, "BUNDLED_MODEL", tmp_path / "absent.safetensors")
     result = CliRunner().invoke(cli, ["generate", "-o", str(tmp_path / "x.mp4")])
     assert result.exit_code == 1 and flag in result.stderr and "missing" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.crop import (
+from generator.faces.crop import (
     DETECTOR_CROP,
     TRAINING_CROP,
     CropParams,
@@ -92,8 +92,8 @@ def test_bad_params_are_refused():
 
 
 def test_face_mask_covers_the_face_and_paste_keeps_the_background():
-    from generator.crop import crop_transform, face_mask
-    from generator.driving import mean_face
+    from generator.faces.crop import crop_transform, face_mask
+    from generator.faces.motion import mean_face
 
     pts = mean_face(128)
     mask = face_mask(pts, 128)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.driving import (
+from generator.faces.motion import (
     MEAN_FACE,
     MIRROR,
     builtin_track,
@@ -97,7 +97,7 @@ def test_gaps_are_held_and_jitter_smoothed():
 
 
 def test_transfer_expression_keeps_target_pose_and_takes_driver_expression():
-    from generator.driving import mean_face, transfer_expression
+    from generator.faces.motion import mean_face, transfer_expression
 
     base = mean_face(128).astype(np.float64)
     n = 5

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 
-from generator.extract import extract_landmarks, load_landmarks_npz
-from generator.samples import astronaut_frames
-from generator.tracking import TrackerConfig
-from generator.video_io import probe, write_video
+from generator.faces.extract import extract_landmarks, load_landmarks_npz
+from generator.faces.tracking import TrackerConfig
+from generator.io.samples import astronaut_frames
+from generator.io.video import probe, write_video
 
 
 def test_frames_without_a_face_are_kept_with_reasons(tmp_path, dlib_backend):
@@ -44,7 +44,7 @@ def test_saved_files_round_trip(tmp_path, dlib_backend, astronaut_clip):
 
 
 def test_image_input_gives_png_overlay(tmp_path, dlib_backend):
-    from generator.samples import write_astronaut_image
+    from generator.io.samples import write_astronaut_image
 
     img = write_astronaut_image(tmp_path / "astro.png")
     track = extract_landmarks(img, dlib_backend, overlay_path=tmp_path / "astro.overlay.png")
@@ -55,7 +55,7 @@ def test_image_input_gives_png_overlay(tmp_path, dlib_backend):
 def test_tiny_huge_and_grayscale_images(tmp_path, dlib_backend, astronaut):
     import cv2
 
-    from generator.video_io import write_image
+    from generator.io.video import write_image
 
     tiny = tmp_path / "tiny.png"
     write_image(tiny, np.zeros((1, 1, 3), np.uint8))

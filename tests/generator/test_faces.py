@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from generator.errors import MissingWeightsError, SfumatoError
-from generator.faces import FAN_WEIGHTS_FILE, create_backend, dlib_model_path, fan_weights_path
-from generator.tracking import NO_FACE, OK, FaceTracker, TrackerConfig, iou
-from generator.video_io import MediaReader
+from generator.faces.backends import FAN_WEIGHTS_FILE, create_backend, dlib_model_path, fan_weights_path
+from generator.faces.tracking import NO_FACE, OK, FaceTracker, TrackerConfig, iou
+from generator.io.video import MediaReader
 from tests.conftest import ASTRONAUT_FACE
 
 

@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 import torch
 
-from generator.checkpoint import CheckpointError
-from generator.config import LossConfig, get_preset
 from generator.errors import NoFaceError, SfumatoError
-from generator.finetune import ADV_WEIGHT, FinetuneConfig, adv_weight_for, finetune, finetune_to_file
-from generator.inference import init_person, load_person, person_from_sources, realism_score
-from generator.losses import random_perceptual_loss
-from generator.meta_train import train
-from generator.model import load_meta_model
-from generator.samples import write_astronaut_image
-from generator.sources import load_shots
+from generator.faces.shots import load_shots
+from generator.inference.person import init_person, load_person, person_from_sources, realism_score
+from generator.io.samples import write_astronaut_image
+from generator.model.checkpoint import CheckpointError
+from generator.model.config import LossConfig, get_preset
+from generator.model.talking_head import load_meta_model
+from generator.training.finetune import ADV_WEIGHT, FinetuneConfig, adv_weight_for, finetune, finetune_to_file
+from generator.training.losses import random_perceptual_loss
+from generator.training.meta_train import train
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_feed_forward_mode_and_realism_identities(meta_checkpoint, astronaut_png
 
 
 def test_bad_sources_and_files(meta_checkpoint, tmp_path):
-    from generator.video_io import write_image
+    from generator.io.video import write_image
 
     blank = tmp_path / "blank.png"
     write_image(blank, np.full((128, 128, 3), 80, np.uint8))
@@ -128,8 +128,8 @@ def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astro
     from click.testing import CliRunner
 
     from cli.main import cli
-    from generator.files import sha256_file
-    from generator.generate import BUNDLED_MODEL
+    from generator.inference.generate import BUNDLED_MODEL
+    from generator.io.files import sha256_file
 
     out = tmp_path / "person.safetensors"
     result = CliRunner().invoke(cli, ["finetune", str(astronaut_png), "-o", str(out), "--json"])

@@ -7,13 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from generator.checkpoint import CheckpointError
-from generator.config import get_preset
 from generator.errors import MissingWeightsError, NoFaceError, VideoReadError
-from generator.generate import GenerateConfig, generate
-from generator.meta_train import train
-from generator.samples import astronaut_frames, write_astronaut_image
-from generator.video_io import MediaReader, probe, write_image, write_video
+from generator.inference.generate import GenerateConfig, generate
+from generator.io.samples import astronaut_frames, write_astronaut_image
+from generator.io.video import MediaReader, probe, write_image, write_video
+from generator.model.checkpoint import CheckpointError
+from generator.model.config import get_preset
+from generator.training.meta_train import train
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_one_source_image_and_video_driver_with_gaps(checkpoint, tmp_path):
 
 
 def test_landmark_file_driver_png_export_and_range(checkpoint, tmp_path, astronaut_clip):
-    from generator.extract import extract_landmarks
+    from generator.faces.extract import extract_landmarks
 
     track = extract_landmarks(astronaut_clip)
     track.save(tmp_path / "lm.npz")
@@ -91,8 +91,8 @@ def test_bad_inputs_are_clear(checkpoint, tmp_path, tiny_corpus):
 
 
 def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
-    from generator.finetune import FinetuneConfig, finetune_to_file
     from generator.provenance import SigningOptions
+    from generator.training.finetune import FinetuneConfig, finetune_to_file
 
     src = write_astronaut_image(tmp_path / "astro.png")
     person = tmp_path / "astro.safetensors"
@@ -111,11 +111,11 @@ def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
 
 def test_precision_bf16_renders_like_fp32_and_fp16_needs_cuda(checkpoint, tmp_path):
     from generator.errors import BadInputError
-    from generator.inference import person_from_sources
+    from generator.inference.person import person_from_sources
 
     src = write_astronaut_image(tmp_path / "astro.png")
     person = person_from_sources(checkpoint, [src])
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     s = person.image_size
     pts = np.repeat(mean_face(s)[None].astype(np.float32), 3, axis=0)
@@ -134,8 +134,8 @@ def test_precision_bf16_renders_like_fp32_and_fp16_needs_cuda(checkpoint, tmp_pa
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
     import torch
 
-    from generator import inference
     from generator.errors import BadInputError
+    from generator.inference import person as inference
 
     cpu = torch.device("cpu")
     assert GenerateConfig().precision == "auto"
@@ -150,14 +150,14 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
 
 def test_feed_forward_generation_loads_no_discriminator(checkpoint, tmp_path):
     from generator.errors import BadInputError
-    from generator.generate import make_person
+    from generator.inference.generate import make_person
     from generator.provenance import SigningOptions
 
     src = write_astronaut_image(tmp_path / "astro.png")
     calls = []
 
     def backend():
-        from generator.faces import create_backend
+        from generator.faces.backends import create_backend
 
         calls.append(1)
         return create_backend("dlib")
@@ -218,7 +218,7 @@ def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tm
     assert r["size"] == [512, 512] and (probe(out).width, probe(out).height) == (512, 512)
     with MediaReader(out) as reader:
         first = next(reader.frames())[1]
-    from generator.video_io import read_image
+    from generator.io.video import read_image
 
     photo = read_image(src)
     corner = np.abs(first[400:, :100].astype(int) - photo[400:, :100].astype(int)).mean()
@@ -234,7 +234,7 @@ def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tm
 
 
 def test_frame_sink_keeps_order_and_raises_the_workers_error():
-    from generator.generate import FrameSink
+    from generator.inference.generate import FrameSink
 
     seen = []
     with FrameSink(lambda k: seen.append(k), max_pending=1) as sink:
@@ -254,7 +254,7 @@ def test_frame_sink_keeps_order_and_raises_the_workers_error():
 
 
 def test_an_encoding_error_leaves_no_output(checkpoint, tmp_path, monkeypatch):
-    import generator.generate as gen
+    import generator.inference.generate as gen
 
     def broken(*args, **kwargs):
         raise OSError("No space left on device")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from generator.landmarks import (
+from generator.faces.landmarks import (
     PALETTE,
     PARTS,
     landmark_image,
@@ -18,8 +18,8 @@ from generator.landmarks import (
 
 def mean_face(size: int = 256) -> np.ndarray:
     """A plausible frontal 68-point layout scaled into a ``size`` square (from the astronaut)."""
-    from generator.faces import create_backend
-    from generator.samples import astronaut_image
+    from generator.faces.backends import create_backend
+    from generator.io.samples import astronaut_image
 
     img = astronaut_image()
     backend = create_backend("dlib")

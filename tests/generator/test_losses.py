@@ -7,7 +7,7 @@ import torch
 import torchvision
 
 from generator.errors import MissingWeightsError, SfumatoError
-from generator.losses import (
+from generator.training.losses import (
     VGG19_FILE,
     PerceptualLoss,
     adversarial_loss,

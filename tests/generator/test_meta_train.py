@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from generator.checkpoint import CheckpointError, load_checkpoint
-from generator.config import LossConfig, get_preset
-from generator.data import EpisodeSampler, load_corpus
-from generator.losses import random_perceptual_loss
-from generator.meta_train import TrainingDivergedError, train
-from generator.model import TalkingHeadModel, load_meta_model
+from generator.corpus.episodes import EpisodeSampler, load_corpus
+from generator.model.checkpoint import CheckpointError, load_checkpoint
+from generator.model.config import LossConfig, get_preset
+from generator.model.talking_head import TalkingHeadModel, load_meta_model
+from generator.training.losses import random_perceptual_loss
+from generator.training.meta_train import TrainingDivergedError, train
 
 TINY = get_preset("test_tiny").train
 
@@ -190,7 +190,7 @@ def test_unwritable_run_folder_and_missing_corpus(tiny_corpus, tmp_path):
 
 
 def test_export_keeps_the_networks_in_half_the_bytes(tiny_corpus, tmp_path):
-    from generator.checkpoint import export_model
+    from generator.model.checkpoint import export_model
 
     result = train(tiny_corpus, tmp_path / "run", "test_tiny", tiny(steps=2))
     out = tmp_path / "release.safetensors"
@@ -213,14 +213,14 @@ def test_export_keeps_the_networks_in_half_the_bytes(tiny_corpus, tmp_path):
         export_model(result.checkpoint, tmp_path / "x.safetensors", "int8")
     with pytest.raises(CheckpointError, match="a person checkpoint, expected a meta"):
         person = tmp_path / "person.safetensors"
-        from generator.checkpoint import save_checkpoint
+        from generator.model.checkpoint import save_checkpoint
 
         save_checkpoint(person, "person", {"G": full.G}, {})
         export_model(person, tmp_path / "y.safetensors")
 
 
 def test_identity_columns_start_at_the_embedding_and_keep_the_embedder_alive(tiny_corpus, tmp_path):
-    from generator.meta_train import init_identity_columns
+    from generator.training.meta_train import init_identity_columns
 
     videos = load_corpus(tiny_corpus)
     cfg = dataclasses.replace(get_preset("small").model, image_size=64, num_videos=len(videos))

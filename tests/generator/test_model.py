@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from generator.config import ModelConfig, get_preset, list_presets
 from generator.errors import SfumatoError
-from generator.layers import AdaIN, adain
-from generator.model import TalkingHeadModel, bake_spectral_norm
+from generator.model.config import ModelConfig, get_preset, list_presets
+from generator.model.layers import AdaIN, adain
+from generator.model.talking_head import TalkingHeadModel, bake_spectral_norm
 
 PAPER_PARAMS = {"E": 15e6, "G": 38e6, "D": 20e6}
 
@@ -110,7 +110,7 @@ def test_baked_spectral_norm_gives_the_same_output():
 
 
 def test_fused_down_block_equals_the_textbook_order():
-    from generator.layers import ResBlockDown
+    from generator.model.layers import ResBlockDown
 
     torch.manual_seed(0)
     block = ResBlockDown(5, 7, instance_norm=True).eval()
@@ -135,7 +135,7 @@ def test_channels_last_gives_the_same_output():
 
 
 def test_baking_a_person_leaves_the_model_intact():
-    from generator.inference import init_person
+    from generator.inference.person import init_person
 
     torch.manual_seed(0)
     m = TalkingHeadModel(narrow(64)).eval()

@@ -8,17 +8,17 @@ import shutil
 import numpy as np
 import pytest
 
-from generator.crop import CropParams
-from generator.errors import BadInputError, ConfigMismatchError
-from generator.prepare import (
+from generator.corpus.prepare import (
     PrepareConfig,
     assign_identities,
     collect_inputs,
     prepare_corpus,
     read_corpus,
 )
-from generator.samples import write_astronaut_clip, write_astronaut_image
-from generator.video_io import read_image
+from generator.errors import BadInputError, ConfigMismatchError
+from generator.faces.crop import CropParams
+from generator.io.samples import write_astronaut_clip, write_astronaut_image
+from generator.io.video import read_image
 from tests.conftest import SHARED_VIDEO, shared_file
 
 SMALL = PrepareConfig(frames_per_video=6, crop=CropParams(size=128))
@@ -58,7 +58,7 @@ def test_mixed_folder_good_done_bad_listed(tmp_path):
     write_astronaut_image(src / "portrait.png")
     (src / "empty.mp4").write_bytes(b"")
     (src / "text.mp4").write_text("not a video\n" * 10)
-    from generator.video_io import write_image
+    from generator.io.video import write_image
 
     write_image(src / "noface.png", np.full((200, 200, 3), 90, np.uint8))
     (src / "readme.txt").write_text("ignored")
@@ -144,7 +144,7 @@ def test_identity_rules(tmp_path):
     assert folder == {"x", "alice", "bob", "flat"}
     csv_path = tmp_path / "ids.csv"
     csv_path.write_text("file,identity\n1.mp4,zed\n2.mp4,zed\ncarol.mp4,Carol Q\n")
-    from generator.prepare import read_identity_csv
+    from generator.corpus.prepare import read_identity_csv
 
     table = read_identity_csv(csv_path)
     assert {j.identity for j in assign_identities(files, table=table)} == {"zed", "Carol_Q"}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from generator.errors import BadInputError, MissingWeightsError
-from generator.pretrained import PACKAGED, create_pretrained, map_state_dict, weight_file
+from generator.model.pretrained import PACKAGED, create_pretrained, map_state_dict, weight_file
 
 ARCHS = ["tf_efficientnet_lite0", "tf_efficientnet_lite2"]
 
@@ -90,7 +90,7 @@ def _to_tensor(image: np.ndarray) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def lite0_loss():
-    from generator.perceptual import FeatureContentLoss
+    from generator.training.perceptual import FeatureContentLoss
 
     return FeatureContentLoss.from_package("tf_efficientnet_lite0")
 
@@ -127,9 +127,9 @@ def test_the_feature_distance_passes_gradients_to_its_input_only(lite0_loss):
 
 
 def test_the_loss_config_names_its_content_choices():
-    from generator.config import CONTENT_LOSSES, LossConfig
-    from generator.losses import build_content_loss, content_loss_name
-    from generator.perceptual import FeatureContentLoss
+    from generator.model.config import CONTENT_LOSSES, LossConfig
+    from generator.training.losses import build_content_loss, content_loss_name
+    from generator.training.perceptual import FeatureContentLoss
 
     assert LossConfig().content == "lite0" and set(CONTENT_LOSSES) == {"lite0", "lite2", "vgg", "none"}
     loss = build_content_loss(LossConfig(content="lite2", feature_weight=0.5))

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from generator.io.video import write_image, write_video
 from generator.provenance import (
     GenerationInfo,
     ProvenanceError,
@@ -20,7 +21,6 @@ from generator.provenance import (
     verify_file,
 )
 from generator.provenance.keys import KeyPaths, make_certificates, pem, private_pem
-from generator.video_io import write_image, write_video
 from tests.conftest import numbered_frames
 
 GEN = GenerationInfo(preset="small", checkpoint_sha256="ab" * 32, shots=1, finetune_steps=0, seed=7,
@@ -115,7 +115,7 @@ def test_edited_generation_assertion_is_invalid(tmp_path, identity):
 
 
 def test_re_encoded_file_has_no_manifest(tmp_path, identity):
-    from generator.video_io import MediaReader
+    from generator.io.video import MediaReader
 
     out = tmp_path / "signed.mp4"
     sign_file(media(tmp_path, "mp4"), identity, out, generation=GEN)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from generator.config import get_preset
-from generator.model import TalkingHeadModel
+from generator.model.config import get_preset
+from generator.model.talking_head import TalkingHeadModel
 
 
 @pytest.fixture()
@@ -38,9 +38,9 @@ def test_a_fresh_texture_g_returns_the_warp(model):
 
 
 def test_gradients_reach_g_e_p_and_d(tiny_corpus, model):
-    from generator.data import EpisodeSampler, load_corpus
-    from generator.distributed import DistInfo
-    from generator.meta_train import MetaTrainer
+    from generator.corpus.episodes import EpisodeSampler, load_corpus
+    from generator.training.distributed import DistInfo
+    from generator.training.meta_train import MetaTrainer
 
     train = dataclasses.replace(get_preset("test_texture").train, d_steps=1)
     sampler = EpisodeSampler(load_corpus(tiny_corpus), 64, train.k, texture=True)
@@ -59,9 +59,9 @@ def test_gradients_reach_g_e_p_and_d(tiny_corpus, model):
 
 def test_a_tiny_texture_model_overfits_a_clip_beyond_the_warp(tiny_corpus):
     """Trained on one clip's episodes, G does better than the warp it starts from on them."""
-    from generator.data import EpisodeSampler, load_corpus
-    from generator.distributed import DistInfo
-    from generator.meta_train import MetaTrainer
+    from generator.corpus.episodes import EpisodeSampler, load_corpus
+    from generator.training.distributed import DistInfo
+    from generator.training.meta_train import MetaTrainer
 
     torch.manual_seed(0)
     p = get_preset("test_texture")
@@ -91,11 +91,11 @@ def test_a_tiny_texture_model_overfits_a_clip_beyond_the_warp(tiny_corpus):
 
 
 def test_a_texture_person_renders_from_its_shots_and_round_trips(tmp_path, model, astronaut):
-    from generator.checkpoint import save_checkpoint
-    from generator.finetune import FinetuneConfig, finetune_to_file
-    from generator.inference import load_person
-    from generator.model import TalkingHeadModel as _M  # noqa: F401 (the checkpoint's model)
-    from generator.samples import write_astronaut_image
+    from generator.inference.person import load_person
+    from generator.io.samples import write_astronaut_image
+    from generator.model.checkpoint import save_checkpoint
+    from generator.model.talking_head import TalkingHeadModel as _M  # noqa: F401 (the checkpoint's model)
+    from generator.training.finetune import FinetuneConfig, finetune_to_file
 
     ck = save_checkpoint(tmp_path / "meta.safetensors", "meta", {"E": model.E, "G": model.G, "D": model.D},
                          {"preset": "test_texture", "model": model.cfg.to_dict(), "step": 0})
@@ -112,9 +112,9 @@ def test_a_texture_person_renders_from_its_shots_and_round_trips(tmp_path, model
 
 
 def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tmp_path):
-    from generator.calibrate import CalibrateConfig, calibrate
-    from generator.meta_train import train
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
+    from generator.training.calibrate import CalibrateConfig, calibrate
+    from generator.training.meta_train import train
 
     # the pure tiny G after 2 steps paints blobs: fakes D can learn to tell from the real frames
     cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
@@ -138,9 +138,9 @@ def test_calibrating_d_separates_real_from_generated_and_resumes(tiny_corpus, tm
 
 
 def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path):
-    from generator.calibrate import CalibrateConfig, calibrate
-    from generator.meta_train import train
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
+    from generator.training.calibrate import CalibrateConfig, calibrate
+    from generator.training.meta_train import train
 
     cfg = dataclasses.replace(get_preset("test_tiny").train, steps=2)
     ck = train(tiny_corpus, tmp_path / "run", "test_tiny", cfg).checkpoint
@@ -161,7 +161,7 @@ def test_fresh_calibration_starts_a_new_trunk_and_keeps_w(tiny_corpus, tmp_path)
 
 
 def test_discriminator_convolutions_start_without_bias():
-    from generator.discriminator import Discriminator
+    from generator.model.discriminator import Discriminator
 
     D = Discriminator(get_preset("test_tiny").model)
     biases = [m.bias for m in D.modules() if isinstance(m, torch.nn.Conv2d) and m.bias is not None]
@@ -169,8 +169,8 @@ def test_discriminator_convolutions_start_without_bias():
 
 
 def test_hard_shot_textures_warp_the_source_farthest_in_pose(tiny_corpus):
-    from generator.data import EpisodeSampler, load_corpus
-    from generator.warp import pose_distance, texture_tensor
+    from generator.corpus.episodes import EpisodeSampler, load_corpus
+    from generator.faces.warp import pose_distance, texture_tensor
 
     sampler = EpisodeSampler(load_corpus(tiny_corpus), 64, 3, texture=True, hard_shot=1.0)
     ep = sampler.sample(1, seed=0, step=0)
@@ -187,9 +187,9 @@ def test_hard_shot_textures_warp_the_source_farthest_in_pose(tiny_corpus):
 
 
 def test_painting_loss_adds_l1_of_g_rgb_to_the_g_objective(tiny_corpus):
-    from generator.data import EpisodeSampler, load_corpus
-    from generator.distributed import init_distributed
-    from generator.meta_train import MetaTrainer
+    from generator.corpus.episodes import EpisodeSampler, load_corpus
+    from generator.training.distributed import init_distributed
+    from generator.training.meta_train import MetaTrainer
 
     torch.manual_seed(0)
     videos = load_corpus(tiny_corpus)
@@ -215,8 +215,8 @@ def test_painting_loss_adds_l1_of_g_rgb_to_the_g_objective(tiny_corpus):
 
 def test_init_from_starts_e_and_g_from_another_run_and_refuses_another_model(tiny_corpus, tmp_path):
     from generator.errors import ConfigMismatchError
-    from generator.meta_train import train
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
+    from generator.training.meta_train import train
 
     cfg = dataclasses.replace(get_preset("test_texture").train, steps=1)
     first = train(tiny_corpus, tmp_path / "a", "test_texture", cfg).checkpoint
@@ -237,7 +237,7 @@ def test_init_from_starts_e_and_g_from_another_run_and_refuses_another_model(tin
 
 
 def test_pairwise_calibration_loss_ranks_reals_above_fakes_whatever_their_offset():
-    from generator.calibrate import CalibrateConfig, pairwise_loss
+    from generator.training.calibrate import CalibrateConfig, pairwise_loss
 
     real, fake = torch.tensor([2.0, 3.0]), torch.tensor([-1.0, 0.0])
     assert pairwise_loss(real, fake) < pairwise_loss(fake, real)
@@ -255,7 +255,7 @@ def test_calibrate_cli_passes_its_options_through(tiny_corpus, tiny_checkpoint, 
     from click.testing import CliRunner
 
     from cli.main import cli
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
 
     out = tmp_path / "cal.safetensors"
     args = ["-q", "calibrate", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "-o", str(out),
@@ -270,10 +270,10 @@ def test_calibrate_cli_passes_its_options_through(tiny_corpus, tiny_checkpoint, 
 
 
 def test_render_pool_is_reproducible_and_a_fresh_projection_gives_d_a_gradient(tiny_corpus, tiny_checkpoint):
-    from generator.calibrate import init_projection, render_pool
-    from generator.data import EpisodeSampler, load_corpus
-    from generator.discriminator import Discriminator
-    from generator.model import load_meta_model
+    from generator.corpus.episodes import EpisodeSampler, load_corpus
+    from generator.model.discriminator import Discriminator
+    from generator.model.talking_head import load_meta_model
+    from generator.training.calibrate import init_projection, render_pool
 
     model, meta = load_meta_model(tiny_checkpoint)
     sampler = EpisodeSampler(load_corpus(tiny_corpus), model.cfg.image_size, int(meta["train"]["k"]))
@@ -294,8 +294,8 @@ def test_render_pool_is_reproducible_and_a_fresh_projection_gives_d_a_gradient(t
 
 
 def test_an_imagenet_d_trunk_is_frozen_and_only_its_read_out_learns():
-    from generator.calibrate import RenderBatch, init_projection
-    from generator.discriminator import Discriminator
+    from generator.model.discriminator import Discriminator
+    from generator.training.calibrate import RenderBatch, init_projection
 
     cfg = dataclasses.replace(get_preset("test_tiny").model, d_trunk="lite0")
     D = Discriminator(cfg).train()
@@ -315,9 +315,9 @@ def test_an_imagenet_d_trunk_is_frozen_and_only_its_read_out_learns():
 
 
 def test_calibrating_a_fresh_imagenet_d_saves_a_model_that_loads_with_it(tiny_corpus, tmp_path):
-    from generator.calibrate import CalibrateConfig, calibrate
-    from generator.meta_train import train
-    from generator.model import load_meta_model
+    from generator.model.talking_head import load_meta_model
+    from generator.training.calibrate import CalibrateConfig, calibrate
+    from generator.training.meta_train import train
 
     with pytest.raises(Exception, match="needs a fresh D"):
         CalibrateConfig(d_trunk="lite0")
@@ -335,7 +335,7 @@ def test_calibrating_a_fresh_imagenet_d_saves_a_model_that_loads_with_it(tiny_co
     assert torch.equal(before.D.W, model.D.W)
     assert all(torch.equal(a, b) for a, b in zip(before.G.state_dict().values(),
                                                 model.G.state_dict().values()))
-    from generator.checkpoint import export_model
+    from generator.model.checkpoint import export_model
 
     export_model(out, tmp_path / "release.safetensors")  # the release keeps how D was made
     released, rmeta = load_meta_model(tmp_path / "release.safetensors")

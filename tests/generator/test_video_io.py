@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from generator.errors import BadInputError, VideoReadError, VideoWriteError
-from generator.video_io import (
+from generator.io.video import (
     MediaReader,
     evenly_spaced_indices,
     probe,
@@ -239,8 +239,8 @@ def test_evenly_spaced_indices():
 
 
 def test_reproducible_writer_gives_the_same_bytes_for_the_same_frames(tmp_path):
-    from generator.files import sha256_file
-    from generator.video_io import VideoWriter
+    from generator.io.files import sha256_file
+    from generator.io.video import VideoWriter
 
     frames = numbered_frames(12, h=51, w=77)  # odd sizes are padded like the in-process writer's
     hashes = set()
@@ -257,7 +257,7 @@ def test_reproducible_writer_gives_the_same_bytes_for_the_same_frames(tmp_path):
 
 
 def test_reproducible_writer_errors_leave_nothing(tmp_path):
-    from generator.video_io import VideoWriter
+    from generator.io.video import VideoWriter
 
     with pytest.raises(VideoWriteError, match="no frames"):
         with VideoWriter(tmp_path / "empty.mp4", fps=25, reproducible=True):

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from generator.driving import mean_face
 from generator.errors import BadInputError
-from generator.warp import closest_shot, texture_tensor, triangulation, warp_face, warp_shots
+from generator.faces.motion import mean_face
+from generator.faces.warp import closest_shot, texture_tensor, triangulation, warp_face, warp_shots
 
 
 def _coords(size: int) -> np.ndarray:

@@ -16,8 +16,8 @@ import dataclasses
 import cv2
 import numpy as np
 
-from generator.crop import CropParams, box_from_points, crop_transform
-from generator.faces import Detection, FaceBackend
+from generator.faces.backends import Detection, FaceBackend
+from generator.faces.crop import CropParams, box_from_points, crop_transform
 
 OK, NO_FACE = "ok", "no_face"
 

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.config import ModelConfig
-from generator.embedder import down_trunk
-from generator.layers import ResBlock, assert_shape, sum_pool
+from generator.model.config import ModelConfig
+from generator.model.embedder import down_trunk
+from generator.model.layers import ResBlock, assert_shape, sum_pool
 
 
 @dataclasses.dataclass
@@ -60,7 +60,7 @@ class ImageNetTrunk(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from generator.pretrained import create_pretrained
+        from generator.model.pretrained import create_pretrained
 
         # the packaged weights (a checkpoint's copy then replaces them, the same values)
         self.net, pre = create_pretrained(self.ARCH, num_classes=0)

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from generator.errors import BadInputError, VideoReadError, VideoWriteError
-from generator.files import check_writable, temp_path_beside, write_bytes_atomic
+from generator.io.files import check_writable, temp_path_beside, write_bytes_atomic
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".gif"})

@@ -5,7 +5,7 @@ blocks back to full size, and an AdaIN -> ReLU -> conv -> tanh head. Every AdaIN
 comes from psi_hat, one vector per person, computed once (``project``) and reused for every frame.
 
 With ``ModelConfig.texture`` (sfumato's texture presets, not the paper's) G also reads the source
-shot warped to the driving landmarks and that warp's validity v (``generator.warp``), and returns
+shot warped to the driving landmarks and that warp's validity v (``generator.faces.warp``), and returns
 x_hat = m v warp + (1 - m v) G_rgb: a per-pixel blend mask m decides where the source's own pixels
 are kept and where G paints (mouth interior, eyes, disocclusions, seams). m starts near 1, so a
 fresh G returns the warp and learns what the warp gets wrong. ``ModelConfig.skips`` adds U-Net skips
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.config import ModelConfig
-from generator.layers import (
+from generator.model.config import ModelConfig
+from generator.model.layers import (
     SQRT2,
     AdaIN,
     ResBlock,

@@ -12,11 +12,11 @@ import numpy as np
 from tqdm import tqdm
 
 from generator import __version__
-from generator.faces import FaceBackend, create_backend
-from generator.files import write_bytes_atomic
-from generator.landmarks import overlay
-from generator.tracking import NO_FACE, OK, FaceTracker, TrackerConfig
-from generator.video_io import MediaInfo, MediaReader, VideoWriter, write_image
+from generator.faces.backends import FaceBackend, create_backend
+from generator.faces.landmarks import overlay
+from generator.faces.tracking import NO_FACE, OK, FaceTracker, TrackerConfig
+from generator.io.files import write_bytes_atomic
+from generator.io.video import MediaInfo, MediaReader, VideoWriter, write_image
 
 
 @dataclasses.dataclass

@@ -15,12 +15,14 @@ import torch
 from torch import nn
 
 from generator import __version__
-from generator.checkpoint import save_checkpoint
-from generator.config import LossConfig
 from generator.errors import SfumatoError
-from generator.files import sha256_file
-from generator.inference import Person, init_person
-from generator.losses import (
+from generator.faces.shots import Shots, frontal_first, load_shots
+from generator.inference.person import Person, init_person
+from generator.io.files import sha256_file
+from generator.model.checkpoint import save_checkpoint
+from generator.model.config import LossConfig
+from generator.model.talking_head import TalkingHeadModel, load_meta_model, set_requires_grad
+from generator.training.losses import (
     adversarial_loss,
     build_content_loss,
     content_loss,
@@ -28,8 +30,6 @@ from generator.losses import (
     feature_matching_loss,
     hinge_d_loss,
 )
-from generator.model import TalkingHeadModel, load_meta_model, set_requires_grad
-from generator.sources import Shots, frontal_first, load_shots
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,8 +154,8 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
                      progress: bool = False) -> dict:
     """Load a meta checkpoint (None: the bundled model), fine-tune on the sources, write a
     self-contained person file."""
-    from generator.files import check_writable
-    from generator.generate import resolve_checkpoint
+    from generator.inference.generate import resolve_checkpoint
+    from generator.io.files import check_writable
 
     check_writable(out)
     checkpoint = resolve_checkpoint(checkpoint)

@@ -4,7 +4,7 @@ The first K frames (with their landmark images) feed the embedder, the last is t
 Frames are read from the corpus crops and resized to the model's size; landmark images are
 rasterised at that size from the stored points, so one corpus serves every preset. For a texture
 model each episode also carries the target's texture: the K frame closest in pose to t, warped
-piecewise-affinely to t's landmarks (``generator.warp``), and the warp's validity.
+piecewise-affinely to t's landmarks (``generator.faces.warp``), and the warp's validity.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import torch
 
+from generator.corpus.prepare import INDEX_FILE, RECORD, read_corpus
 from generator.errors import BadInputError
-from generator.landmarks import landmark_image, to_unit_range
-from generator.prepare import INDEX_FILE, RECORD, read_corpus
+from generator.faces.landmarks import landmark_image, to_unit_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,7 @@ class EpisodeSampler:
 
         ``hard``: only the source farthest in pose from the target is warped.
         """
-        from generator.warp import pose_distance, texture_tensor
+        from generator.faces.warp import pose_distance, texture_tensor
 
         loaded = [self._load(video, f) for f in frames]
         images = np.stack([p[0] for p in loaded[:-1]])  # (K, 3, S, S) in [-1, 1]

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from generator.checkpoint import load_checkpoint, save_checkpoint
-from generator.config import D_TRUNKS
-from generator.data import EpisodeSampler, load_corpus
+from generator.corpus.episodes import EpisodeSampler, load_corpus
 from generator.errors import ConfigMismatchError, SfumatoError
-from generator.files import sha256_file, write_bytes_atomic
-from generator.losses import hinge_d_loss
-from generator.model import TalkingHeadModel, load_meta_model, set_requires_grad, to_uint8
+from generator.io.files import sha256_file, write_bytes_atomic
+from generator.model.checkpoint import load_checkpoint, save_checkpoint
+from generator.model.config import D_TRUNKS
+from generator.model.talking_head import TalkingHeadModel, load_meta_model, set_requires_grad, to_uint8
+from generator.training.losses import hinge_d_loss
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +251,7 @@ def calibrate(checkpoint: str | Path, corpus: str | Path, out: str | Path,
     sampler = EpisodeSampler(videos, model.cfg.image_size, int(meta["train"]["k"]),
                              texture=model.cfg.texture, hard_shot=config.hard_shot)
     if config.fresh and not step:
-        from generator.discriminator import Discriminator
+        from generator.model.discriminator import Discriminator
 
         model.cfg = dataclasses.replace(model.cfg, d_trunk=config.d_trunk or model.cfg.d_trunk)
         meta = {**meta, "model": model.cfg.to_dict()}

@@ -24,13 +24,14 @@ import torch
 from torch import nn
 
 from generator import __version__
-from generator.checkpoint import load_checkpoint, save_checkpoint
-from generator.config import LossConfig, ModelConfig, Preset, TrainConfig, get_preset
-from generator.data import Episode, EpisodeSampler, corpus_fingerprint, load_corpus
-from generator.distributed import DistInfo, any_rank, barrier, init_distributed
+from generator.corpus.episodes import Episode, EpisodeSampler, corpus_fingerprint, load_corpus
 from generator.errors import ConfigMismatchError, SfumatoError
-from generator.files import write_bytes_atomic
-from generator.losses import (
+from generator.io.files import write_bytes_atomic
+from generator.model.checkpoint import load_checkpoint, save_checkpoint
+from generator.model.config import LossConfig, ModelConfig, Preset, TrainConfig, get_preset
+from generator.model.talking_head import TalkingHeadModel, set_requires_grad
+from generator.training.distributed import DistInfo, any_rank, barrier, init_distributed
+from generator.training.losses import (
     adversarial_loss,
     build_content_loss,
     content_loss,
@@ -38,7 +39,6 @@ from generator.losses import (
     hinge_d_loss,
     match_loss,
 )
-from generator.model import TalkingHeadModel, set_requires_grad
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.safetensors"
@@ -223,7 +223,7 @@ def sample_grid(model: TalkingHeadModel, ep: Episode) -> np.ndarray:
     weight, for texture models] | generated | real, as one RGB uint8 image."""
     from torchvision.utils import make_grid
 
-    from generator.model import to_uint8
+    from generator.model.talking_head import to_uint8
 
     was_training = model.training
     model.eval()  # in training mode spectral norm would advance its power iteration here
@@ -297,7 +297,7 @@ def train(corpus: str | Path, run_dir: str | Path, preset: str = "small",
     fingerprint = corpus_fingerprint(videos)
     config = _run_config(p, mcfg, tcfg, str(Path(corpus).resolve()), fingerprint)
     if init_from is not None and not resume:
-        from generator.files import sha256_file
+        from generator.io.files import sha256_file
 
         config["init_from"] = {"path": str(Path(init_from).resolve()), "sha256": sha256_file(init_from)}
     run = Path(run_dir)
@@ -381,7 +381,7 @@ def _loop(trainer: MetaTrainer, sampler: EpisodeSampler, tcfg: TrainConfig, info
           start_time: float) -> TrainResult:
     from tqdm import tqdm
 
-    from generator.video_io import write_image
+    from generator.io.video import write_image
 
     bar = tqdm(total=tcfg.steps, initial=step, unit="step", desc="meta-train",
                disable=not (progress and info.is_main))

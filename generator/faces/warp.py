@@ -61,7 +61,7 @@ def triangulation(size: int) -> np.ndarray:
     """The fixed mesh (M, 3) over 68 landmarks + border anchors, from the mean face at ``size``."""
     from scipy.spatial import Delaunay
 
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     ref = np.concatenate([mean_face(size), border_anchors(size)])
     tri = Delaunay(ref).simplices.astype(np.int32)
@@ -71,7 +71,7 @@ def triangulation(size: int) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def _reference_sign(size: int) -> np.ndarray:
-    from generator.driving import mean_face
+    from generator.faces.motion import mean_face
 
     ref = np.concatenate([mean_face(size), border_anchors(size)])
     return np.sign(_signed_areas(ref, triangulation(size)))
@@ -188,7 +188,7 @@ def folded_area(points: np.ndarray, size: int) -> np.ndarray:
 
 def pose_distance(a: np.ndarray, b: np.ndarray) -> float:
     """How far two landmark sets are in pose and expression, with position, scale and roll removed."""
-    from generator.driving import normalise
+    from generator.faces.motion import normalise
 
     return float(np.linalg.norm(normalise(a) - normalise(b), axis=1) @ POSE_WEIGHTS)
 

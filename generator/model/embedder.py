@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.config import ModelConfig
-from generator.layers import ResBlockDown, SelfAttention, assert_shape, sum_pool
+from generator.model.config import ModelConfig
+from generator.model.layers import ResBlockDown, SelfAttention, assert_shape, sum_pool
 
 
 def down_trunk(cfg: ModelConfig, c_in: int = 6, instance_norm: bool = False) -> nn.ModuleList:

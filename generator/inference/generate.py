@@ -5,7 +5,7 @@ file / built-in track -> landmark track -> motion transfer onto the source's lan
 -> H.264 mp4 -> C2PA manifest. ``generate`` is the library call behind ``sfumato generate``.
 
 Bad input gives a clear error or a documented fallback, never a hole or a crash (see ``generate``):
-small, turned or covered source faces (``generator.sources``), driving landmarks that fold the warp
+small, turned or covered source faces (``generator.faces.shots``), driving landmarks that fold the warp
 mesh, and driver frames without a face.
 """
 
@@ -24,16 +24,16 @@ import cv2
 import numpy as np
 import torch
 
-from generator.driving import builtin_track, describe_gaps, fill_missing, smooth_track, transfer_motion
 from generator.errors import BadInputError, MissingWeightsError, NoFaceError
-from generator.files import sha256_file
-from generator.inference import PRECISIONS, autocast_dtype, resolve_precision
-from generator.landmarks import landmark_image
+from generator.faces.landmarks import landmark_image
+from generator.faces.motion import builtin_track, describe_gaps, fill_missing, smooth_track, transfer_motion
+from generator.inference.person import PRECISIONS, autocast_dtype, resolve_precision
+from generator.io.files import sha256_file
+from generator.io.video import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
-from generator.video_io import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
 
 # The default model (MODEL_CARD.md); the bundled detector was trained on its fakes and records its hash.
-BUNDLED_MODEL = Path(__file__).with_name("weights") / "sfumato_texture128.safetensors"
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "weights" / "sfumato_texture128.safetensors"
 # Share of the crop that folded warp triangles may cover in a frame before generate warns: real
 # extreme turns (magicportrait_driving's near-profile frames) reach 1.3%; crossed-over landmarks 4-40%.
 FOLD_WARN_AREA = 0.03
@@ -107,8 +107,8 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
     path = Path(driver)
     if is_landmark_file(path):
         return _landmark_file_driver(path, config)
-    from generator.faces import create_backend
-    from generator.tracking import OK, FaceTracker, TrackerConfig
+    from generator.faces.backends import create_backend
+    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
 
     tracker = FaceTracker(backend or create_backend("dlib"), TrackerConfig())
     points = []
@@ -141,7 +141,7 @@ def _range_text(config: GenerateConfig, n: int) -> str:
 
 
 def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
-    from generator.crop import crop_face
+    from generator.faces.crop import crop_face
 
     if points is None:
         return cv2.resize(frame, (params.size, params.size), interpolation=cv2.INTER_AREA)
@@ -151,7 +151,7 @@ def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
 def _landmark_file_driver(path: Path, config: GenerateConfig) -> Driver:
     try:
         if path.suffix.lower() == ".npz":
-            from generator.extract import load_landmarks_npz
+            from generator.faces.extract import load_landmarks_npz
 
             data = load_landmarks_npz(path)
             points, fps = data["points"], data["meta"].get("media", {}).get("fps")
@@ -171,7 +171,7 @@ def _landmark_file_driver(path: Path, config: GenerateConfig) -> Driver:
 
 def default_source(tmp: Path) -> Path:
     """The built-in source picture: scikit-image's astronaut, written to ``tmp``."""
-    from generator.samples import write_astronaut_image
+    from generator.io.samples import write_astronaut_image
 
     return write_astronaut_image(tmp / "astronaut.png")
 
@@ -196,12 +196,12 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     ``backend``: the face backend for the sources, or a function returning it (called once the
     model is loaded, so that it can load meanwhile).
     """
-    from generator.config import LossConfig
-    from generator.finetune import FinetuneConfig, finetune
-    from generator.inference import init_person, load_person
-    from generator.losses import build_content_loss, choose_content
-    from generator.model import load_meta_model
-    from generator.sources import frontal_first, load_shots
+    from generator.faces.shots import frontal_first, load_shots
+    from generator.inference.person import init_person, load_person
+    from generator.model.config import LossConfig
+    from generator.model.talking_head import load_meta_model
+    from generator.training.finetune import FinetuneConfig, finetune
+    from generator.training.losses import build_content_loss, choose_content
 
     if person is not None:
         p = load_person(person, device)  # (a person file needs no face backend)
@@ -260,8 +260,8 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     """
     from tqdm import tqdm
 
-    from generator.files import check_writable
-    from generator.warp import folded_area
+    from generator.faces.warp import folded_area
+    from generator.io.files import check_writable
 
     if person is not None and (sources or checkpoint is not None):
         raise BadInputError("--person already holds the source and the model: leave out --source "
@@ -273,7 +273,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as loader:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
         if backend is None and (srcs or (driver is not None and not is_landmark_file(driver))):
-            from generator.faces import create_backend
+            from generator.faces.backends import create_backend
 
             # dlib's models (~1 s to read) load once for the source and the driver, on a thread
             # while the model loads: dlib releases the GIL, so the two overlap.
@@ -450,7 +450,7 @@ def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path |
                 r = {"output": str(out), "source": str(pic), "skipped": True}
             else:
                 if backend is None:
-                    from generator.faces import create_backend
+                    from generator.faces.backends import create_backend
 
                     backend = create_backend("dlib")
                 r = generate(out, [pic], driver, checkpoint, None, config, signing, device,
@@ -515,7 +515,7 @@ class Paster:
 
     def __init__(self, mode: str, person_meta: dict, shots_origin: dict | None, driver,
                  drv: Driver, config: GenerateConfig, crop_size: int):
-        from generator.crop import CropTransform
+        from generator.faces.crop import CropTransform
 
         self.mode, self.size, self.crop_size = mode, config.size, crop_size
         if mode == "source":
@@ -539,8 +539,8 @@ class Paster:
     def __call__(self, crop: np.ndarray, crop_points: np.ndarray, frame_points: np.ndarray
                  ) -> np.ndarray:
         """The full frame with ``crop`` (model size) pasted in."""
-        from generator.crop import CropTransform
-        from generator.driving import similarity_transform
+        from generator.faces.crop import CropTransform
+        from generator.faces.motion import similarity_transform
 
         if self.mode == "source":
             out = self.transform.paste(crop, self.background)
@@ -572,8 +572,8 @@ class PreviewPanel:
 
     def __call__(self, k: int) -> np.ndarray:
         """Panel for output frame ``k`` (frames are asked for in order)."""
-        from generator.crop import DETECTOR_CROP
-        from generator.driving import mean_face
+        from generator.faces.crop import DETECTOR_CROP
+        from generator.faces.motion import mean_face
 
         if self._frames is None:
             pts = transfer_motion(mean_face(self.size), self.drv.track[k:k + 1], "absolute")[0]

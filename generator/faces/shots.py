@@ -25,13 +25,13 @@ import cv2
 import numpy as np
 import torch
 
-from generator.crop import TRAINING_CROP, box_from_points, crop_face, eye_angle
 from generator.errors import BadInputError, NoFaceError
-from generator.faces import FaceBackend, create_backend
-from generator.files import sha256_file
-from generator.landmarks import landmark_image, to_unit_range
-from generator.tracking import OK, FaceTracker, TrackerConfig
-from generator.video_io import MediaReader
+from generator.faces.backends import FaceBackend, create_backend
+from generator.faces.crop import TRAINING_CROP, box_from_points, crop_face, eye_angle
+from generator.faces.landmarks import landmark_image, to_unit_range
+from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.io.files import sha256_file
+from generator.io.video import MediaReader
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ lukemelas-style state dict (``_conv_stem``, ``_blocks.N._depthwise_conv``, ``_fc
 found through importlib (nothing is imported from them, nothing is downloaded), read with
 ``torch.load(weights_only=True)``, mapped by structure onto timm's ``tf_efficientnet_lite0/2`` and
 returned with the preprocessing they were measured with (``Preprocess``). Used by the perceptual
-content loss (``generator.perceptual``) and by the detector's ImageNet start.
+content loss (``generator.training.perceptual``) and by the detector's ImageNet start.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ def load_packaged(arch: str, model: nn.Module, load_classifier: bool = True) -> 
         package_version = version(spec.pip_name)
     except PackageNotFoundError:
         package_version = None
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     return {"init": "imagenet", "arch": arch, "package": spec.pip_name, "version": package_version,
             "file": path.name, "sha256": sha256_file(path), "tensors_loaded": len(mapped),

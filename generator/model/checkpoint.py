@@ -16,7 +16,7 @@ from torch import nn
 
 from generator import __version__
 from generator.errors import SfumatoError
-from generator.files import atomic_path
+from generator.io.files import atomic_path
 
 FORMAT = "sfumato/1"
 
@@ -148,7 +148,7 @@ def export_model(checkpoint: str | os.PathLike, out: str | os.PathLike, dtype: s
                  extra_meta: dict | None = None) -> dict:
     """A meta-training checkpoint -> a release file: E, G, D only (no optimiser or RNG state), floats
     stored as ``dtype`` (loading casts them back to fp32), training metadata and provenance kept."""
-    from generator.files import sha256_file
+    from generator.io.files import sha256_file
 
     if dtype not in EXPORT_DTYPES:
         raise CheckpointError(f"dtype must be one of {', '.join(EXPORT_DTYPES)}, not {dtype!r}")

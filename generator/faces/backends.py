@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from generator.errors import MissingWeightsError, SfumatoError
-from generator.files import local_weights
+from generator.io.files import local_weights
 
 FALLBACK_MAX_SIDE = 1280  # long side of the second, slower detection pass
 FAN_WEIGHTS_ENV = "SFUMATO_FAN_WEIGHTS"

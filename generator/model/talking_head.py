@@ -7,11 +7,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from generator.checkpoint import CheckpointError, load_checkpoint
-from generator.config import ModelConfig
-from generator.discriminator import Discriminator
-from generator.embedder import Embedder
-from generator.generator import Generator
+from generator.model.checkpoint import CheckpointError, load_checkpoint
+from generator.model.config import ModelConfig
+from generator.model.discriminator import Discriminator
+from generator.model.embedder import Embedder
+from generator.model.generator import Generator
 
 
 class TalkingHeadModel(nn.Module):

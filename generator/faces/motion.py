@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.crop import CropParams, crop_transform
-from generator.landmarks import check_landmarks
+from generator.faces.crop import CropParams, crop_transform
+from generator.faces.landmarks import check_landmarks
 
 # The median 68-point face of the 1,116 crops `sfumato prepare` made from ../shared/data/videos,
 # each similarity-normalised (eye centres at (+-0.5, 0), inter-ocular distance 1), then mirror-
