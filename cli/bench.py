@@ -1,5 +1,6 @@
-"""Benchmark commands: ``sfumato bench faces | model | provenance | quality | realism | generate``, and
-the dataset commands of ``cli/datasets.py`` (build, merge, perturb, export, import, build-speed)."""
+"""Speed and quality benchmarks: ``sfumato bench faces | model | provenance | quality | realism | generate |
+scan | perceptual | build-speed``. The dataset commands moved to ``sfumato dataset`` (``cli/datasets.py``);
+their old ``bench build`` etc. names still work, marked deprecated."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
 
     With no VIDEO it runs on the built-in astronaut sample clip.
     """
-    from benchmarks.face_pipeline import run_face_benchmark, run_parallel_face_benchmark
+    from benchmarks.speed.faces import run_face_benchmark, run_parallel_face_benchmark
     from generator.io.samples import write_astronaut_clip
 
     kwargs = dict(backend=backend, detect_every=detect_every, max_frames=max_frames,
@@ -76,7 +77,7 @@ def faces(settings: Settings, videos, backend, fan_weights, detect_every, max_fr
 def model(presets, k, repeats, threads, no_train_step, device, as_json):
     """Parameters, E/G milliseconds, train-step seconds and peak memory per preset, next to a
     straightforward re-implementation of the same networks."""
-    from benchmarks.model_speed import run_model_benchmark
+    from benchmarks.speed.model import run_model_benchmark
     from generator.model.config import get_preset, list_presets
 
     names = list(presets) or [n for n in list_presets() if not n.startswith("test_")]
@@ -126,7 +127,7 @@ def model(presets, k, repeats, threads, no_train_step, device, as_json):
 def perceptual(sizes, batch, presets, repeats, threads, as_json):
     """Forward + backward ms and memory of the packaged perceptual loss (Lite0, Lite2), and its share of
     one meta-training step per preset."""
-    from benchmarks.perceptual_speed import run_perceptual_benchmark
+    from benchmarks.speed.perceptual import run_perceptual_benchmark
     from generator.model.config import get_preset
 
     for n in presets:
@@ -157,7 +158,7 @@ def perceptual(sizes, batch, presets, repeats, threads, as_json):
 def identity(video, source, frames, as_json):
     """dlib face-descriptor distance of VIDEO's sampled frames to the source's face (same person
     below 0.6)."""
-    from benchmarks.identity import identity_distances
+    from benchmarks.quality.identity import identity_distances
 
     r = identity_distances(video, source, frames)
     if as_json:
@@ -175,7 +176,7 @@ def identity(video, source, frames, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def provenance(repeats, frames, as_json):
     """C2PA sign/verify time for a ~1 MB mp4 and a 256 px png; signing's share of one clip."""
-    from benchmarks.provenance_speed import run_provenance_benchmark
+    from benchmarks.speed.provenance import run_provenance_benchmark
 
     r = run_provenance_benchmark(repeats=repeats, clip_frames=frames)
     if as_json:
@@ -211,7 +212,7 @@ def quality(settings: Settings, videos, checkpoint, out, shots, frames, finetune
     """Self-reenactment quality on videos the model never saw: SSIM (whole and mouth), PSNR, CSIM,
     landmark error and frame-to-frame jitter, for copy-the-source, a piecewise-affine warp, and the
     model feed-forward and fine-tuned."""
-    from benchmarks.quality import QualityConfig, markdown_table, run_quality
+    from benchmarks.quality.reenactment import QualityConfig, markdown_table, run_quality
 
     try:
         t_values = tuple(sorted({int(t) for t in shots.split(",")}))
@@ -256,7 +257,7 @@ def realism(settings: Settings, videos, checkpoint, out, shots, frames, seed, as
     """How well D's realism score r alone separates real frames from FF self-reenactments of videos
     the model never saw: frame ROC AUC (1.0 = perfect) at c0, c23 and c40, identity-agnostic and
     with the clip's own identity."""
-    from benchmarks.realism import RealismConfig, markdown_table, run_realism
+    from benchmarks.quality.realism import RealismConfig, markdown_table, run_realism
 
     cfg = RealismConfig(shots=shots, eval_frames=frames, seed=seed)
     summary = run_realism(list(videos), checkpoint, out, cfg, progress=settings.progress and not as_json)
@@ -278,7 +279,7 @@ def realism(settings: Settings, videos, checkpoint, out, shots, frames, seed, as
 def generate_speed(driver, presets, frames, threads, precision, as_json):
     """End-to-end generate frames/s per preset and the share of each stage (decode + landmarks,
     G, compose + encode, sign). With no DRIVER the built-in astronaut clip drives."""
-    from benchmarks.generate_speed import run_generate_benchmark
+    from benchmarks.speed.generate import run_generate_benchmark
     from generator.io.samples import write_astronaut_clip
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -305,7 +306,7 @@ def generate_speed(driver, presets, frames, threads, precision, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def scan_speed(detector, generator, source, repeats, as_json):
     """Seconds to scan a 10 s 720p clip (target < 3 s on a 2-core CPU), per stage."""
-    from benchmarks.scan_speed import run_scan_speed
+    from benchmarks.speed.scan import run_scan_speed
 
     r = run_scan_speed(detector, generator, source, repeats)
     if as_json:
@@ -316,10 +317,11 @@ def scan_speed(detector, generator, source, repeats, as_json):
 
 
 def _add_dataset_commands() -> None:
-    from cli.datasets import COMMANDS
+    from cli.datasets import DATASET_COMMANDS, build_speed, deprecated_alias
 
-    for command in COMMANDS:
-        bench.add_command(command)
+    bench.add_command(build_speed)
+    for command in DATASET_COMMANDS:
+        bench.add_command(deprecated_alias(command))
 
 
 _add_dataset_commands()

@@ -1,11 +1,12 @@
-"""Benchmark dataset commands under ``sfumato bench``: build, merge, perturb, export, import, build-speed,
-round.
+"""Benchmark dataset commands, ``sfumato dataset build | merge | perturb | export | import | round``.
 
-Each parses its options and calls one library function in ``benchmarks/``.
+Each parses its options and calls one library function in ``benchmarks/``. The same commands answer
+under their old ``sfumato bench ...`` names, marked deprecated (``DATASET_COMMANDS``, ``deprecated_alias``).
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shlex
 import sys
@@ -96,7 +97,7 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
     Hard examples: with --candidates K, --min-realism / --realism-quantile and --hard-for, each fake
     is the best of K candidates that passes; the card records what was tried and dropped.
     """
-    from benchmarks.build import BuildConfig, build_dataset, parse_shard
+    from benchmarks.datasets.build import BuildConfig, build_dataset, parse_shard
     from generator.io.files import sha256_file
     from generator.provenance import SigningOptions
 
@@ -125,7 +126,7 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
             click.echo(f"rank {i} of {n} done; rank 0 writes the metadata once every rank is")
         else:
             click.echo(f"shard {i}/{n} done; when every shard is, run "
-                       f"`sfumato bench merge {out} [OTHER_SHARD_FOLDERS...]`")
+                       f"`sfumato dataset merge {out} [OTHER_SHARD_FOLDERS...]`")
 
 
 def _report_dataset(ds: dict | None, out) -> None:
@@ -154,7 +155,7 @@ def _report_dataset(ds: dict | None, out) -> None:
 def merge(out, shards, as_json):
     """Finish a sharded build: bring SHARDS' clips into OUT (same build only) and write the metadata
     and card. With no SHARDS, every shard wrote into OUT itself."""
-    from benchmarks.build import merge_shards
+    from benchmarks.datasets.build import merge_shards
 
     ds = merge_shards(out, list(shards))
     if as_json:
@@ -185,11 +186,11 @@ def merge(out, shards, as_json):
 @pass_settings
 def perturb(settings: Settings, dataset, code, level, count, seed, source, crf, out, checkpoint, as_json):
     """Perturbed copy of a dataset (real and fake alike), recorded in its metadata."""
-    from benchmarks.perturb import perturb_dataset
+    from benchmarks.datasets.perturb import perturb_dataset
 
     rescore = None
     if checkpoint:
-        from benchmarks.build import dataset_rescorer
+        from benchmarks.datasets.build import dataset_rescorer
 
         rescore = dataset_rescorer(dataset, checkpoint)
     summary = perturb_dataset(dataset, out, code.upper() if code.lower() != "mix" else "mix", level,
@@ -218,7 +219,7 @@ def perturb(settings: Settings, dataset, code, level, count, seed, source, crf, 
 def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as_json):
     """Write a dataset in a layout other tools read: DeepfakeBench frame folders + JSON index,
     a FaceForensics++-like tree, or one flat CSV."""
-    from benchmarks.export import export_dataset
+    from benchmarks.datasets.export import export_dataset
 
     summary = export_dataset(dataset, out, fmt, frames=frames, size=size,
                              compressions=tuple(compressions) or None,
@@ -247,7 +248,7 @@ def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as
 def import_(settings: Settings, folder, out, split, compression, method, label, as_json):
     """Read a folder of labelled real/fake videos (real/ fake/, or FaceForensics++'s original_sequences/
     manipulated_sequences) into sfumato's metadata format, files left in place."""
-    from benchmarks.export import import_folder
+    from benchmarks.datasets.export import import_folder
 
     summary = import_folder(folder, out, split=split, compression=compression, method=method, label=label,
                             progress=settings.progress and not as_json)
@@ -274,10 +275,10 @@ def import_(settings: Settings, folder, out, split, compression, method, label, 
 @pass_settings
 def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames, candidates, realism_quantile,
                 as_json):
-    """Clips per minute of `bench build` per compression level, and where the time goes; with
+    """Clips per minute of `dataset build` per compression level, and where the time goes; with
     --candidates, what the realism filter accepts and costs next to the same build without it."""
-    from benchmarks.build import BuildConfig
-    from benchmarks.build_speed import run_build_speed, run_filter_cost
+    from benchmarks.datasets.build import BuildConfig
+    from benchmarks.speed.build import run_build_speed, run_filter_cost
 
     cfg = BuildConfig(splits=(0.34, 0.33, 0.33), clip_frames=clip_frames)
     if candidates:
@@ -352,9 +353,9 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     Writes OUT/round<n>/ (generator, dataset, detector, evaluation), OUT/table.{json,md,png} and
     OUT/rounds.json (settings, commands, hashes, wall times). Rerun the same command to resume.
     """
-    from benchmarks.adversarial import AdversarialConfig
-    from benchmarks.build import BuildConfig
-    from benchmarks.rounds import RoundConfig, run_rounds
+    from benchmarks.adversarial.against_detector import AdversarialConfig
+    from benchmarks.adversarial.rounds import RoundConfig, run_rounds
+    from benchmarks.datasets.build import BuildConfig
     from detector.scan import BUNDLED_DETECTOR
     from generator.provenance import SigningOptions
 
@@ -378,11 +379,25 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     if as_json:
         emit_json(summary)
         return
-    from benchmarks.rounds import table_markdown
+    from benchmarks.adversarial.rounds import table_markdown
 
     click.echo(table_markdown(summary["table"]))
     click.echo(f"round table: {out}/table.md, {out}/table.png; per round: "
                + ", ".join(f"round {k} {v:.0f} s" for k, v in summary["round_seconds_this_run"].items()))
 
 
-COMMANDS = (build, merge, perturb, export, import_, build_speed, round_)
+@click.group("dataset")
+def dataset():
+    """Benchmark datasets: build, merge, perturb, export, import, and generator-vs-detector rounds."""
+
+
+DATASET_COMMANDS = (build, merge, perturb, export, import_, round_)
+for _command in DATASET_COMMANDS:
+    dataset.add_command(_command)
+
+
+def deprecated_alias(command: click.Command, group: str = "dataset") -> click.Command:
+    """A copy of ``command`` for its old place, which still works but says where it moved."""
+    alias = copy.copy(command)
+    alias.deprecated = f"Use `sfumato {group} {command.name}`."
+    return alias

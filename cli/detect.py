@@ -44,9 +44,9 @@ def detect():
               help="Draw real crops more often and weigh both classes equally in each batch's loss "
                    "(default on).")
 @click.option("--select-fakes", type=click.Path(exists=True, file_okay=False),
-              help="A dataset of other generators' fakes (sfumato bench import --label fake) scored against "
-                   "the val split's real videos each epoch; best = highest mean of that AUC and the val AUC. "
-                   "Never trained on.")
+              help="A dataset of other generators' fakes (sfumato dataset import --label fake) scored "
+                   "against the val split's real videos each epoch; best = highest mean of that AUC and the "
+                   "val AUC. Never trained on.")
 @click.option("--no-fusion", is_flag=True, help="Skip fitting the fusion on the val split.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -132,7 +132,7 @@ def fuse(settings: Settings, dataset, detector, out, generator, split, frames, i
 @click.option("--frames", type=click.IntRange(min=1))
 @click.option("--no-perturbed", is_flag=True, help="Leave out DATASET/perturbed/*.")
 @click.option("--other-fakes", type=click.Path(exists=True, file_okay=False),
-              help="Also score other generators' fakes (a dataset from `sfumato bench import --label "
+              help="Also score other generators' fakes (a dataset from `sfumato dataset import --label "
                    "fake`, e.g. of ../shared/data/fakes_dev) against the split's real c23 videos.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings

@@ -45,11 +45,11 @@ def cli(ctx: click.Context, verbose: int, quiet: bool, debug: bool) -> None:
 
 
 def _register() -> None:
-    from cli import bench, detect, faces, model, provenance
+    from cli import bench, datasets, detect, faces, model, provenance
 
     for command in (faces.landmarks, faces.prepare, faces.info, model.train, model.calibrate, model.export,
                     model.finetune, model.generate, model.presets, provenance.keys, provenance.sign,
-                    provenance.verify, bench.bench, detect.detect, detect.scan):
+                    provenance.verify, bench.bench, datasets.dataset, detect.detect, detect.scan):
         cli.add_command(command)
 
 

@@ -248,7 +248,7 @@ def generalisation(dataset: str | os.PathLike, fakes: str | os.PathLike, detecto
                    splits: tuple[str, ...] = ("test",), compression: str = "c23",
                    generator: str | os.PathLike | None = None, frames: int | None = None,
                    progress: bool = False) -> dict:
-    """Other generators' fakes (a dataset such as ``bench import --label fake`` of fakes_dev) against
+    """Other generators' fakes (a dataset such as ``dataset import --label fake`` of fakes_dev) against
     ``dataset``'s real videos of ``splits`` at ``compression``: video AUC per method, the share of
     fakes caught and of real videos called fake at the detector's verdict threshold, per clip."""
     from tqdm import tqdm

@@ -1,7 +1,7 @@
 """The clip metadata schema of sfumato datasets: one row per clip file (a clip at one compression,
 optionally perturbed), written as JSONL (complete, with per-frame realism scores) and CSV (flat).
 
-Written by ``sfumato bench build / perturb / import``; read by exports, detector training and eval.
+Written by ``sfumato dataset build / perturb / import``; read by exports, detector training and eval.
 Paths in a row are relative to the dataset folder (imported datasets may hold absolute ones).
 """
 
@@ -143,7 +143,7 @@ def read_metadata(dataset: str | os.PathLike) -> list[ClipRecord]:
     path = Path(dataset) / METADATA_JSONL
     if not path.is_file():
         raise BadInputError(f"{dataset}: no {METADATA_JSONL} (not a sfumato dataset, or its build "
-                            "has not finished: rerun `sfumato bench build` or `bench merge`)")
+                            "has not finished: rerun `sfumato dataset build` or `dataset merge`)")
     records = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -237,7 +237,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
     ``pretrained``: ``imagenet`` (the packaged weights of EfficientNet-Lite0/Lite2), a local weight
     file, or ``none``/None (scratch). ``init_from``: a trained detector file of the same backbone to
     fine-tune instead (adversarial rounds). ``select_fakes``: a dataset folder (e.g. other generators'
-    clips read in with ``sfumato bench import --label fake``) whose fakes, against the val split's
+    clips read in with ``sfumato dataset import --label fake``) whose fakes, against the val split's
     real videos, measure generalisation each epoch; ``best`` is then the epoch with the highest mean
     of that AUC and the in-domain val AUC. Those fakes are never trained on.
     """

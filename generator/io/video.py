@@ -1,6 +1,6 @@
 """Video and image I/O: decode to RGB uint8 frames, sample frames by seeking, encode H.264 mp4.
 
-One module for every reader and writer of media in sfumato (prepare, generate, bench build, scan).
+One module for every reader and writer of media in sfumato (prepare, generate, dataset build, scan).
 Decoding uses PyAV (FFmpeg's libraries in-process: no subprocess, exact seeking by timestamp);
 still images use OpenCV, which applies EXIF orientation.
 """

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.adversarial import AdversarialConfig, adversarial_finetune, detector_view, warp_affine
+from benchmarks.adversarial.against_detector import (
+    AdversarialConfig,
+    adversarial_finetune,
+    detector_view,
+    warp_affine,
+)
 
 CFG = AdversarialConfig(steps=24, batch_size=4, k=2, lr_g=1e-3, detector_weight=20.0, checkpoint_every=4)
 
@@ -39,7 +44,7 @@ def test_warp_affine_matches_opencv():
 
 
 def test_detector_view_of_a_real_frame_is_the_detectors_crop(tiny_corpus):
-    from benchmarks.adversarial import EpisodeSource
+    from benchmarks.adversarial.against_detector import EpisodeSource
     from generator.faces.crop import DETECTOR_CROP, crop_face
 
     src = EpisodeSource(tiny_corpus, 64, 2)

@@ -1,4 +1,4 @@
-"""bench build: identity-disjoint splits, metadata that matches the files, compression order,
+"""dataset build: identity-disjoint splits, metadata that matches the files, compression order,
 resume after a kill, shards merged = one run, determinism, and clear errors on bad input."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.build import (
+from benchmarks.datasets.build import (
     BuildConfig,
     build_dataset,
     corpus_videos,
@@ -191,7 +191,7 @@ def test_a_clip_without_a_face_is_skipped_and_listed(corpus, checkpoint, signing
 
 def test_disk_full_mid_clip_leaves_nothing_half_written(corpus, checkpoint, signing, tmp_path,
                                                         monkeypatch):
-    import benchmarks.build as build
+    import benchmarks.datasets.build as build
 
     real = build.sha256_file
     calls = []
@@ -239,7 +239,7 @@ def test_cli_build_perturb_export_and_merge(corpus, checkpoint, dataset, tmp_pat
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
     run = CliRunner().invoke
     out = tmp_path / "cli_ds"
-    args = ["-q", "bench", "build", str(corpus), "--checkpoint", str(checkpoint), "-o", str(out),
+    args = ["-q", "dataset", "build", str(corpus), "--checkpoint", str(checkpoint), "-o", str(out),
             "--splits", "34/33/33", "--shots", "1", "--modes", "FF", "--fakes-per-real", "1",
             "--clip-frames", "6", "--compressions", "c23", "--max-side", "128", "--json"]
     r = run(cli, args)
@@ -252,18 +252,18 @@ def test_cli_build_perturb_export_and_merge(corpus, checkpoint, dataset, tmp_pat
     r = run(cli, [*args[:-1], "--seed", "5"])
     assert r.exit_code == 1 and "other settings" in r.output
 
-    r = run(cli, ["-q", "bench", "perturb", str(dataset), "--type", "cs", "--level", "5",
+    r = run(cli, ["-q", "dataset", "perturb", str(dataset), "--type", "cs", "--level", "5",
                   "--checkpoint", str(checkpoint), "--json"])
     assert r.exit_code == 0, r.output
     rows = read_metadata(dataset / "perturbed" / "CS_5")
     assert rows and all(r.perturbation == "CS:5" and r.realism_mean is not None for r in rows)
 
-    r = run(cli, ["-q", "bench", "export", str(dataset), "--format", "csv", "-o", str(tmp_path / "csv")])
+    r = run(cli, ["-q", "dataset", "export", str(dataset), "--format", "csv", "-o", str(tmp_path / "csv")])
     assert r.exit_code == 0, r.output
     assert len((tmp_path / "csv" / "index.csv").read_text().splitlines()) == len(read_metadata(dataset)) + 1
 
-    r = run(cli, ["bench", "merge", str(tmp_path)])
-    assert r.exit_code == 1 and "not a folder made by `sfumato bench build`" in r.output
+    r = run(cli, ["dataset", "merge", str(tmp_path)])
+    assert r.exit_code == 1 and "not a folder made by `sfumato dataset build`" in r.output
 
 
 def test_torchrun_ranks_take_shards_and_rank0_finishes(dataset, corpus, checkpoint, tmp_path):
@@ -276,7 +276,7 @@ def test_torchrun_ranks_take_shards_and_rank0_finishes(dataset, corpus, checkpoi
         pytest.skip("torchrun is not on PATH")
     out = tmp_path / "tr"
     # --standalone: a free rendezvous port, so a lingering torchrun elsewhere cannot collide with it
-    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "cli", "-q", "bench", "build",
+    cmd = [torchrun, "--standalone", "--nproc-per-node", "2", "-m", "cli", "-q", "dataset", "build",
            str(corpus), "--checkpoint", str(checkpoint), "-o", str(out), "--splits", "34/33/33",
            "--shots", "1,2",
            "--finetune-steps", "1", "--fakes-per-real", "2", "--clip-frames", "8", "--max-side", "160"]
@@ -309,7 +309,7 @@ def test_torchrun_ranks_take_shards_and_rank0_finishes(dataset, corpus, checkpoi
 
 
 def test_build_speed_reports_rates_per_level_and_shares(corpus, checkpoint):
-    from benchmarks.build_speed import run_build_speed
+    from benchmarks.speed.build import run_build_speed
 
     cfg = dataclasses.replace(CFG, modes=("FF",), fakes_per_real=1)
     r = run_build_speed(corpus, checkpoint, identities=6, config=cfg)
@@ -321,7 +321,7 @@ def test_build_speed_reports_rates_per_level_and_shares(corpus, checkpoint):
 
 
 def test_a_built_dataset_exports_to_deepfakebench(dataset, tmp_path):
-    from benchmarks.export import export_dataset
+    from benchmarks.datasets.export import export_dataset
 
     out = tmp_path / "dfb"
     summary = export_dataset(dataset, out, "deepfakebench", frames=4, size=64, compressions=("c23",))

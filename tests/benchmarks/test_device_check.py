@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.device_check import main
+from benchmarks.speed.device_check import main
 
 
 def test_device_check_on_the_cpu(tiny_corpus, tmp_path):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.face_pipeline import run_face_benchmark
+from benchmarks.speed.faces import run_face_benchmark
 
 
 def test_benchmark_reports_stages(astronaut_clip):

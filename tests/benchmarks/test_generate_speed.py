@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.generate_speed import run_generate_benchmark
+from benchmarks.speed.generate import run_generate_benchmark
 from generator.io.samples import write_astronaut_clip
 
 

@@ -1,4 +1,4 @@
-"""Hard examples in bench build: the realism filter keeps only fakes above its threshold and records
+"""Hard examples in dataset build: the realism filter keeps only fakes above its threshold and records
 what it dropped; a quantile threshold comes from the real clips; --hard-for keeps the candidate the
 detector scores most real; settings from before the filter keep their digest."""
 
@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.build import BuildConfig, FileRealismScorer, build_dataset, build_document
+from benchmarks.datasets.build import BuildConfig, FileRealismScorer, build_dataset, build_document
 from detector.metadata import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
@@ -153,7 +153,7 @@ def test_filter_settings_are_checked_and_old_digests_stay(corpus, checkpoint):
 
 
 def test_filter_cost_benchmark_compares_plain_and_hard_builds(corpus, checkpoint):
-    from benchmarks.build_speed import run_filter_cost
+    from benchmarks.speed.build import run_filter_cost
 
     r = run_filter_cost(corpus, checkpoint, identities=6, config=BASE, candidates=2, realism_quantile=0.5)
     assert r["plain"]["filter"] is None and r["plain"]["made"] == 12 and r["plain"]["filtered"] == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.identity import identity_distances
+from benchmarks.quality.identity import identity_distances
 from tests.conftest import SHARED_VIDEO, shared_file
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from benchmarks.model_speed import measure_preset
+from benchmarks.speed.model import measure_preset
 
 
 def test_measure_preset_on_the_cpu_reports_bf16_not_fp16():

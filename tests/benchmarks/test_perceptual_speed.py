@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.perceptual_speed import measure_loss, measure_train_step
+from benchmarks.speed.perceptual import measure_loss, measure_train_step
 
 
 def test_loss_and_train_step_figures_are_measured():

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from benchmarks.perturb import (
+from benchmarks.datasets.perturb import (
     MIX_CODES,
     PERTURBATIONS,
     mix_choice,

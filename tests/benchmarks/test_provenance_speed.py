@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.provenance_speed import run_provenance_benchmark
+from benchmarks.speed.provenance import run_provenance_benchmark
 
 
 def test_provenance_benchmark_reports_trusted_round_trips():

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.quality import (
+from benchmarks.quality.reenactment import (
     FaceMetrics,
     QualityConfig,
     mouth_box,
@@ -121,7 +121,7 @@ def test_warp_moves_landmarks_to_the_driver(astronaut):
 
 def test_quality_reuses_finished_videos_and_redoes_changed_ones(checkpoint, astronaut_clip, tmp_path,
                                                                 monkeypatch):
-    import benchmarks.quality as quality
+    import benchmarks.quality.reenactment as quality
 
     cfg = QualityConfig(shots=(1,), eval_frames=2, finetune_steps=0, temporal_frames=0)
     first = run_quality([astronaut_clip], checkpoint, tmp_path / "q", cfg)

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.realism import (
+from benchmarks.quality.realism import (
     IDENTITY_MODES,
     RealismConfig,
     auc_by_level,
@@ -81,7 +81,7 @@ def videos():
 
 
 def test_realism_run_on_held_out_clips(checkpoint, videos, tmp_path, monkeypatch):
-    import benchmarks.realism as realism
+    import benchmarks.quality.realism as realism
     from generator.io.files import sha256_file
 
     seen = []  # (level, input, output) of every compression the run applied

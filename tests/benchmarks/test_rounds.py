@@ -1,4 +1,4 @@
-"""bench round: the round table has one row per detector and one column per round's test set, its
+"""dataset round: the round table has one row per detector and one column per round's test set, its
 diagonal matches each round's own evaluation; a killed run resumes; mismatched detector and
 generator are refused; the union dataset keeps clips of every round apart."""
 
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from benchmarks.adversarial import AdversarialConfig
-from benchmarks.build import BuildConfig
-from benchmarks.rounds import RoundConfig, run_rounds, video_auc, write_union
+from benchmarks.adversarial.against_detector import AdversarialConfig
+from benchmarks.adversarial.rounds import RoundConfig, run_rounds, video_auc, write_union
+from benchmarks.datasets.build import BuildConfig
 from detector.metadata import read_metadata
 from generator.errors import ConfigMismatchError
 
@@ -36,7 +36,7 @@ def visible_fakes(monkeypatch):
 
     import numpy as np
 
-    from benchmarks.build import ClipMaker
+    from benchmarks.datasets.build import ClipMaker
 
     real_render = ClipMaker.render_full
 
@@ -139,8 +139,8 @@ def test_union_prefixes_ids_and_rewrites_paths(tmp_path):
 TORCHRUN_SCRIPT = '''
 import dataclasses, json, sys
 import numpy as np
-from benchmarks.build import ClipMaker
-from benchmarks.rounds import run_rounds
+from benchmarks.datasets.build import ClipMaker
+from benchmarks.adversarial.rounds import run_rounds
 from generator.provenance.manifest import SigningOptions
 from tests.benchmarks.test_rounds import CFG
 
@@ -196,7 +196,7 @@ def test_rounds_under_torchrun_build_each_round_in_shards(corpus, checkpoint, ti
 
 
 def test_round_detectors_keep_the_first_detectors_recipe():
-    from benchmarks.rounds import finetune_config
+    from benchmarks.adversarial.rounds import finetune_config
 
     recipe = {"backbone": "tf_efficientnet_lite0", "input_size": 128, "compressions": ["c0", "c23", "c40"],
               "sbi": 0.8, "degrade": True, "balance": True, "lr": 2e-4, "epochs": 2, "frames": 8}

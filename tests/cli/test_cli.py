@@ -204,6 +204,19 @@ def test_python_dash_m_cli_runs_the_command():
     assert out.returncode == 0 and out.stdout.startswith("sfumato, version")
 
 
+@pytest.mark.parametrize("name", ["build", "merge", "perturb", "export", "import", "round"])
+def test_old_bench_dataset_names_still_work_and_say_where_they_moved(name, tmp_path):
+    runner = CliRunner()
+    old, new = cli.commands["bench"].commands[name], cli.commands["dataset"].commands[name]
+    assert old.callback is new.callback and old.params == new.params
+    assert not new.deprecated and f"sfumato dataset {name}" in old.deprecated
+    assert "DEPRECATED" in runner.invoke(cli, ["bench", name, "--help"]).output
+    if name == "merge":  # a real call: same result, plus the warning on stderr only
+        result = runner.invoke(cli, ["bench", "merge", str(tmp_path)])
+        assert result.exit_code == 1 and "not a folder made by `sfumato dataset build`" in result.output
+        assert "deprecated" in result.stderr and "sfumato dataset merge" in result.stderr
+
+
 @pytest.mark.parametrize("module", ["bench", "datasets", "detect", "faces", "model", "provenance"])
 def test_each_command_module_imports_on_its_own(module):
     # A fresh interpreter: in-process the group has already imported every command module.

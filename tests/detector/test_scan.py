@@ -169,7 +169,7 @@ def test_missing_detector_is_a_clear_error(tmp_path):
 
 
 def test_scan_speed_benchmark_times_the_stages(detector, tiny_checkpoint):
-    from benchmarks.scan_speed import run_scan_speed
+    from benchmarks.speed.scan import run_scan_speed
 
     r = run_scan_speed(detector, tiny_checkpoint, repeats=1, frames=4)
     st = r["stage_seconds"]
@@ -198,7 +198,7 @@ def test_cli_detect_eval_and_scan(dataset, detector, tiny_checkpoint, tmp_path):
 def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path):
     import shutil
 
-    from benchmarks.export import import_folder
+    from benchmarks.datasets.export import import_folder
     from detector.evaluate import evaluate
 
     for k in range(4):
@@ -315,7 +315,7 @@ def test_generalisation_scores_other_generators_fakes_against_real_test_clips(da
                                                                               tiny_checkpoint, tmp_path):
     import shutil
 
-    from benchmarks.export import import_folder
+    from benchmarks.datasets.export import import_folder
     from detector.evaluate import evaluate
 
     flat = tmp_path / "others"

@@ -61,7 +61,7 @@ def test_default_generate_on_the_bundled_model(tmp_path, monkeypatch):
 
 def test_default_generate_keeps_the_astronaut_herself(tmp_path, monkeypatch):
     """dlib's same-person check (distance < 0.6) on the output of `sfumato generate` with no options."""
-    from benchmarks.identity import identity_distances
+    from benchmarks.quality.identity import identity_distances
     from generator.io.samples import write_astronaut_image
 
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
@@ -85,7 +85,7 @@ def test_a_missing_bundled_model_names_the_alternatives(tmp_path, monkeypatch, f
 
 def test_bundled_realism_score_tells_a_held_out_clip_from_its_renders(tmp_path):
     """MODEL_CARD.md's realism table, on one of its held-out videos: r (w_0) ranks real above fake."""
-    from benchmarks.realism import RealismConfig, run_realism
+    from benchmarks.quality.realism import RealismConfig, run_realism
     from tests.conftest import shared_file
 
     video = shared_file("videos", "lia_vox_driving2.mp4")

@@ -319,7 +319,8 @@ def _card(out: Path, args: dict, applied: Counter, rows: list[ClipRecord], faile
     title = (f"mix of {args['count']} random perturbations (seed {args['seed']})" if mix
              else f"{args['code']} level {args['level']}")
     lines = [f"# Perturbed dataset: {title}", "",
-             f"Made by `benchmarks.perturb.perturb_dataset` from the parent dataset `{args['parent']}` "
+             f"Made by `benchmarks.datasets.perturb.perturb_dataset` from the parent dataset "
+             f"`{args['parent']}` "
              f"(relative to this folder): every clip at compression `{args['source_compression']}` with no "
              "perturbation, decoded, perturbed frame by frame and re-encoded with H.264. Each row of "
              "`metadata.jsonl` / `metadata.csv` names its parent row in `parent_id`; C2PA manifests are "

@@ -1,8 +1,8 @@
-"""``sfumato bench round``: adversarial rounds, the generator and the detector improving against each other.
+"""``sfumato dataset round``: adversarial rounds, the generator and the detector improving against each other.
 
 Round 0 is the given generator G_0 and detector D_0 and a dataset T_0 built with G_0. Round n >= 1:
 
-1. G_n = G_{n-1} fine-tuned against the frozen D_{n-1} (``benchmarks.adversarial``), on the corpus
+1. G_n = G_{n-1} fine-tuned against the frozen D_{n-1} (``adversarial.against_detector``), on the corpus
    identities of the train split; its CSIM / SSIM / PSNR before and after on held-out (test split)
    videos, as in ``bench quality``;
 2. T_n, a new dataset from G_n: the same identity split (one split seed for every round), fresh
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.adversarial import AdversarialConfig, adversarial_finetune
-from benchmarks.build import BuildConfig, build_dataset, read_build
+from benchmarks.adversarial.against_detector import AdversarialConfig, adversarial_finetune
+from benchmarks.datasets.build import BuildConfig, build_dataset, read_build
 from detector.metadata import ClipRecord, read_metadata, write_metadata
 from detector.train import DetectTrainConfig
 from generator.errors import BadInputError, ConfigMismatchError
@@ -279,7 +279,7 @@ class Rounds:
                 state["commands"].append(self.command)
             return state
         self.out.mkdir(parents=True, exist_ok=True)
-        from benchmarks.build import _versions
+        from benchmarks.datasets.build import _versions
 
         return {"stamp": self.stamp, "commands": [self.command] if self.command else [],
                 "versions": _versions(), "pair": self.pair, "steps": {}}
@@ -308,7 +308,7 @@ class Rounds:
         """T_n's settings: the same split for every round, fresh fakes (seed + n)."""
         cfg = self.config.build
         if n == 0:
-            return cfg  # round 0 is a plain `bench build` with these settings
+            return cfg  # round 0 is a plain `dataset build` with these settings
         extra = {}
         if hard:
             extra = {"candidates": self.config.hard_candidates,
@@ -361,7 +361,7 @@ class Rounds:
 
     def quality(self, n: int) -> dict:
         """CSIM / SSIM / PSNR of G_{n-1} and G_n (feed-forward, T = 8) on held-out test-split videos."""
-        from benchmarks.quality import QualityConfig, run_quality
+        from benchmarks.quality.reenactment import QualityConfig, run_quality
 
         test_ids = set(_split_identities(self.round_dir(0) / "dataset", "test"))
         doc = read_build(self.round_dir(0) / "dataset")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.timing import best_of
+from benchmarks.speed.timing import best_of
 from generator.io.video import write_image, write_video
 from generator.provenance import GenerationInfo, SigningIdentity, init_keys, sign_file, verify_file
 

@@ -548,7 +548,7 @@ Export root (absolute): `{out}`
 - `splits/{{train,val,test}}.json`: lists of pairs `[a, b]` as FF++'s split files: a real video is
   named `a` (its pair is `[clip_id, clip_id]`), a fake video is named `a_b` (`a` = the identity
   shown, `b` = driving identity + clip id). Unlike FF++ a pair does not imply both `a_b` and `b_a`
-  exist. The splits are the dataset's own (`sfumato bench build` makes them identity-disjoint;
+  exist. The splits are the dataset's own (`sfumato dataset build` makes them identity-disjoint;
   an imported dataset keeps the splits of its folders).
 - `splits/index.json`: every exported file with its row id, clip id, label, method, split,
   compression, perturbation, pair and sha256: the unambiguous version of the above.

@@ -159,7 +159,7 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
     clips = {r.clip_id: r for r in rows}
     lines = ["# sfumato benchmark dataset", "",
              "Real talking-head clips and few-shot talking-head fakes of the same people (Zakharov et al., "
-             "ICCV 2019), made by `sfumato bench build`. Identity-disjoint splits; every clip at "
+             "ICCV 2019), made by `sfumato dataset build`. Identity-disjoint splits; every clip at "
              f"{', '.join(cfg['compressions'])} (H.264 CRF "
              f"{', '.join(str(c[1:]) for c in cfg['compressions'])}"
              "); every fake C2PA-signed (`*.signed.mp4`) with a manifest-free copy (`path`, what a "
@@ -224,8 +224,9 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
               "`realism`, r per frame (null: no face found); `metadata.csv`: the same without per-frame r.",
               "- `videos/<clip_id>/<compression>.mp4` (+ `.signed.mp4` for fakes, `track.npz`: per-frame "
               "crop matrices and landmarks), `splits.json`, `build.json` (the whole plan), `records/`.",
-              "- `sfumato bench export DIR --format deepfakebench|ffpp|csv` writes layouts other tools read; "
-              "`sfumato bench perturb DIR --type GB --level 3` makes DeeperForensics-style perturbed copies.",
+              "- `sfumato dataset export DIR --format deepfakebench|ffpp|csv` writes layouts other tools "
+              "read; `sfumato dataset perturb DIR --type GB --level 3` makes DeeperForensics-style perturbed "
+              "copies.",
               "", "## Use", "",
               "For research on detecting synthetic faces. The real clips show real people from the corpus "
               "(see its sources and their terms: research use, no redistribution outside the project); "

@@ -1,6 +1,6 @@
 """Does the generator's own discriminator D tell real frames from the generator's outputs? (paper eq. 3)
 
-Protocol, per held-out video (self-reenactment exactly as ``benchmarks.quality.evaluate_video``): the
+Protocol, per held-out video (self-reenactment exactly as ``reenactment.evaluate_video``): the
 face crops of evenly spaced frames are split in half; T shots from the first half make a feed-forward
 person (``init_person``), which renders the landmarks of ``eval_frames`` driving frames from the second
 half. The real crops of those driving frames are the positive class, the FF renders the negative class.
@@ -127,7 +127,7 @@ def _finite(v) -> np.ndarray:
 def self_reenact(model, video: str | Path, config: RealismConfig) -> tuple[np.ndarray, np.ndarray,
                                                                           np.ndarray, int]:
     """Real driving crops, their FF renders, the driving landmarks and the frames with a face."""
-    from benchmarks.quality import source_shots, split_video
+    from benchmarks.quality.reenactment import source_shots, split_video
     from generator.inference.person import init_person
 
     shots, half, drive = split_video(video, model.cfg.image_size, config.shots, config.eval_frames)
@@ -250,7 +250,7 @@ def write_histograms(path: Path, real: Scores, fake: Scores, mode: str = "agnost
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from benchmarks.dataset_card import save_figure
+    from benchmarks.datasets.card import save_figure
 
     levels = list(real)
     fig, axes = plt.subplots(1, len(levels), figsize=(4.2 * len(levels), 3.2), squeeze=False)

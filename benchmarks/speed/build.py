@@ -1,4 +1,4 @@
-"""How fast ``bench build`` makes clips: clips per minute per compression level, and the share of
+"""How fast ``dataset build`` makes clips: clips per minute per compression level, and the share of
 time in generation (tracking, persons, G, paste), encoding, signing and realism scoring; and what
 hard examples cost (``run_filter_cost``: the same build with K candidates per fake and a realism
 bar, beside the plain one: acceptance rate, kept share, extra generation and wall time).
@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.build import BuildConfig, build_dataset, corpus_videos
+from benchmarks.datasets.build import BuildConfig, build_dataset, corpus_videos
 
 GENERATION = ("track", "person", "render", "paste")
 

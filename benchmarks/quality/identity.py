@@ -17,7 +17,7 @@ SAME_PERSON = 0.6  # dlib's threshold for its 128-d face descriptor
 def identity_distances(video: str | os.PathLike, source: str | os.PathLike, frames: int = 16,
                        backend=None) -> dict:
     """Descriptor distance to ``source``'s face of ``frames`` evenly spaced frames of ``video``."""
-    from benchmarks.quality import FaceMetrics
+    from benchmarks.quality.reenactment import FaceMetrics
     from generator.errors import NoFaceError
     from generator.faces.backends import create_backend
     from generator.io.video import MediaReader

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.model_speed import random_checkpoint
+from benchmarks.speed.model import random_checkpoint
 from generator.inference.generate import GenerateConfig, generate
 from generator.provenance import SigningOptions
 

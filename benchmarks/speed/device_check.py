@@ -1,12 +1,12 @@
 """One script for a GPU machine: the CUDA paths of sfumato, checked and timed in a few minutes.
 
-    python -m benchmarks.device_check --corpus CORPUS --out OUT [--device cuda] [--quick]
+    python -m benchmarks.speed.device_check --corpus CORPUS --out OUT [--device cuda] [--quick]
 
 1. ``model``: `bench model` per preset on the device (fp32, fp16 and bf16 autocast, train steps).
 2. ``finetune_generate``: fine-tuning steps, then end-to-end ``generate`` per precision and batch
    size, from a person made of the corpus's own crops (so no face-detector models are needed there).
 3. ``train_cli``: ``sfumato train`` with fp16 autocast (bf16 off CUDA), then ``--resume``.
-4. ``adversarial``: G against a frozen detector (``bench round``'s fine-tuning step) per preset, with
+4. ``adversarial``: G against a frozen detector (``dataset round``'s fine-tuning step) per preset, with
    an EfficientNet-B0 detector at the preset's size: seconds per step, p_fake and L_CNT before/after.
 Writes OUT/device.json, each run's stats.csv and last sample grid, and one generated mp4. Every
 check runs on the CPU too (``--device cpu``), which is how the tests exercise this file.
@@ -29,7 +29,7 @@ import torch
 
 def model_bench(a) -> list[dict]:
     """`bench model` figures per preset on the device."""
-    from benchmarks.model_speed import run_model_benchmark
+    from benchmarks.speed.model import run_model_benchmark
 
     return run_model_benchmark(a.presets, k=8, repeats=2 if a.quick else 5, threads=a.threads,
                                device=a.device, train_step=True)
@@ -56,7 +56,7 @@ def finetune_and_generate(a) -> list[dict]:
 
 
 def _finetune_and_generate_one(a, preset: str, tmp: Path) -> dict:
-    from benchmarks.model_speed import random_checkpoint
+    from benchmarks.speed.model import random_checkpoint
     from generator.inference.generate import GenerateConfig, generate
     from generator.model.checkpoint import save_checkpoint
     from generator.model.talking_head import load_meta_model
@@ -145,8 +145,8 @@ def _train_cli_one(a, preset: str, run: Path) -> dict:
 
 def adversarial(a) -> list[dict]:
     """Detector-in-the-loop fine-tuning of G on the device: step time, detector score, content loss."""
-    from benchmarks.adversarial import AdversarialConfig, adversarial_finetune
-    from benchmarks.model_speed import random_checkpoint
+    from benchmarks.adversarial.against_detector import AdversarialConfig, adversarial_finetune
+    from benchmarks.speed.model import random_checkpoint
     from detector.backbone import Detector
     from detector.train import _save
     from generator.model.config import get_preset

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.timing import best_of
+from benchmarks.speed.timing import best_of
 from generator.corpus.episodes import Episode
 from generator.inference.person import autocast_dtype
 from generator.model.config import get_preset

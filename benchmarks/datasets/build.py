@@ -1,4 +1,4 @@
-"""``sfumato bench build``: an adversarial real/fake benchmark dataset from a prepared corpus.
+"""``sfumato dataset build``: an adversarial real/fake benchmark dataset from a prepared corpus.
 
 The plan (a pure function of the corpus, the checkpoint and the settings):
 
@@ -780,7 +780,7 @@ def read_build(out: str | os.PathLike) -> dict:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
-        raise BadInputError(f"{out}: no readable {BUILD_FILE}: not a folder made by `sfumato bench "
+        raise BadInputError(f"{out}: no readable {BUILD_FILE}: not a folder made by `sfumato dataset "
                             "build`") from None
 
 
@@ -845,7 +845,7 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
         (out / "records").mkdir(exist_ok=True)
         threshold = _threshold(out, doc, maker, clips) if config.filtering else None
         judge = DetectorJudge(hard_for, maker.model.D.w_0.device) if hard_for is not None else None
-        for clip in tqdm(todo, desc="bench build", unit="clip", disable=not progress):
+        for clip in tqdm(todo, desc="dataset build", unit="clip", disable=not progress):
             rec = make_clip(maker, clip, out, threshold, judge)
             write_bytes_atomic(out / "records" / f"{clip.clip_id}.json", json.dumps(rec, indent=1).encode())
             done += rec["status"] == "done"
@@ -899,7 +899,7 @@ def finish_dataset(out: str | os.PathLike, wait: bool = False, poll_seconds: flo
 
     ``wait``: poll until the other shards' records are in (torchrun rank 0).
     """
-    from benchmarks.dataset_card import write_card
+    from benchmarks.datasets.card import write_card
 
     out = Path(out)
     doc = read_build(out)

@@ -17,7 +17,7 @@ import resource
 
 import torch
 
-from benchmarks.timing import best_of
+from benchmarks.speed.timing import best_of
 
 ARCHS = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")
 
@@ -54,7 +54,7 @@ def measure_train_step(preset: str, content: str, repeats: int = 2, threads: int
     """Seconds of one meta-training step of ``preset`` with content loss ``content`` (or "none"),
     and, for a feature loss, the seconds of that loss's own forward + backward inside the step (one
     frame at the preset's size, as the step computes it)."""
-    from benchmarks.model_speed import _episode
+    from benchmarks.speed.model import _episode
     from generator.model.config import get_preset
     from generator.model.talking_head import TalkingHeadModel
     from generator.training.distributed import DistInfo
