@@ -1,2 +1,3 @@
-"""sfumato's detector: face samples, a timm backbone, the realism score as evidence, their fusion,
-evaluation (``sfumato detect``) and ``sfumato scan``; plus the clip metadata schema of datasets."""
+"""sfumato's detector: the model (``detector.model``), what it reads (``detector.data``), evidence and
+verdicts (``detector.evidence``), training and evaluation (``sfumato detect``), and ``sfumato scan``
+with its report."""

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.calibration import DEFAULT_FPR
-from detector.evidence import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
-from detector.fusion import FusionModel, fit_fusion
-from detector.metadata import ClipRecord, read_metadata
+from detector.data.schema import ClipRecord, read_metadata
+from detector.evidence.calibration import DEFAULT_FPR
+from detector.evidence.features import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
+from detector.evidence.fusion import FusionModel, fit_fusion
+from detector.evidence.realism import bundled_generator, load_realism  # noqa: F401 (bundled_generator: API)
 from detector.metrics import binary_metrics, detection_report
-from generator.errors import BadInputError, ConfigMismatchError
+from generator.errors import BadInputError
 from generator.io.files import sha256_file, write_bytes_atomic
 
 BACKBONE_ONLY = ("backbone_mean",)  # the fusion when r does not help: a calibration of the backbone
@@ -54,14 +55,12 @@ class EvidenceSource:
 
     def __call__(self, folder: Path, row: ClipRecord) -> Evidence:
         """Evidence of one row (its file resolved against ``folder``)."""
-        from detector.evidence import model_input_size
-        from detector.faces import cached_faces, sample_key
-        from detector.train import CACHE_DIR
+        from detector.data.samples import CACHE_DIR, cached_faces, sample_key
         from generator.faces.backends import create_backend
         from generator.faces.crop import DETECTOR_CROP
 
         rsize = self.realism.size if self.realism is not None else None
-        size = model_input_size(self.model)  # cut at the size it was trained at, as in training
+        size = self.model.input_size  # cut at the size it was trained at, as in training
         key = sample_key(row, self.frames, size, rsize)
         cache = folder / CACHE_DIR
         if self._backend is None and not (cache / f"{key}.npz").is_file():
@@ -69,34 +68,6 @@ class EvidenceSource:
         samples = cached_faces(row.resolve(folder), cache, key, self.frames, self._backend,
                                dataclasses.replace(DETECTOR_CROP, size=size), realism_size=rsize)
         return evidence(samples, self.model, self.realism, self.identity)
-
-
-def bundled_generator(sha256: str | None = None) -> Path:
-    """The packaged generator checkpoint with this file hash (the default model when None or unknown).
-
-    A detector's realism evidence is tied to the D it was fitted with, so a detector fitted with an
-    older packaged generator finds that file by hash if it is still in weights/.
-    """
-    from generator.inference.generate import BUNDLED_MODEL
-
-    if sha256:
-        for f in sorted(BUNDLED_MODEL.parent.glob("*.safetensors")):
-            if sha256_file(f) == sha256:
-                return f
-    return BUNDLED_MODEL
-
-
-def load_realism(meta: dict, generator: str | os.PathLike | None):
-    """The realism scorer a detector was fused with (its generator checkpoint, checked by hash)."""
-    from detector.realism import RealismScorer
-
-    want = (meta.get("realism") or {}).get("checkpoint_sha256")
-    if generator is None:
-        generator = bundled_generator(want)
-    if want and sha256_file(generator) != want:
-        raise ConfigMismatchError(f"this detector's realism evidence comes from the generator with sha256 "
-                                  f"{want[:12]}..., not {generator}: pass that checkpoint with --generator")
-    return RealismScorer(generator)
 
 
 def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
@@ -107,8 +78,8 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
     with the verdict threshold calibrated for false-positive rate ``fpr`` on the split's real videos."""
     from tqdm import tqdm
 
-    from detector.calibration import calibrate
-    from detector.train import _save, load_detector
+    from detector.evidence.calibration import calibrate
+    from detector.model import load_detector, save_detector
 
     model, meta = load_detector(detector)
     realism = load_realism({}, generator)
@@ -135,7 +106,7 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
             "calibration": cal.to_dict(),
             "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
     meta.pop("optimizers", None)
-    _save(Path(out), model, None, meta)
+    save_detector(out, model, meta)
     return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
             "calibration": cal.to_dict(), "fused_coef": dict(zip(fused.features, fused.coef)),
             "realism_contribution": choice,
@@ -187,7 +158,7 @@ def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str |
     (``generalisation``)."""
     from tqdm import tqdm
 
-    from detector.train import load_detector
+    from detector.model import load_detector
 
     t0 = time.perf_counter()
     model, meta = load_detector(detector)
@@ -253,8 +224,8 @@ def generalisation(dataset: str | os.PathLike, fakes: str | os.PathLike, detecto
     fakes caught and of real videos called fake at the detector's verdict threshold, per clip."""
     from tqdm import tqdm
 
-    from detector.calibration import calibration_from
-    from detector.train import load_detector
+    from detector.evidence.calibration import calibration_from
+    from detector.model import load_detector
 
     model, meta = load_detector(detector)
     fused = FusionModel(**meta["fusion"]) if meta.get("fusion") else None

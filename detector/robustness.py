@@ -29,9 +29,8 @@ CUT = 256  # crops are cut at this side, then degraded, then resized to each det
 
 def real_crops(dataset: str | os.PathLike, split: str = "val", frames: int = 8) -> dict[str, np.ndarray]:
     """Face crops (``CUT`` px) of the split's real clips (least compressed file), by clip id."""
+    from detector.data.samples import CACHE_DIR, cached_faces, sample_key
     from detector.evaluate import dataset_rows
-    from detector.faces import cached_faces, sample_key
-    from detector.train import CACHE_DIR
     from generator.faces.backends import create_backend
     from generator.faces.crop import DETECTOR_CROP
 
@@ -66,7 +65,7 @@ def shrink(crops: np.ndarray, size: int) -> np.ndarray:
 
 def compress(crops: np.ndarray, crf: int) -> np.ndarray:
     """Crops through H.264 (libx264, yuv420p) at ``crf``."""
-    from detector.degrade import h264_roundtrip
+    from detector.data.degrade import h264_roundtrip
 
     return np.stack([h264_roundtrip(c, crf) for c in crops])
 
@@ -74,8 +73,8 @@ def compress(crops: np.ndarray, crf: int) -> np.ndarray:
 def sweep(dataset: str | os.PathLike, detectors: dict[str, str | os.PathLike], split: str = "val",
           sizes: tuple[int, ...] = SIZES, crfs: tuple[int, ...] = CRFS, frames: int = 8) -> dict:
     """Per detector, per face size and per CRF: every real clip's mean backbone p(fake)."""
-    from detector.evidence import _resize
-    from detector.train import load_detector, predict
+    from detector.evidence.features import _resize
+    from detector.model import load_detector, predict
 
     clips = real_crops(dataset, split, frames)
     variants = {("size", s): {c: shrink(x, s) for c, x in clips.items()} for s in sizes}

@@ -24,12 +24,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detector.backbone import DEFAULT_BACKBONE, IMAGENET, Detector, load_pretrained
-from detector.metadata import ClipRecord, read_metadata
+from detector.data.samples import CACHE_DIR
+from detector.data.schema import ClipRecord, read_metadata
+from detector.model import (
+    DEFAULT_BACKBONE,
+    IMAGENET,
+    Detector,
+    load_pretrained,
+    predict,
+    save_detector,
+)
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import write_bytes_atomic
-
-CACHE_DIR = ".cache/detector"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +105,7 @@ def load_frames(dataset: str | os.PathLike, rows: list[ClipRecord], frames: int,
 
     from tqdm import tqdm
 
-    from detector.faces import cached_faces, sample_key
+    from detector.data.samples import cached_faces, sample_key
     from generator.faces.backends import create_backend
     from generator.faces.crop import DETECTOR_CROP, crop_transform
 
@@ -172,11 +178,11 @@ def training_sample(frames: FrameSet, i: int, rng: np.random.Generator, config: 
                     ) -> tuple[np.ndarray, int]:
     """Crop ``i`` as the training loop sees it, and its label: self-blended (a real crop, with
     probability ``config.sbi``), then degraded (whatever the label), then the usual augmentation."""
-    from detector.degrade import apply_degradation, sample_degradation
+    from detector.data.degrade import apply_degradation, sample_degradation
 
     crop, label = frames.crops[i], int(frames.labels[i])
     if config.sbi and label == 0 and frames.points is not None and rng.random() < config.sbi:
-        from detector.sbi import self_blend
+        from detector.data.sbi import self_blend
 
         crop, label = self_blend(crop, frames.points[i], rng)[0], 1
     if config.degrade:
@@ -192,38 +198,11 @@ def augment(crop: np.ndarray, rng: np.random.Generator, config: DetectTrainConfi
         k = int(rng.choice([3, 5, 7]))
         crop = cv2.GaussianBlur(crop, (k, k), 0)
     if rng.random() < config.jpeg:
-        from detector.degrade import jpeg_roundtrip
+        from detector.data.degrade import jpeg_roundtrip
 
         # as RGB, the way encoders see frames (cv2.imencode alone would treat it as BGR)
         crop = jpeg_roundtrip(np.ascontiguousarray(crop), int(rng.integers(40, 101)))
     return np.ascontiguousarray(crop)
-
-
-@torch.inference_mode()
-def predict(model: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """Probability of fake per crop."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = [torch.sigmoid(model(model.to_input(torch.from_numpy(crops[k:k + batch_size]).to(dev))))
-           .float().cpu() for k in range(0, len(crops), batch_size)]
-    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
-
-
-def _save(path: Path, model: Detector, opt, meta: dict) -> None:
-    from generator.model.checkpoint import save_checkpoint
-
-    save_checkpoint(path, "detector", {"net": model.net}, meta, optimizers={"adam": opt} if opt else None)
-
-
-def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detector, dict]:
-    """A trained detector and its metadata (backbone, input size, training record)."""
-    from generator.model.checkpoint import load_checkpoint
-
-    ck = load_checkpoint(path, kind="detector")
-    model = Detector(ck.meta["backbone"]).normalisation_from(ck.meta)
-    ck.load_module("net", model.net)
-    model.input_size = int(ck.meta["input_size"])
-    return model.to(device).eval(), ck.meta
 
 
 def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
@@ -286,7 +265,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                           "fake_videos": len(fakes), "fake_frames": int(len(held_out.crops))}
 
     torch.manual_seed(config.seed)
-    model = Detector(config.backbone)
+    model = Detector(config.backbone, input_size=config.input_size)
     if init_from is None:
         init = load_pretrained(model, pretrained)
     else:
@@ -363,7 +342,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                 bar.update(1)
                 bar.set_postfix(loss=f"{value:.3f}")
                 if global_step % config.checkpoint_every == 0:
-                    _save(last, model, opt, meta())
+                    save_detector(last, model, meta(), opt)
                 if max_steps is not None and len(history) >= max_steps:
                     stopped = True
                     break
@@ -386,11 +365,11 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
             if old is None or (score is not None and score > old):
                 best = {"video_auc": vauc, "frame_auc": fauc, "generalisation_auc": gauc, "score": score,
                         "epoch": epoch}
-                _save(out / "best.safetensors", model, None, meta())
-            _save(last, model, opt, meta())
+                save_detector(out / "best.safetensors", model, meta())
+            save_detector(last, model, meta(), opt)
     finally:
         if stopped:
-            _save(last, model, opt, meta())
+            save_detector(last, model, meta(), opt)
         stats.close()
         tb.close()
     summary = {"out": str(out), "epochs_done": epoch, "global_step": global_step,

@@ -150,7 +150,7 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     """
     from tqdm import tqdm
 
-    from detector.train import load_detector
+    from detector.model import load_detector
     from generator.model.checkpoint import load_checkpoint, save_checkpoint
     from generator.model.talking_head import load_meta_model, set_requires_grad
 

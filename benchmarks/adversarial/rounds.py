@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks.adversarial.against_detector import AdversarialConfig, adversarial_finetune
 from benchmarks.datasets.build import BuildConfig, build_dataset, read_build
-from detector.metadata import ClipRecord, read_metadata, write_metadata
+from detector.data.schema import ClipRecord, read_metadata, write_metadata
 from detector.train import DetectTrainConfig
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
@@ -73,7 +73,7 @@ class RoundConfig:
 # -- checks ---------------------------------------------------------------------------------
 def check_pair(generator: str | os.PathLike, detector: str | os.PathLike) -> dict:
     """Refuse a detector whose realism evidence (or training data) came from another generator."""
-    from detector.train import load_detector
+    from detector.model import load_detector
     from generator.model.talking_head import load_meta_model
 
     gen_sha = sha256_file(generator)

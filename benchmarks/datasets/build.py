@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.metadata import COMPRESSIONS, ClipRecord, realism_list, realism_summary, write_metadata
+from detector.data.schema import COMPRESSIONS, ClipRecord, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
 
@@ -559,7 +559,7 @@ class DetectorJudge:
     """``--hard-for``: a trained detector's mean fake probability over a clip's faces, in memory."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", frames: int = 16):
-        from detector.train import load_detector
+        from detector.model import load_detector
 
         self.model, self.meta = load_detector(path, device)
         self.size, self.frames = int(self.meta["input_size"]), frames
@@ -567,7 +567,7 @@ class DetectorJudge:
 
     def __call__(self, frames: np.ndarray, points: np.ndarray, found: np.ndarray) -> float:
         """Mean p(fake) over up to ``frames`` evenly spaced frames with a face (points: frame pixels)."""
-        from detector.train import predict
+        from detector.model import predict
         from generator.faces.crop import DETECTOR_CROP, crop_face
 
         idx = np.flatnonzero(found)

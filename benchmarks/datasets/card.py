@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.metadata import ClipRecord
+from detector.data.schema import ClipRecord
 from generator.io.files import write_bytes_atomic
 
 HISTOGRAM = "realism_hist.png"

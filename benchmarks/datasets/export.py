@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.metadata import COMPRESSIONS, LABELS, SPLITS, ClipRecord, read_metadata, write_metadata
+from detector.data.schema import COMPRESSIONS, LABELS, SPLITS, ClipRecord, read_metadata, write_metadata
 from generator import __version__
 from generator.corpus.prepare import slug
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError

@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from detector.degrade import jpeg_roundtrip
-from detector.metadata import ClipRecord, read_metadata, realism_list, realism_summary, write_metadata
+from detector.data.degrade import jpeg_roundtrip
+from detector.data.schema import ClipRecord, read_metadata, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.io.files import sha256_file, write_bytes_atomic
 from generator.io.video import MediaReader, VideoWriter, probe

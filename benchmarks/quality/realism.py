@@ -11,7 +11,7 @@ Each compression level is applied to both classes alike: ``c0`` is the raw 8-bit
 are scored with their driving landmarks (the same points for the real frame and its render), so
 only the pixels differ.
 
-r is scored with D (``detector.realism.RealismScorer``) in two identity modes: ``agnostic``
+r is scored with D (``detector.evidence.realism.RealismScorer``) in two identity modes: ``agnostic``
 (w = w_0) and ``clip`` (w' = w_0 + E(up to 8 of that clip's own, compressed frames), as the
 detector's evidence does). The figure is the frame-level ROC AUC, pooled over all videos, with real
 as the positive class and a higher r meaning "more real": 1.0 is perfect separation, 0.5 chance, and
@@ -30,7 +30,7 @@ import numpy as np
 
 from generator.io.files import write_bytes_atomic
 
-IDENTITY_MODES = ("agnostic", "clip")  # as detector.realism.IDENTITY_MODES
+IDENTITY_MODES = ("agnostic", "clip")  # as detector.evidence.realism.IDENTITY_MODES
 GOALS = {"c0": 0.90, "c23": 0.85}  # AUC the issue asks for
 ENCODE_FPS = 25.0
 CLIP_SHOTS = 8  # frames of a clip that estimate its identity in "clip" mode
@@ -82,7 +82,7 @@ def compress_frames(frames: np.ndarray, level: str) -> np.ndarray:
 
 def clip_samples(frames: np.ndarray, points: np.ndarray):
     """Crops at D's size and their landmarks as the detector's ``FaceSamples`` (every face found)."""
-    from detector.faces import FaceSamples
+    from detector.data.samples import FaceSamples
 
     n = len(frames)
     return FaceSamples(np.arange(n), np.ones(n, bool), frames, points, frames, points,
@@ -171,7 +171,7 @@ def run_realism(videos: list[str | Path], checkpoint: str | Path | None, out_dir
     """
     from tqdm import tqdm
 
-    from detector.realism import RealismScorer
+    from detector.evidence.realism import RealismScorer
     from generator.corpus.prepare import collect_inputs
     from generator.inference.generate import resolve_checkpoint
     from generator.model.talking_head import load_meta_model

@@ -147,8 +147,7 @@ def adversarial(a) -> list[dict]:
     """Detector-in-the-loop fine-tuning of G on the device: step time, detector score, content loss."""
     from benchmarks.adversarial.against_detector import AdversarialConfig, adversarial_finetune
     from benchmarks.speed.model import random_checkpoint
-    from detector.backbone import Detector
-    from detector.train import _save
+    from detector.model import Detector, save_detector
     from generator.model.config import get_preset
 
     rows = []
@@ -159,9 +158,9 @@ def adversarial(a) -> list[dict]:
             size = get_preset(preset).model.image_size
             torch.manual_seed(0)
             det = tmp / "detector.safetensors"
-            _save(det, Detector("efficientnet_b0" if a.device == "cuda" else "test_efficientnet"), None,
-                  {"backbone": "efficientnet_b0" if a.device == "cuda" else "test_efficientnet",
-                   "input_size": size, "init": {"init": "scratch"}})
+            backbone = "efficientnet_b0" if a.device == "cuda" else "test_efficientnet"
+            save_detector(det, Detector(backbone, input_size=size),
+                          {"backbone": backbone, "input_size": size, "init": {"init": "scratch"}})
             steps = 4 if a.quick else 30
             warm = AdversarialConfig(steps=2, batch_size=4, k=8 if not a.quick else 2)
             adversarial_finetune(ck, a.corpus, det, tmp / "warm.safetensors", warm, device=a.device)

@@ -42,8 +42,8 @@ def make_720p_clip(source: str | os.PathLike, out: str | os.PathLike, seconds: f
 def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | os.PathLike | None = None,
                    source: str | os.PathLike | None = None, repeats: int = 3, frames: int = 32) -> dict:
     """Best-of-``repeats`` scan time of a 10 s 720p clip, with per-stage seconds."""
-    from detector import evidence as ev_mod
-    from detector import faces as faces_mod
+    from detector.data import samples as faces_mod
+    from detector.evidence import features as ev_mod
     from detector.scan import ScanConfig, Scanner
     from generator.io.samples import write_astronaut_clip
 

@@ -51,14 +51,13 @@ def write_tiny_detector(path: Path, input_size: int = 64, seed: int = 0, backbon
     ``sharpness`` scales its classifier, so its scores spread out instead of all sitting near 0.5."""
     import torch
 
-    from detector.backbone import Detector
-    from detector.train import _save
+    from detector.model import Detector, save_detector
 
     torch.manual_seed(seed)
-    model = Detector(backbone)
+    model = Detector(backbone, input_size=input_size)
     with torch.no_grad():
         model.net.get_classifier().weight.mul_(sharpness)
-    _save(path, model, None, {"backbone": backbone, "input_size": input_size, "init": {"init": "scratch"}})
+    save_detector(path, model, {"backbone": backbone, "input_size": input_size, "init": {"init": "scratch"}})
     return path
 
 

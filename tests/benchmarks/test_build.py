@@ -21,7 +21,7 @@ from benchmarks.datasets.build import (
     parse_shard,
     split_identities,
 )
-from detector.metadata import read_metadata
+from detector.data.schema import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.io.files import sha256_file
 

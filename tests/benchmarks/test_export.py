@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets.export import export_dataset, import_folder
-from detector.metadata import ClipRecord, read_metadata, write_metadata
+from detector.data.schema import ClipRecord, read_metadata, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
 from generator.io.video import MediaReader, evenly_spaced_indices, read_image, write_video

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from benchmarks.datasets.build import BuildConfig, FileRealismScorer, build_dataset, build_document
-from detector.metadata import read_metadata
+from detector.data.schema import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
 

@@ -20,7 +20,7 @@ from benchmarks.datasets.perturb import (
     perturbation_label,
     resized_size,
 )
-from detector.metadata import ClipRecord, read_metadata, write_metadata
+from detector.data.schema import ClipRecord, read_metadata, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
 from generator.io.video import MediaReader, write_video

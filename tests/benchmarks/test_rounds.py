@@ -11,7 +11,7 @@ import pytest
 from benchmarks.adversarial.against_detector import AdversarialConfig
 from benchmarks.adversarial.rounds import RoundConfig, run_rounds, video_auc, write_union
 from benchmarks.datasets.build import BuildConfig
-from detector.metadata import read_metadata
+from detector.data.schema import read_metadata
 from generator.errors import ConfigMismatchError
 
 CFG = RoundConfig(
@@ -120,7 +120,7 @@ def test_mismatched_generator_and_detector_are_refused(corpus, checkpoint, tmp_p
 def test_union_prefixes_ids_and_rewrites_paths(tmp_path):
     import numpy as np
 
-    from detector.metadata import write_metadata
+    from detector.data.schema import write_metadata
     from tests.detector.conftest import add_clip
 
     frames = [np.full((32, 32, 3), 90, np.uint8)] * 4

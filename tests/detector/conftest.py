@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.metadata import ClipRecord
+from detector.data.schema import ClipRecord
 
 
 def add_clip(root: Path, rows: list[ClipRecord], clip_id: str, frames: list[np.ndarray], label: str,
              split: str, compressions: tuple[str, ...] = ("c23",)) -> None:
     """Encode ``frames`` as videos/<clip_id>/<compression>.mp4 (bit-reproducibly) and add their rows."""
-    from detector.metadata import COMPRESSIONS
+    from detector.data.schema import COMPRESSIONS
     from generator.io.files import sha256_file
     from generator.io.video import write_video
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.calibration import calibrate
+from detector.evidence.calibration import calibrate
 from detector.scan import FAKE, UNSURE, ScanConfig, verdict
 from generator.errors import BadInputError
 

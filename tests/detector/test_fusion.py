@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.fusion import FusionModel, fit_fusion
-from detector.realism import clip_statistics
+from detector.evidence.fusion import FusionModel, fit_fusion
+from detector.evidence.realism import clip_statistics
 
 
 def _case(n: int, seed: int) -> tuple[list[dict], np.ndarray]:
@@ -63,8 +63,8 @@ def test_clip_statistics_ignore_frames_without_a_face():
 
 
 def test_realism_scorer_on_samples(tiny_checkpoint, astronaut_clip):
-    from detector.faces import sample_faces
-    from detector.realism import RealismScorer
+    from detector.data.samples import sample_faces
+    from detector.evidence.realism import RealismScorer
 
     scorer = RealismScorer(tiny_checkpoint, shots=2)
     samples = sample_faces(astronaut_clip, frames=3, realism_size=scorer.size)
@@ -78,8 +78,8 @@ def test_realism_scorer_on_samples(tiny_checkpoint, astronaut_clip):
 
 @pytest.mark.parametrize("r_informative", [True, False])
 def test_realism_is_kept_in_the_verdict_only_where_it_helps(r_informative):
+    from detector.data.schema import ClipRecord
     from detector.evaluate import realism_contribution
-    from detector.metadata import ClipRecord
 
     rng = np.random.default_rng(3)
     feats, labels, rows = [], [], []

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from detector.backbone import Detector
-from detector.heatmap import gradcam, overlay
+from detector.evidence.heatmap import gradcam, overlay
+from detector.model import Detector
 
 
 def test_gradcam_maps_have_the_crop_size_and_sum_to_one():

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector.degrade import (
+from detector.data.degrade import (
     DegradeConfig,
     apply_degradation,
     h264_roundtrip,
     jpeg_roundtrip,
     sample_degradation,
 )
-from detector.sbi import SBIConfig, blend_mask, self_blend
+from detector.data.sbi import SBIConfig, blend_mask, self_blend
 from generator.errors import BadInputError
 
 
@@ -120,7 +120,7 @@ def _frames(face, n=40):
 
 
 def test_training_samples_degrade_both_labels_alike(face, monkeypatch):
-    import detector.degrade as degrade
+    import detector.data.degrade as degrade
     from detector.train import DetectTrainConfig, training_sample
 
     seen = {0: [], 1: []}

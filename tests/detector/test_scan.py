@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.metadata import write_metadata
+from detector.data.schema import write_metadata
 from detector.train import DetectTrainConfig, train_detector
 from tests.conftest import shared_file
 from tests.detector.conftest import add_clip, swap_fake
@@ -87,7 +87,8 @@ def scanner(detector, tiny_checkpoint):
 
 
 def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, tmp_path, monkeypatch):
-    from detector.scan import html_report, public
+    from detector.report import html_report
+    from detector.scan import public
     from generator.provenance.manifest import GenerationInfo, SigningOptions, sign_generated
 
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
@@ -292,9 +293,10 @@ def test_reliability_flags_heavily_compressed_video(tmp_path):
 
 
 def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_checkpoint):
-    from detector.calibration import calibration_from
-    from detector.scan import ScanConfig, Scanner, html_report
-    from detector.train import load_detector
+    from detector.evidence.calibration import calibration_from
+    from detector.model import load_detector
+    from detector.report import html_report
+    from detector.scan import ScanConfig, Scanner
 
     _, meta = load_detector(detector)
     cal = calibration_from(meta)
@@ -351,3 +353,16 @@ def test_robustness_sweep_scores_real_clips_per_face_size_and_crf(dataset, detec
         assert all(0 <= p <= 1 for curve in (d["size"], d["crf"]) for v in curve.values() for p in v.values())
     assert result["detectors"]["a"]["size"] == result["detectors"]["b"]["size"]  # same file, same scores
     assert (tmp_path / "rb" / "robustness.png").stat().st_size > 5000
+
+
+def test_scan_loads_no_training_or_evaluation_code():
+    # A fresh interpreter: the analyst's path (load the bundled detector, scan) stands on its own.
+    import subprocess
+    import sys
+
+    code = ("import sys; from detector.scan import Scanner; Scanner(); "
+            "print(sorted(m for m in sys.modules if m in ('detector.train', 'detector.evaluate', "
+            "'generator.training.meta_train', 'benchmarks')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

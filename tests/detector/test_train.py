@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.metadata import write_metadata
-from detector.train import DetectTrainConfig, augment, load_detector, predict, train_detector
+from detector.data.schema import write_metadata
+from detector.model import load_detector, predict
+from detector.train import DetectTrainConfig, augment, train_detector
 from tests.detector.conftest import add_clip, swap_fake
 
 CFG = DetectTrainConfig(backbone="tf_efficientnet_lite0", input_size=64, frames=4, batch_size=8, epochs=6,
@@ -68,14 +69,14 @@ def test_augment_and_predict_shapes():
     cfg = DetectTrainConfig(flip=1.0, blur=1.0, jpeg=1.0)
     out = augment(crop, rng, cfg)
     assert out.shape == crop.shape and out.dtype == np.uint8 and not np.array_equal(out, crop)
-    from detector.backbone import Detector
+    from detector.model import Detector
 
     p = predict(Detector("efficientnet_b0"), np.stack([crop, out]))
     assert p.shape == (2,) and ((p > 0) & (p < 1)).all()
 
 
 def test_unknown_backbone_and_missing_weights_are_clear():
-    from detector.backbone import Detector, load_pretrained
+    from detector.model import Detector, load_pretrained
     from generator.errors import BadInputError, MissingWeightsError
 
     with pytest.raises(BadInputError, match="unknown timm backbone"):
@@ -106,7 +107,7 @@ def test_a_detector_started_from_imagenet_trains_and_records_its_init(dataset, t
 
 
 def test_imagenet_needs_a_backbone_whose_weights_ship():
-    from detector.backbone import Detector, load_pretrained
+    from detector.model import Detector, load_pretrained
     from generator.errors import BadInputError
 
     with pytest.raises(BadInputError, match="tf_efficientnet_lite0, tf_efficientnet_lite2"):
@@ -117,7 +118,7 @@ def test_imagenet_needs_a_backbone_whose_weights_ship():
 def test_self_blended_and_degraded_training_runs_and_is_recorded(dataset, tmp_path):
     import json
 
-    from detector.metadata import read_metadata
+    from detector.data.schema import read_metadata
     from detector.train import load_frames
 
     rows = [r for r in read_metadata(dataset) if r.split == "train" and r.id == "v0_c23"]

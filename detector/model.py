@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,7 @@ class Detector(nn.Module):
     """timm backbone -> one logit per image (positive = fake), with the normalisation it expects."""
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, mean: tuple[float, ...] = MEAN,
-                 std: tuple[float, ...] = STD):
+                 std: tuple[float, ...] = STD, input_size: int = 256):
         super().__init__()
         import timm
 
@@ -32,6 +33,7 @@ class Detector(nn.Module):
             raise BadInputError(f"unknown timm backbone {backbone!r}"
                                 + (f"; similar names: {', '.join(close)}" if close else ""))
         self.backbone_name = backbone
+        self.input_size = int(input_size)  # side of the face crops it was trained on, and must be fed
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
         self.net = timm.create_model(backbone, pretrained=False, num_classes=1)
 
@@ -103,3 +105,37 @@ def load_pretrained(model: Detector, pretrained: str | os.PathLike | None) -> di
 
     return {"init": "pretrained", "file": str(p), "sha256": sha256_file(p), "tensors_loaded": len(fits),
             "tensors_total": len(own)}
+
+
+@torch.inference_mode()
+def predict(model: Detector, crops: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probability of fake per crop (uint8 crops (N, H, W, 3) at ``model.input_size``)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    out = [torch.sigmoid(model(model.to_input(torch.from_numpy(crops[k:k + batch_size]).to(dev))))
+           .float().cpu() for k in range(0, len(crops), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+def save_detector(path: str | os.PathLike, model: Detector, meta: dict, optimizer=None) -> None:
+    """Write a detector file (safetensors): the backbone's weights, ``meta`` and, to resume, the optimiser.
+
+    ``meta`` gains the model's backbone and input size where it does not name them.
+    """
+    from generator.model.checkpoint import save_checkpoint
+
+    meta = dict(meta)
+    meta.setdefault("backbone", model.backbone_name)
+    meta.setdefault("input_size", model.input_size)
+    save_checkpoint(Path(path), "detector", {"net": model.net}, meta,
+                    optimizers={"adam": optimizer} if optimizer else None)
+
+
+def load_detector(path: str | os.PathLike, device: str = "cpu") -> tuple[Detector, dict]:
+    """A trained detector and its metadata (backbone, input size, training record)."""
+    from generator.model.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(path, kind="detector")
+    model = Detector(ck.meta["backbone"], input_size=int(ck.meta["input_size"])).normalisation_from(ck.meta)
+    ck.load_module("net", model.net)
+    return model.to(device).eval(), ck.meta

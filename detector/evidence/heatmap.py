@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from detector.backbone import Detector
+from detector.model import Detector
 
 
 def gradcam(model: Detector, crops: np.ndarray) -> np.ndarray:

@@ -6,11 +6,14 @@ few-shot-estimated from the clip itself (w = w_0 + E(clip frames), sec. 3.3), an
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from detector.faces import FaceSamples
+from detector.data.samples import FaceSamples
+from generator.errors import ConfigMismatchError
+from generator.io.files import sha256_file
 
 IDENTITY_MODES = ("agnostic", "clip")
 STATS = ("mean", "std", "min", "p10", "median", "max")
@@ -70,3 +73,29 @@ def clip_statistics(r: np.ndarray) -> dict[str, float]:
         return {k: float("nan") for k in STATS}
     return {"mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
             "p10": float(np.percentile(v, 10)), "median": float(np.median(v)), "max": float(v.max())}
+
+
+def bundled_generator(sha256: str | None = None) -> Path:
+    """The packaged generator checkpoint with this file hash (the default model when None or unknown).
+
+    A detector's realism evidence is tied to the D it was fitted with, so a detector fitted with an
+    older packaged generator finds that file by hash if it is still in weights/.
+    """
+    from generator.inference.generate import BUNDLED_MODEL
+
+    if sha256:
+        for f in sorted(BUNDLED_MODEL.parent.glob("*.safetensors")):
+            if sha256_file(f) == sha256:
+                return f
+    return BUNDLED_MODEL
+
+
+def load_realism(meta: dict, generator: str | os.PathLike | None) -> RealismScorer:
+    """The realism scorer a detector was fused with (its generator checkpoint, checked by hash)."""
+    want = (meta.get("realism") or {}).get("checkpoint_sha256")
+    if generator is None:
+        generator = bundled_generator(want)
+    if want and sha256_file(generator) != want:
+        raise ConfigMismatchError(f"this detector's realism evidence comes from the generator with sha256 "
+                                  f"{want[:12]}..., not {generator}: pass that checkpoint with --generator")
+    return RealismScorer(generator)

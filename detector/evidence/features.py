@@ -9,8 +9,8 @@ import dataclasses
 
 import numpy as np
 
-from detector.faces import FaceSamples
-from detector.realism import RealismScorer, clip_statistics
+from detector.data.samples import FaceSamples
+from detector.evidence.realism import RealismScorer, clip_statistics
 
 BACKBONE_FEATURES = ("backbone_mean", "backbone_logit_mean", "backbone_max")
 REALISM_FEATURES = ("realism_mean", "realism_p10", "realism_min", "realism_std")
@@ -46,13 +46,13 @@ class Evidence:
 def evidence(samples: FaceSamples, model, realism: RealismScorer | None = None,
              identity: str = "agnostic") -> Evidence:
     """Backbone probabilities, r and features of one video's samples."""
-    from detector.train import predict
+    from detector.model import predict
 
     n = len(samples)
     probs = np.full(n, np.nan)
     ok = np.flatnonzero(samples.found)
     if len(ok):
-        probs[ok] = predict(model, _resize(samples.crops[ok], model_input_size(model)))
+        probs[ok] = predict(model, _resize(samples.crops[ok], model.input_size))
     r = realism.scores(samples, identity) if realism is not None else np.full(n, np.nan)
     return Evidence(samples.indices, samples.found, probs, r, features(probs, r))
 
@@ -69,11 +69,6 @@ def features(probs: np.ndarray, r: np.ndarray) -> dict[str, float]:
     s = clip_statistics(r)
     return {**back, "realism_mean": s["mean"], "realism_p10": s["p10"], "realism_min": s["min"],
             "realism_std": s["std"]}
-
-
-def model_input_size(model) -> int:
-    """The crop side a detector was trained at (recorded on the model by ``load_detector``)."""
-    return int(getattr(model, "input_size", 256))
 
 
 def _resize(crops: np.ndarray, size: int) -> np.ndarray:

@@ -22,6 +22,8 @@ from generator.errors import BadInputError
 from generator.faces.crop import DETECTOR_CROP, TRAINING_CROP, CropParams, crop_face
 from generator.io.files import write_bytes_atomic
 
+CACHE_DIR = ".cache/detector"  # face samples cached inside a dataset folder, keyed by sample_key
+
 
 @dataclasses.dataclass
 class FaceSamples:
