@@ -25,7 +25,7 @@ from detector.data.schema import ClipRecord, read_metadata
 from detector.evidence.calibration import DEFAULT_FPR
 from detector.evidence.features import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
 from detector.evidence.fusion import FusionModel, fit_fusion
-from detector.evidence.realism import bundled_generator, load_realism  # noqa: F401 (bundled_generator: API)
+from detector.evidence.realism import load_realism
 from detector.metrics import binary_metrics, detection_report
 from generator.errors import BadInputError
 from generator.io.files import sha256_file, write_bytes_atomic

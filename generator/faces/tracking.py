@@ -1,4 +1,6 @@
-"""Follow one face through a video: detect every few frames, track by landmarks in between.
+"""Follow faces through a video: detect every few frames, track by landmarks in between.
+
+``track_video`` / ``track_faces`` are what callers use: frames in, a typed ``FaceTrack`` out.
 
 Detection is the expensive step (tens of ms a frame); the 68-point fit is cheap (~2 ms with dlib).
 Between detections the face box is predicted from the previous frame's landmarks, using the offset
@@ -12,12 +14,15 @@ otherwise the detector runs.
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
 
 from generator.faces.backends import Detection, FaceBackend
 from generator.faces.crop import CropParams, box_from_points, crop_transform
+from generator.io.video import MediaInfo, MediaReader, evenly_spaced_indices
 
 OK, NO_FACE = "ok", "no_face"
 
@@ -166,3 +171,124 @@ class FaceTracker:
             if tracked is not None:
                 return tracked
         return self._detect(frame, index)
+
+
+NOT_DECODED = "not_decoded"
+
+
+@dataclasses.dataclass
+class FaceTrack:
+    """One face followed through the visited frames of a media file: its landmarks, or why none.
+
+    Every visited frame has an entry; a frame without the face has NaN points and box, a status
+    (``NO_FACE``, or ``NOT_DECODED`` when it could not be read) and a reason. This is the one record
+    of missing frames every caller reads (``missing``).
+    """
+
+    info: MediaInfo
+    indices: np.ndarray  # (N,) frame indices, in visiting order
+    points: np.ndarray  # (N, 68, 2) frame pixels, NaN where no face
+    boxes: np.ndarray  # (N, 4) detector-style boxes, NaN where no face
+    status: list[str]  # OK, NO_FACE or NOT_DECODED
+    reasons: list[str]  # "" where found
+    sources: list[str]  # "detect" / "track" where found, else ""
+    faces_seen: np.ndarray  # (N,) faces the detector found on the frame (0 when it did not run)
+    frames: list[np.ndarray | None] | None = None  # the decoded frames, with keep_frames=True
+    truncated: bool = False
+    warning: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def found(self) -> np.ndarray:
+        """(N,) bool: the face was found in the frame."""
+        return np.asarray([s == OK for s in self.status], bool)
+
+    @property
+    def decoded(self) -> np.ndarray:
+        """(N,) bool: the frame could be read."""
+        return np.asarray([s != NOT_DECODED for s in self.status], bool)
+
+    def missing(self) -> list[dict]:
+        """The frames without the face: ``{"index", "status", "reason"}`` each."""
+        return [{"index": int(i), "status": s, "reason": r}
+                for i, s, r in zip(self.indices, self.status, self.reasons) if s != OK]
+
+
+class _SharedDetections:
+    """A backend that runs the detector once per frame for several trackers following different faces."""
+
+    def __init__(self, backend: FaceBackend):
+        self.backend, self._frame, self._faces = backend, None, None
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        if frame is not self._frame:
+            self._frame, self._faces = frame, self.backend.detect(frame)
+        return self._faces
+
+    def __getattr__(self, name):  # landmarks, describe, ... go to the real backend
+        return getattr(self.backend, name)
+
+
+def track_faces(path: str | os.PathLike, backend: FaceBackend, config: TrackerConfig = TrackerConfig(), *,
+                faces: int = 1, sample: int | None = None, indices: Sequence[int] | None = None,
+                start: int = 0, end: int | None = None, limit: int | None = None, keep_frames: bool = False,
+                on_frame: Callable[[np.ndarray, list[FrameFace]], None] | None = None) -> list[FaceTrack]:
+    """Follow ``faces`` faces (``config.face_index`` and the next by size) through one decode of ``path``.
+
+    Which frames: ``sample`` evenly spaced ones (as DeepfakeBench), or the given ``indices``, or else
+    the consecutive frames ``start`` <= index < ``end`` (at most ``limit`` of them), decoded as a stream.
+    ``on_frame(frame, faces)`` sees each decoded frame with its faces, for work that should not keep
+    every frame in memory (an overlay video); ``keep_frames`` keeps them on the tracks instead.
+    """
+    shared = _SharedDetections(backend) if faces > 1 else backend
+    trackers = [FaceTracker(shared, dataclasses.replace(config, face_index=config.face_index + k))
+                for k in range(faces)]
+    rows: list[tuple[int, np.ndarray | None, list[FrameFace] | None]] = []
+    with MediaReader(path) as reader:
+        info = reader.info
+        if sample is not None or indices is not None:
+            wanted = evenly_spaced_indices(info.frame_count, sample) if indices is None else list(indices)
+            got = reader.read_at(wanted)
+            stream = ((i, got.get(i)) for i in wanted)
+        else:
+            stream = ((i, f) for i, f in reader.frames() if i >= start)
+        for n, (idx, frame) in enumerate(stream):
+            if (end is not None and idx >= end) or (limit is not None and n >= limit):
+                break
+            found = None if frame is None else [t.step(frame, idx) for t in trackers]
+            if found is not None and on_frame is not None:
+                on_frame(frame, found)
+            rows.append((idx, frame if keep_frames else None, found))
+        truncated, warning = reader.truncated, reader.warning
+    return [_track_from_rows(info, rows, k, keep_frames, truncated, warning) for k in range(faces)]
+
+
+def track_video(path: str | os.PathLike, backend: FaceBackend, config: TrackerConfig = TrackerConfig(),
+                **frames) -> FaceTrack:
+    """Follow one face through ``path``: ``track_faces`` with ``faces=1`` (same frame options)."""
+    return track_faces(path, backend, config, faces=1, **frames)[0]
+
+
+def _track_from_rows(info: MediaInfo, rows: list, k: int, keep_frames: bool, truncated: bool,
+                     warning: str | None) -> FaceTrack:
+    n = len(rows)
+    points = np.full((n, 68, 2), np.nan, np.float32)
+    boxes = np.full((n, 4), np.nan, np.float32)
+    status, reasons, sources, seen = [], [], [], np.zeros(n, np.int64)
+    for j, (_, _, found) in enumerate(rows):
+        if found is None:
+            status.append(NOT_DECODED)
+            reasons.append(warning or "frame could not be decoded")
+            sources.append("")
+            continue
+        face = found[k]
+        status.append(face.status)
+        reasons.append("" if face.status == OK else (face.reason or "no face found"))
+        sources.append(face.source)
+        seen[j] = face.faces_seen
+        if face.status == OK:
+            points[j], boxes[j] = face.points, face.box
+    return FaceTrack(info, np.asarray([r[0] for r in rows], np.int64), points, boxes, status, reasons,
+                     sources, seen, [r[1] for r in rows] if keep_frames else None, truncated, warning)

@@ -12,13 +12,13 @@ from tests.conftest import shared_file
 def bundled():
     if not BUNDLED_DETECTOR.is_file():
         pytest.skip(f"{BUNDLED_DETECTOR} is not installed")
-    from detector.train import load_detector
+    from detector.model import load_detector
 
     return load_detector(BUNDLED_DETECTOR)
 
 
 def test_bundled_detector_records_its_recipe_and_generator_hash(bundled):
-    from detector.evaluate import bundled_generator
+    from detector.evidence.realism import bundled_generator
     from generator.inference.generate import BUNDLED_MODEL
     from generator.io.files import sha256_file
 
