@@ -143,7 +143,7 @@ class Scanner:
 
     def scan(self, path: str | os.PathLike) -> dict:
         """The evidence about one file (see the module docstring)."""
-        from detector.data.samples import sample_faces
+        from detector.data.samples import sample_face_tracks
         from detector.evidence.features import evidence
         from generator.io.video import probe
         from generator.provenance.verify import verify_file
@@ -160,9 +160,11 @@ class Scanner:
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
         identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
         tracks = []
-        for k in range(self.config.faces):
-            samples = sample_faces(path, self.config.frames if info.kind == "video" else 1, self.backend,
-                                   crop, self.realism.size if self.realism else None, face_index=k)
+        # All face tracks in one decode of the file (the detector runs once per frame for all of them).
+        frames = self.config.frames if info.kind == "video" else 1
+        per_face = sample_face_tracks(path, frames, self.backend, crop,
+                                      self.realism.size if self.realism else None, faces=self.config.faces)
+        for k, samples in enumerate(per_face):
             if k and not samples.found.any():
                 break  # no k-th face anywhere: no more tracks
             ev = evidence(samples, self.model, self.realism, identity)

@@ -314,22 +314,13 @@ class ClipMaker:
         import cv2
 
         from generator.faces.motion import fill_missing, smooth_track
-        from generator.faces.tracking import OK, FaceTracker, TrackerConfig
-        from generator.io.video import MediaReader
+        from generator.faces.tracking import TrackerConfig, track_video
 
         n = self.config.clip_frames
         video = self.videos[seg.video]
-        tracker = FaceTracker(self.backend, TrackerConfig())
-        frames, points = [], []
-        with MediaReader(video["source_path"]) as reader:
-            for idx, frame in reader.frames():
-                if idx < seg.start:
-                    continue
-                if idx >= seg.start + n:
-                    break
-                face = tracker.step(frame, idx)
-                frames.append(frame)
-                points.append(face.points if face.status == OK else np.full((68, 2), np.nan, np.float32))
+        face_track = track_video(video["source_path"], self.backend, TrackerConfig(), start=seg.start,
+                                 end=seg.start + n, keep_frames=True)
+        frames, points = face_track.frames, list(face_track.points)
         if len(frames) < n:
             raise SkipClip(f"{video['source_path']}: only {len(frames)} of frames {seg.start}.."
                            f"{seg.start + n - 1} decode")

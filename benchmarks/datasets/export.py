@@ -43,9 +43,9 @@ from generator.corpus.prepare import slug
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.faces.backends import FaceBackend, create_backend
 from generator.faces.crop import DETECTOR_CROP, CropParams, crop_face
-from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.faces.tracking import TrackerConfig, track_video
 from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
-from generator.io.video import VIDEO_EXTENSIONS, MediaReader, evenly_spaced_indices, write_image
+from generator.io.video import VIDEO_EXTENSIONS, MediaReader, write_image
 
 FORMATS = ("deepfakebench", "ffpp", "csv")
 DATASET_NAME = "sfumato"  # DeepfakeBench dataset name and the prefix of its label names
@@ -223,27 +223,17 @@ def _crop_video(path: Path, tmp: Path, n_frames: int, params: CropParams, backen
     """
     (tmp / "frames").mkdir(parents=True)
     (tmp / "landmarks").mkdir()
-    with MediaReader(path) as reader:
-        count = reader.info.frame_count
-        wanted = evenly_spaced_indices(count, n_frames)
-        decoded = reader.read_at(wanted)
-        warning = reader.warning
     # Detect on every sampled frame: they are far apart, so tracking between them would not help.
-    tracker = FaceTracker(backend, TrackerConfig(detect_every=1))
-    written, missing = [], []
-    for index in wanted:
-        if index not in decoded:
-            missing.append({"index": index, "reason": warning or "frame could not be decoded"})
-            continue
-        face = tracker.step(decoded[index], index)
-        if face.status != OK:
-            missing.append({"index": index, "reason": face.reason or "no face"})
-            continue
-        crop, points, _ = crop_face(decoded[index], face.points, params)
+    track = track_video(path, backend, TrackerConfig(detect_every=1), sample=n_frames, keep_frames=True)
+    count = track.info.frame_count
+    written = []
+    for j in np.flatnonzero(track.found):
+        index = int(track.indices[j])
+        crop, points, _ = crop_face(track.frames[j], track.points[j], params)
         write_image(tmp / "frames" / _frame_name(index, count, "png"), crop)
         np.save(tmp / "landmarks" / _frame_name(index, count, "npy"), points.astype(np.float32))
         written.append(index)
-    return written, missing, count
+    return written, [{"index": m["index"], "reason": m["reason"]} for m in track.missing()], count
 
 
 def _finished(out: Path, plan: _VideoPlan, record_path: Path) -> dict | None:

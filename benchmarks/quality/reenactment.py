@@ -98,19 +98,12 @@ def consecutive_crops(video: str | Path, start: int, n: int, size: int
     driver's do. None when fewer than two frames are found."""
     from generator.faces.backends import create_backend
     from generator.faces.crop import TRAINING_CROP, crop_transform
-    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
-    from generator.io.video import MediaReader
+    from generator.faces.tracking import TrackerConfig, track_video
 
-    with MediaReader(video) as reader:
-        got = reader.read_at(range(start, start + n))
-    tracker = FaceTracker(create_backend("dlib"), TrackerConfig(detect_every=1))  # as load_shots
-    images, points = [], []
-    for idx in range(start, start + n):
-        face = tracker.step(got[idx], idx) if idx in got else None
-        if face is None or face.status != OK:
-            break
-        images.append(got[idx])
-        points.append(face.points)
+    track = track_video(video, create_backend("dlib"), TrackerConfig(detect_every=1),  # as load_shots
+                        indices=range(start, start + n), keep_frames=True)
+    run = len(track) if track.found.all() else int(np.argmin(track.found))  # up to the first miss
+    images, points = track.frames[:run], list(track.points[:run])
     if len(images) < 2:
         return None
     t = crop_transform(np.mean(points, axis=0), dataclasses.replace(TRAINING_CROP, size=size))

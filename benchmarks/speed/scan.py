@@ -52,7 +52,7 @@ def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | o
         src = source or write_astronaut_clip(Path(tmp) / "astronaut.mp4", n_frames=50)
         clip = make_720p_clip(src, Path(tmp) / "clip720.mp4")
         stages: dict[str, float] = {}
-        real_sample, real_evidence = faces_mod.sample_faces, ev_mod.evidence
+        real_sample, real_evidence = faces_mod.sample_face_tracks, ev_mod.evidence
 
         def timed(name, fn):
             def run(*a, **k):
@@ -67,14 +67,14 @@ def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | o
         for _ in range(repeats):
             stages.clear()
             # scan() looks these up at call time: wrapping them times its stages without changing it
-            faces_mod.sample_faces = timed("decode_and_faces", real_sample)
+            faces_mod.sample_face_tracks = timed("decode_and_faces", real_sample)
             ev_mod.evidence = timed("backbone_and_realism", real_evidence)
             try:
                 t = time.perf_counter()
                 result = scanner.scan(clip)
                 wall = time.perf_counter() - t
             finally:
-                faces_mod.sample_faces, ev_mod.evidence = real_sample, real_evidence
+                faces_mod.sample_face_tracks, ev_mod.evidence = real_sample, real_evidence
             if best is None or wall < best:
                 best, best_stages = wall, dict(stages)
     other = best - sum(best_stages.values())

@@ -70,37 +70,45 @@ def sample_faces(path: str | os.PathLike, frames: int = 32, backend=None,
                  face_index: int = 0) -> FaceSamples:
     """``frames`` evenly spaced frames of a video (or the one frame of an image) and their faces
     (``face_index``: 0 follows the largest face, 1 the second largest, ...)."""
+    return sample_face_tracks(path, frames, backend, crop, realism_size, faces=1, face_index=face_index)[0]
+
+
+def sample_face_tracks(path: str | os.PathLike, frames: int = 32, backend=None,
+                       crop: CropParams = DETECTOR_CROP, realism_size: int | None = None, faces: int = 1,
+                       face_index: int = 0) -> list[FaceSamples]:
+    """``sample_faces`` for ``faces`` faces at once (largest first from ``face_index``), in one decode."""
     from generator.faces.backends import create_backend
-    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
-    from generator.io.video import MediaReader
+    from generator.faces.tracking import TrackerConfig, track_faces
 
     backend = backend or create_backend("dlib")
-    rparams = dataclasses.replace(TRAINING_CROP, size=realism_size) if realism_size else None
-    with MediaReader(path) as reader:
-        total = reader.info.frame_count
-        indices, images = reader.sample(frames)
-    if not images:
+    # Sampled frames are far apart: detect on every one.
+    tracks = track_faces(path, backend, TrackerConfig(detect_every=1, face_index=face_index), faces=faces,
+                         sample=frames, keep_frames=True)
+    if not tracks[0].decoded.any():
         raise BadInputError(f"{path}: no decodable frames")
-    tracker = FaceTracker(backend, TrackerConfig(detect_every=1, face_index=face_index))
-    s = crop.size
-    n = len(images)
-    out = FaceSamples(np.asarray(indices, np.int64), np.zeros(n, bool), np.zeros((n, s, s, 3), np.uint8),
-                      np.full((n, 68, 2), np.nan, np.float32), reasons=[""] * n, frame_count=int(total),
-                      faces_seen=np.zeros(n, np.int64))
+    return [_samples(t, crop, realism_size) for t in tracks]
+
+
+def _samples(track, crop: CropParams, realism_size: int | None) -> FaceSamples:
+    keep = np.flatnonzero(track.decoded)  # frames that could not be read are not samples
+    rparams = dataclasses.replace(TRAINING_CROP, size=realism_size) if realism_size else None
+    s, n = crop.size, len(keep)
+    out = FaceSamples(track.indices[keep], np.zeros(n, bool), np.zeros((n, s, s, 3), np.uint8),
+                      np.full((n, 68, 2), np.nan, np.float32), reasons=[""] * n,
+                      frame_count=int(track.info.frame_count), faces_seen=track.faces_seen[keep].copy())
     if rparams is not None:
         out.realism_crops = np.zeros((n, realism_size, realism_size, 3), np.uint8)
         out.realism_points = np.full((n, 68, 2), np.nan, np.float32)
-    for k, (idx, image) in enumerate(zip(indices, images)):
-        face = tracker.step(image, idx)
-        out.faces_seen[k] = face.faces_seen  # the tracker detects on every sampled frame here
-        if face.status != OK:
-            out.reasons[k] = face.reason or "no face found"
+    for k, j in enumerate(keep):
+        if track.status[j] != "ok":
+            out.reasons[k] = track.reasons[j]
             continue
+        image, points = track.frames[j], track.points[j]
         out.found[k] = True
-        out.points[k] = face.points
-        out.crops[k] = crop_face(image, face.points, crop)[0]
+        out.points[k] = points
+        out.crops[k] = crop_face(image, points, crop)[0]
         if rparams is not None:
-            rc, rp, _ = crop_face(image, face.points, rparams)
+            rc, rp, _ = crop_face(image, points, rparams)
             out.realism_crops[k], out.realism_points[k] = rc, rp
     return out
 

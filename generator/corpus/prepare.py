@@ -36,9 +36,9 @@ from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.faces.backends import FaceBackend, create_backend
 from generator.faces.crop import TRAINING_CROP, CropParams, crop_face
 from generator.faces.landmarks import landmark_image
-from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.faces.tracking import NO_FACE, NOT_DECODED, TrackerConfig, track_video
 from generator.io.files import sha256_file, write_bytes_atomic
-from generator.io.video import MediaReader, evenly_spaced_indices, is_media_path, write_image
+from generator.io.video import evenly_spaced_indices, is_media_path, write_image
 
 RECORD = "record.json"
 CONFIG_FILE = "prepare_config.json"
@@ -272,30 +272,25 @@ def _build_video(job: VideoJob, digest: str, video_id: str, tmp: Path, config: P
     if config.landmark_images:
         (tmp / "landmark_images").mkdir()
     # Sampled frames are far apart, so detect on every one; the tracker still keeps to one person.
-    follower = FaceTracker(backend, TrackerConfig(detect_every=1, face_index=config.face_index))
-    kept, skipped = [], []
-    pts_frame, pts_crop, matrices = [], [], []
-    with MediaReader(job.path) as reader:
-        info = reader.info
-        indices, frames = reader.sample(config.frames_per_video)
-        for missing in sorted(set(_wanted(info.frame_count, config)) - set(indices)):
-            skipped.append({"index": missing, "reason": "frame not decodable (file truncated?)"})
-        for idx, frame in zip(indices, frames):
-            face = follower.step(frame, idx)
-            if face.status != OK:
-                skipped.append({"index": idx, "reason": face.reason})
-                continue
-            crop, local, transform = crop_face(frame, face.points, config.crop)
-            name = f"{idx:06d}.{ext}"
-            write_image(tmp / "frames" / name, crop)
-            if config.landmark_images:
-                write_image(tmp / "landmark_images" / f"{idx:06d}.png",
-                            landmark_image(local, config.crop.size))
-            kept.append(idx)
-            pts_frame.append(face.points)
-            pts_crop.append(local)
-            matrices.append(transform.matrix)
-        truncated, warning = reader.truncated, reader.warning
+    track = track_video(job.path, backend, TrackerConfig(detect_every=1, face_index=config.face_index),
+                        sample=config.frames_per_video, keep_frames=True)
+    info, truncated, warning = track.info, track.truncated, track.warning
+    skipped = [{"index": m["index"], "reason": "frame not decodable (file truncated?)"}
+               for m in track.missing() if m["status"] == NOT_DECODED]
+    skipped += [{"index": m["index"], "reason": m["reason"]}
+                for m in track.missing() if m["status"] == NO_FACE]
+    kept, pts_frame, pts_crop, matrices = [], [], [], []
+    for j in np.flatnonzero(track.found):
+        idx, frame, points = int(track.indices[j]), track.frames[j], track.points[j]
+        crop, local, transform = crop_face(frame, points, config.crop)
+        name = f"{idx:06d}.{ext}"
+        write_image(tmp / "frames" / name, crop)
+        if config.landmark_images:
+            write_image(tmp / "landmark_images" / f"{idx:06d}.png", landmark_image(local, config.crop.size))
+        kept.append(idx)
+        pts_frame.append(points)
+        pts_crop.append(local)
+        matrices.append(transform.matrix)
     buf = io.BytesIO()
     np.savez_compressed(
         buf, frame_indices=np.asarray(kept, np.int64),

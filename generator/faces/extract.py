@@ -14,9 +14,9 @@ from tqdm import tqdm
 from generator import __version__
 from generator.faces.backends import FaceBackend, create_backend
 from generator.faces.landmarks import overlay
-from generator.faces.tracking import NO_FACE, OK, FaceTracker, TrackerConfig
+from generator.faces.tracking import NO_FACE, OK, TrackerConfig, track_video
 from generator.io.files import write_bytes_atomic
-from generator.io.video import MediaInfo, MediaReader, VideoWriter, write_image
+from generator.io.video import MediaInfo, VideoWriter, probe, write_image
 
 
 @dataclasses.dataclass
@@ -104,48 +104,36 @@ def extract_landmarks(path: str | Path, backend: FaceBackend | None = None,
     frames without a face carry a reason instead of being dropped.
     """
     backend = backend or create_backend("dlib")
-    follower = FaceTracker(backend, tracker)
-    indices, points, boxes, status, sources, reasons = [], [], [], [], [], []
-    nan_pts, nan_box = np.full((68, 2), np.nan, np.float32), np.full(4, np.nan, np.float32)
     start = time.perf_counter()
-    with MediaReader(path) as reader:
-        info = reader.info
-        total = min(info.frame_count, max_frames) if max_frames else info.frame_count
-        writer = None
-        if overlay_path is not None and info.kind == "video":
-            writer = VideoWriter(overlay_path, fps=info.fps, crf=overlay_crf)
-        try:
-            bar = tqdm(total=total, unit="frame", disable=not progress, desc=Path(path).name,
-                       leave=False)
-            for n, (idx, frame) in enumerate(reader.frames()):
-                if max_frames is not None and n >= max_frames:
-                    break
-                face = follower.step(frame, idx)
-                indices.append(idx)
-                status.append(face.status)
-                sources.append(face.source)
-                reasons.append(face.reason)
-                points.append(face.points if face.status == OK else nan_pts)
-                boxes.append(face.box if face.status == OK else nan_box)
-                if overlay_path is not None:
-                    label = f"{idx}" if face.status == OK else f"{idx}: {face.reason}"
-                    preview = overlay(frame, face.points, face.box, label)
-                    if writer is not None:
-                        writer.write(preview)
-                    else:
-                        write_image(overlay_path, preview)
-                bar.update(1)
-            bar.close()
-        except BaseException:
+    info = probe(path)  # before decoding: the overlay writer and the progress bar need fps and length
+    total = min(info.frame_count, max_frames) if max_frames else info.frame_count
+    writer = None
+    if overlay_path is not None and info.kind == "video":
+        writer = VideoWriter(overlay_path, fps=info.fps, crf=overlay_crf)
+    bar = tqdm(total=total, unit="frame", disable=not progress, desc=Path(path).name, leave=False)
+
+    def on_frame(frame: np.ndarray, faces: list) -> None:
+        face = faces[0]
+        if overlay_path is not None:  # streamed: a long video's frames are never all in memory
+            label = f"{face.index}" if face.status == OK else f"{face.index}: {face.reason}"
+            preview = overlay(frame, face.points, face.box, label)
             if writer is not None:
-                writer.close(ok=False)
-            raise
+                writer.write(preview)
+            else:
+                write_image(overlay_path, preview)
+        bar.update(1)
+
+    try:
+        track = track_video(path, backend, tracker, limit=max_frames, on_frame=on_frame)
+        bar.close()
+    except BaseException:
         if writer is not None:
-            writer.close()
-        truncated, warning = reader.truncated, reader.warning
+            writer.close(ok=False)
+        raise
+    if writer is not None:
+        writer.close()
     return LandmarkTrack(
-        info=info, indices=np.asarray(indices, np.int64),
-        points=np.asarray(points, np.float32).reshape(-1, 68, 2),
-        boxes=np.asarray(boxes, np.float32).reshape(-1, 4), status=status, sources=sources,
-        reasons=reasons, backend={**backend.describe(), **dataclasses.asdict(tracker)},
-        truncated=truncated, warning=warning, seconds=time.perf_counter() - start)
+        info=track.info, indices=track.indices, points=track.points, boxes=track.boxes,
+        status=track.status, sources=track.sources, reasons=track.reasons,
+        backend={**backend.describe(), **dataclasses.asdict(tracker)},
+        truncated=track.truncated, warning=track.warning, seconds=time.perf_counter() - start)

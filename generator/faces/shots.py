@@ -29,9 +29,8 @@ from generator.errors import BadInputError, NoFaceError
 from generator.faces.backends import FaceBackend, create_backend
 from generator.faces.crop import TRAINING_CROP, box_from_points, crop_face, eye_angle
 from generator.faces.landmarks import landmark_image, to_unit_range
-from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+from generator.faces.tracking import TrackerConfig, track_video
 from generator.io.files import sha256_file
-from generator.io.video import MediaReader
 
 log = logging.getLogger(__name__)
 
@@ -205,27 +204,24 @@ def load_shots(sources: list[str | Path], image_size: int, shots: int | None = N
     frames, points, origins, hashes, warnings = [], [], [], {}, []
     for src in sources:
         sizes, scales, yaws, covers, too_small = [], [], [], [], []
-        with MediaReader(src) as reader:
-            indices, images = reader.sample(per_video)
-            tracker = FaceTracker(backend, TrackerConfig(detect_every=1))
-            for idx, image in zip(indices, images):
-                face = tracker.step(image, idx)
-                if face.status != OK:
-                    continue
-                size = face_size(face.points)
-                if size < MIN_FACE_PX_HARD:  # a 68-point fit on a few pixels is mostly guesswork
-                    too_small.append(size)
-                    continue
-                crop, local, transform = crop_face(image, face.points, params)
-                frames.append(crop)
-                points.append(local)
-                origins.append({"source": str(src), "frame": int(idx),
-                                "crop_matrix": transform.matrix.round(6).tolist()})
-                sizes.append(size)
-                scales.append(transform.scale)
-                yaws.append(estimate_yaw(local))
-                covers.append(covered_regions(crop, local))
-            shape = images[0].shape if len(images) else None
+        track = track_video(src, backend, TrackerConfig(detect_every=1), sample=per_video, keep_frames=True)
+        for j in np.flatnonzero(track.found):
+            idx, image, face_points = int(track.indices[j]), track.frames[j], track.points[j]
+            size = face_size(face_points)
+            if size < MIN_FACE_PX_HARD:  # a 68-point fit on a few pixels is mostly guesswork
+                too_small.append(size)
+                continue
+            crop, local, transform = crop_face(image, face_points, params)
+            frames.append(crop)
+            points.append(local)
+            origins.append({"source": str(src), "frame": idx,
+                            "crop_matrix": transform.matrix.round(6).tolist()})
+            sizes.append(size)
+            scales.append(transform.scale)
+            yaws.append(estimate_yaw(local))
+            covers.append(covered_regions(crop, local))
+        decoded = [f for f in track.frames if f is not None]
+        shape = decoded[0].shape if decoded else None
         if not sizes and too_small:
             raise BadInputError(
                 f"{src}: the face is only {max(too_small):.0f} px across, under the {MIN_FACE_PX_HARD} px "

@@ -108,19 +108,12 @@ def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None)
     if is_landmark_file(path):
         return _landmark_file_driver(path, config)
     from generator.faces.backends import create_backend
-    from generator.faces.tracking import OK, FaceTracker, TrackerConfig
+    from generator.faces.tracking import TrackerConfig, track_video
 
-    tracker = FaceTracker(backend or create_backend("dlib"), TrackerConfig())
-    points = []
-    with MediaReader(path) as reader:
-        fps = reader.info.fps or 25.0
-        for idx, frame in reader.frames():
-            if idx < config.start:
-                continue
-            if config.end is not None and idx >= config.end:
-                break
-            face = tracker.step(frame, idx)
-            points.append(face.points if face.status == OK else np.full((68, 2), np.nan, np.float32))
+    track = track_video(path, backend or create_backend("dlib"), TrackerConfig(), start=config.start,
+                        end=config.end)
+    fps = track.info.fps or 25.0
+    points = list(track.points)  # NaN where the driver shows no face
     if not points:
         raise BadInputError(f"{path}: no frames in the requested range")
     try:

@@ -233,6 +233,36 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     assert not any("faces in the picture" in c for c in r["verdict"]["caveats"])
 
 
+def test_several_faces_are_followed_in_one_decode_with_one_detection_per_frame(tmp_path, monkeypatch):
+    from generator.faces.backends import create_backend
+    from generator.faces.tracking import TrackerConfig, track_faces, track_video
+    from generator.io import video
+    from generator.io.samples import astronaut_frames
+    from generator.io.video import write_video
+
+    frames = astronaut_frames(6, 160)
+    write_video(tmp_path / "two.mp4", [np.hstack([f, np.ascontiguousarray(f[:, ::-1])]) for f in frames],
+                fps=25)
+    opened, detections = [], []
+    real_init = video.MediaReader.__init__
+    monkeypatch.setattr(video.MediaReader, "__init__",
+                        lambda self, p: (opened.append(p), real_init(self, p))[1])
+    backend = create_backend("dlib")
+    real_detect = backend.detect
+    monkeypatch.setattr(backend, "detect", lambda frame: (detections.append(1), real_detect(frame))[1])
+    cfg = TrackerConfig(detect_every=1)
+    both = track_faces(tmp_path / "two.mp4", backend, cfg, faces=2, sample=4)
+    assert len(opened) == 1 and len(detections) == 4  # one decode; the detector once per sampled frame
+    assert [t.found.all() for t in both] == [True, True]
+    assert abs(both[0].points[:, :, 0].mean() - both[1].points[:, :, 0].mean()) > 100  # two people
+    # each track is exactly what following that face on its own gives
+    for k, t in enumerate(both):
+        alone = track_video(tmp_path / "two.mp4", backend, TrackerConfig(detect_every=1, face_index=k),
+                            sample=4)
+        np.testing.assert_array_equal(alone.points, t.points)
+        assert alone.status == t.status and list(alone.indices) == list(t.indices)
+
+
 def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_checkpoint, tmp_path):
     import dataclasses
 
