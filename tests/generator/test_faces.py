@@ -146,3 +146,28 @@ def test_frames_without_face_get_a_reason(dlib_backend, astronaut):
     assert results[1].reason == "no face detected"
     tiny = tracker.step(np.zeros((1, 1, 3), np.uint8), 9)
     assert tiny.status == NO_FACE and "too small" in tiny.reason
+
+
+def test_track_video_is_the_tracker_over_the_chosen_frames(dlib_backend, astronaut, tmp_path):
+    from generator.faces.tracking import NOT_DECODED, track_video
+    from generator.io.video import write_video
+
+    blank = np.zeros_like(astronaut)
+    write_video(tmp_path / "clip.mp4", [astronaut, astronaut, blank, astronaut, astronaut, astronaut], fps=25)
+    cfg = TrackerConfig(detect_every=1)
+    every = track_video(tmp_path / "clip.mp4", dlib_backend, cfg)
+    with MediaReader(tmp_path / "clip.mp4") as r:  # the same as stepping a tracker frame by frame
+        tracker = FaceTracker(dlib_backend, cfg)
+        by_hand = [tracker.step(f, i) for i, f in r.frames()]
+    assert every.status == [f.status for f in by_hand] == [OK, OK, NO_FACE, OK, OK, OK]
+    np.testing.assert_array_equal(every.points[0], by_hand[0].points)
+    assert np.isnan(every.points[2]).all() and np.isnan(every.boxes[2]).all()
+    assert every.missing() == [{"index": 2, "status": NO_FACE, "reason": "no face detected"}]
+    # a stream window, a sample, explicit indices (one past the end is recorded, not dropped)
+    assert list(track_video(tmp_path / "clip.mp4", dlib_backend, cfg, start=1, end=4).indices) == [1, 2, 3]
+    assert list(track_video(tmp_path / "clip.mp4", dlib_backend, cfg, limit=2).indices) == [0, 1]
+    assert list(track_video(tmp_path / "clip.mp4", dlib_backend, cfg, sample=3).indices) == [0, 2, 5]
+    kept = track_video(tmp_path / "clip.mp4", dlib_backend, cfg, indices=[4, 9], keep_frames=True)
+    assert kept.status == [OK, NOT_DECODED] and kept.frames[1] is None
+    assert kept.frames[0].shape == astronaut.shape
+    assert list(kept.found) == [True, False] and list(kept.decoded) == [True, False]
