@@ -73,7 +73,7 @@ def compress(crops: np.ndarray, crf: int) -> np.ndarray:
 def sweep(dataset: str | os.PathLike, detectors: dict[str, str | os.PathLike], split: str = "val",
           sizes: tuple[int, ...] = SIZES, crfs: tuple[int, ...] = CRFS, frames: int = 8) -> dict:
     """Per detector, per face size and per CRF: every real clip's mean backbone p(fake)."""
-    from detector.evidence.features import _resize
+    from detector.evidence.features import resize_crops
     from detector.model import load_detector, predict
 
     clips = real_crops(dataset, split, frames)
@@ -86,7 +86,7 @@ def sweep(dataset: str | os.PathLike, detectors: dict[str, str | os.PathLike], s
         size = int(meta["input_size"])
         curves: dict[str, dict] = {"size": {}, "crf": {}}
         for (kind, value), by_clip in variants.items():
-            p = {c: float(predict(model, _resize(x, size)).mean()) for c, x in by_clip.items()}
+            p = {c: float(predict(model, resize_crops(x, size)).mean()) for c, x in by_clip.items()}
             curves[kind][str(value)] = p
         result["detectors"][name] = {"file": str(path), "input_size": size, **curves}
     return result

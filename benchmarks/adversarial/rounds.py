@@ -279,10 +279,10 @@ class Rounds:
                 state["commands"].append(self.command)
             return state
         self.out.mkdir(parents=True, exist_ok=True)
-        from benchmarks.datasets.build import _versions
+        from benchmarks.datasets.build import library_versions
 
         return {"stamp": self.stamp, "commands": [self.command] if self.command else [],
-                "versions": _versions(), "pair": self.pair, "steps": {}}
+                "versions": library_versions(), "pair": self.pair, "steps": {}}
 
     def _save(self) -> None:
         if self.rank == 0:

@@ -635,7 +635,8 @@ def realism_threshold(maker: ClipMaker, clips: list[ClipPlan]) -> dict | None:
 
 
 
-def _versions() -> dict:
+def library_versions() -> dict:
+    """Versions of sfumato and the libraries that shape a build's output, for its metadata."""
     import av
     import torch
 
@@ -821,7 +822,7 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
             "a new --out")
     write_bytes_atomic(out / BUILD_FILE, json.dumps(
         {**doc, "corpus": str(corpus.resolve()), "checkpoint": str(checkpoint.resolve()),
-         "command": command, "versions": _versions()}, indent=1).encode())
+         "command": command, "versions": library_versions()}, indent=1).encode())
     clips = [ClipPlan.from_dict(c) for c in doc["plan"]]
     identities = sorted(doc["splits"])
     mine = [c for c in clips if shard is None or in_shard(c, identities, shard)]

@@ -45,7 +45,8 @@ def random_checkpoint(preset: str, path: Path) -> Path:
     meta = {"preset": preset, "model": p.model.to_dict(), "step": 0}
     return save_checkpoint(path, "meta", {"E": model.E, "G": model.G, "D": model.D}, meta)
 
-def _episode(size: int, k: int, device: torch.device, texture: bool = False) -> Episode:
+def random_episode(size: int, k: int, device: torch.device, texture: bool = False) -> Episode:
+    """A seeded random episode (K + 1 frames, landmarks, textures) of the given size, for timing."""
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
     y = torch.rand(1, k + 1, 3, size, size, generator=g) * 2 - 1
@@ -109,7 +110,7 @@ def measure_preset(name: str, k: int = 8, repeats: int = 3, threads: int = 2,
     cfg = preset.model
     s = cfg.image_size
     model = straightforward(TalkingHeadModel(cfg)).to(dev)
-    ep = _episode(s, k, dev, cfg.texture)
+    ep = random_episode(s, k, dev, cfg.texture)
     tex, tex8 = ep.texture, None if ep.texture is None else ep.texture.expand(8, -1, -1, -1).contiguous()
     xs, ys = ep.sources
     yt = ep.target[1]

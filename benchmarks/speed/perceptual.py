@@ -54,7 +54,7 @@ def measure_train_step(preset: str, content: str, repeats: int = 2, threads: int
     """Seconds of one meta-training step of ``preset`` with content loss ``content`` (or "none"),
     and, for a feature loss, the seconds of that loss's own forward + backward inside the step (one
     frame at the preset's size, as the step computes it)."""
-    from benchmarks.speed.model import _episode
+    from benchmarks.speed.model import random_episode
     from generator.model.config import get_preset
     from generator.model.talking_head import TalkingHeadModel
     from generator.training.distributed import DistInfo
@@ -68,7 +68,7 @@ def measure_train_step(preset: str, content: str, repeats: int = 2, threads: int
                                 losses=dataclasses.replace(p.train.losses, content=content))
     model = TalkingHeadModel(p.model).train()
     s = p.model.image_size
-    ep = _episode(s, train.k, torch.device("cpu"), p.model.texture)
+    ep = random_episode(s, train.k, torch.device("cpu"), p.model.texture)
     trainer = MetaTrainer(model, train, DistInfo(device=torch.device("cpu")), None)
     trainer.step(ep)  # allocations of the networks' own passes, before the reading
     before = _rss_mb()

@@ -52,7 +52,7 @@ def evidence(samples: FaceSamples, model, realism: RealismScorer | None = None,
     probs = np.full(n, np.nan)
     ok = np.flatnonzero(samples.found)
     if len(ok):
-        probs[ok] = predict(model, _resize(samples.crops[ok], model.input_size))
+        probs[ok] = predict(model, resize_crops(samples.crops[ok], model.input_size))
     r = realism.scores(samples, identity) if realism is not None else np.full(n, np.nan)
     return Evidence(samples.indices, samples.found, probs, r, features(probs, r))
 
@@ -71,7 +71,8 @@ def features(probs: np.ndarray, r: np.ndarray) -> dict[str, float]:
             "realism_std": s["std"]}
 
 
-def _resize(crops: np.ndarray, size: int) -> np.ndarray:
+def resize_crops(crops: np.ndarray, size: int) -> np.ndarray:
+    """Crops (N, S, S, 3) at ``size`` px (area interpolation), as the detector was trained on them."""
     import cv2
 
     if crops.shape[1] == size:

@@ -20,7 +20,7 @@ GENERATION_LABEL = "org.sfumato.generation"
 TRAINED_ALGORITHMIC = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 # What each extension should hold (checked against the magic bytes).
-_EXTENSION_KIND = {
+EXTENSION_KIND = {
     ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp",
     ".gif": "image/gif", ".tif": "image/tiff", ".tiff": "image/tiff", ".avif": "image/avif",
     ".heic": "image/heic", ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
@@ -92,7 +92,7 @@ def media_type(path: str | Path) -> str:
     """The MIME type c2pa should use; refuse unknown types and files unlike their extension."""
     p = Path(path)
     mime = sniff_mime(p)
-    expected = _EXTENSION_KIND.get(p.suffix.lower())
+    expected = EXTENSION_KIND.get(p.suffix.lower())
     if mime == "application/octet-stream":
         raise ProvenanceError(f"{p}: unsupported file type (not an image, video or audio file "
                               "C2PA can sign)")
@@ -104,7 +104,8 @@ def media_type(path: str | Path) -> str:
     return mime
 
 
-def _context(thumbnail: bool, trust_pem: str | None = None):
+def c2pa_context(thumbnail: bool, trust_pem: str | None = None):
+    """A c2pa Context: thumbnails on or off, and the trust anchors to validate against."""
     import c2pa
 
     settings: dict = {"builder": {"thumbnail": {"enabled": thumbnail}}}
@@ -118,7 +119,7 @@ def has_manifest(path: str | Path) -> bool:
     import c2pa
 
     try:
-        return c2pa.Reader.try_create(str(path), context=_context(False)) is not None
+        return c2pa.Reader.try_create(str(path), context=c2pa_context(False)) is not None
     except c2pa.C2paError:
         return True  # a manifest is there, just not readable: still history to keep
 
@@ -158,7 +159,7 @@ def sign_file(path: str | Path, identity: SigningIdentity, out: str | Path | Non
     start = time.perf_counter()
     tmp = temp_path_beside(dst)
     try:
-        builder = c2pa.Builder(manifest, context=_context(thumbnail))
+        builder = c2pa.Builder(manifest, context=c2pa_context(thumbnail))
         with builder:
             if parent:
                 with open(src, "rb") as fh:

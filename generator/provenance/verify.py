@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from generator.provenance.keys import KeyPaths, ProvenanceError, default_keys_dir
-from generator.provenance.manifest import _EXTENSION_KIND, GENERATION_LABEL, _context, sniff_mime
+from generator.provenance.manifest import EXTENSION_KIND, GENERATION_LABEL, c2pa_context, sniff_mime
 
 TRUSTED, VALID, INVALID, ABSENT, UNSUPPORTED = "Trusted", "Valid", "Invalid", "Absent", "Unsupported"
 # Exit status of `sfumato verify` per state; with several files the worst (highest) wins.
@@ -59,7 +59,7 @@ def verify_file(path: str | Path, trust: list[str | Path] = (), use_local_ca: bo
     mime = sniff_mime(p)  # raises for missing / empty files
     if mime == "application/octet-stream":
         return Verification(str(p), UNSUPPORTED, message="not a media type C2PA can carry")
-    ctx = _context(False, trust_anchors(trust, use_local_ca))
+    ctx = c2pa_context(False, trust_anchors(trust, use_local_ca))
     try:
         reader = c2pa.Reader.try_create(str(p), context=ctx)
     except c2pa.C2paError.NotSupported:
@@ -67,7 +67,7 @@ def verify_file(path: str | Path, trust: list[str | Path] = (), use_local_ca: bo
     except c2pa.C2paError as exc:  # a manifest is there but cannot even be parsed
         return Verification(str(p), INVALID, ["manifest.unreadable"],
                             message=str(exc).splitlines()[0])
-    expected = _EXTENSION_KIND.get(p.suffix.lower())
+    expected = EXTENSION_KIND.get(p.suffix.lower())
     disguise = (f"; note: the content is {mime}, not what its {p.suffix} extension says"
                 if expected and expected != mime else "")
     if reader is None:
