@@ -32,7 +32,7 @@ class ScanConfig:
 
     frames: int = 32  # evenly spaced frames per video
     # on the probability of fake; None: the detector's calibration (a stated false-positive rate on
-    # real validation clips, detector/calibration.py), else 0.5 with a band of 0.15
+    # real validation clips, detector/evidence/calibration.py), else 0.5 with a band of 0.15
     threshold: float | None = None
     unsure_band: float | None = None  # |p - threshold| below this: unsure
     thumbnails: int = 8  # face thumbnails in the HTML report

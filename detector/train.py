@@ -55,10 +55,10 @@ class DetectTrainConfig:
     jpeg: float = 0.3
     checkpoint_every: int = 200
     seed: int = 0
-    # Self-Blended Images (detector/sbi.py): the share of real training crops replaced, each time
+    # Self-Blended Images (detector/data/sbi.py): the share of real training crops replaced, each time
     # they are drawn, by a self-blended fake of themselves (label fake). 0 = off.
     sbi: float = 0.0
-    # Label-blind degradations (detector/degrade.py) on every training crop: face size 96-256 px,
+    # Label-blind degradations (detector/data/degrade.py) on every training crop: face size 96-256 px,
     # JPEG 30-95 or H.264 CRF 18-40, blur, noise, with DegradeConfig's probabilities.
     degrade: bool = False
     # Class balance: real crops are drawn more often (so that, after self-blending, about as many real

@@ -99,8 +99,9 @@ def _samples(track, crop: CropParams, realism_size: int | None) -> FaceSamples:
     if rparams is not None:
         out.realism_crops = np.zeros((n, realism_size, realism_size, 3), np.uint8)
         out.realism_points = np.full((n, 68, 2), np.nan, np.float32)
+    found = track.found
     for k, j in enumerate(keep):
-        if track.status[j] != "ok":
+        if not found[j]:
             out.reasons[k] = track.reasons[j]
             continue
         image, points = track.frames[j], track.points[j]

@@ -275,10 +275,10 @@ def _build_video(job: VideoJob, digest: str, video_id: str, tmp: Path, config: P
     track = track_video(job.path, backend, TrackerConfig(detect_every=1, face_index=config.face_index),
                         sample=config.frames_per_video, keep_frames=True)
     info, truncated, warning = track.info, track.truncated, track.warning
+    missing = track.missing()  # unreadable frames first, then faceless ones, as records always listed them
     skipped = [{"index": m["index"], "reason": "frame not decodable (file truncated?)"}
-               for m in track.missing() if m["status"] == NOT_DECODED]
-    skipped += [{"index": m["index"], "reason": m["reason"]}
-                for m in track.missing() if m["status"] == NO_FACE]
+               for m in missing if m["status"] == NOT_DECODED]
+    skipped += [{"index": m["index"], "reason": m["reason"]} for m in missing if m["status"] == NO_FACE]
     kept, pts_frame, pts_crop, matrices = [], [], [], []
     for j in np.flatnonzero(track.found):
         idx, frame, points = int(track.indices[j]), track.frames[j], track.points[j]

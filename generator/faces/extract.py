@@ -16,7 +16,7 @@ from generator.faces.backends import FaceBackend, create_backend
 from generator.faces.landmarks import overlay
 from generator.faces.tracking import NO_FACE, OK, TrackerConfig, track_video
 from generator.io.files import write_bytes_atomic
-from generator.io.video import MediaInfo, VideoWriter, probe, write_image
+from generator.io.video import MediaInfo, MediaReader, VideoWriter, write_image
 
 
 @dataclasses.dataclass
@@ -105,33 +105,34 @@ def extract_landmarks(path: str | Path, backend: FaceBackend | None = None,
     """
     backend = backend or create_backend("dlib")
     start = time.perf_counter()
-    info = probe(path)  # before decoding: the overlay writer and the progress bar need fps and length
-    total = min(info.frame_count, max_frames) if max_frames else info.frame_count
-    writer = None
-    if overlay_path is not None and info.kind == "video":
-        writer = VideoWriter(overlay_path, fps=info.fps, crf=overlay_crf)
-    bar = tqdm(total=total, unit="frame", disable=not progress, desc=Path(path).name, leave=False)
+    with MediaReader(path) as reader:  # opened first: the overlay writer and the bar need fps and length
+        info = reader.info
+        total = min(info.frame_count, max_frames) if max_frames else info.frame_count
+        writer = None
+        if overlay_path is not None and info.kind == "video":
+            writer = VideoWriter(overlay_path, fps=info.fps, crf=overlay_crf)
+        bar = tqdm(total=total, unit="frame", disable=not progress, desc=Path(path).name, leave=False)
 
-    def on_frame(frame: np.ndarray, faces: list) -> None:
-        face = faces[0]
-        if overlay_path is not None:  # streamed: a long video's frames are never all in memory
-            label = f"{face.index}" if face.status == OK else f"{face.index}: {face.reason}"
-            preview = overlay(frame, face.points, face.box, label)
+        def on_frame(frame: np.ndarray, faces: list) -> None:
+            face = faces[0]
+            if overlay_path is not None:  # streamed: a long video's frames are never all in memory
+                label = f"{face.index}" if face.status == OK else f"{face.index}: {face.reason}"
+                preview = overlay(frame, face.points, face.box, label)
+                if writer is not None:
+                    writer.write(preview)
+                else:
+                    write_image(overlay_path, preview)
+            bar.update(1)
+
+        try:
+            track = track_video(reader, backend, tracker, limit=max_frames, on_frame=on_frame)
+            bar.close()
+        except BaseException:
             if writer is not None:
-                writer.write(preview)
-            else:
-                write_image(overlay_path, preview)
-        bar.update(1)
-
-    try:
-        track = track_video(path, backend, tracker, limit=max_frames, on_frame=on_frame)
-        bar.close()
-    except BaseException:
+                writer.close(ok=False)
+            raise
         if writer is not None:
-            writer.close(ok=False)
-        raise
-    if writer is not None:
-        writer.close()
+            writer.close()
     return LandmarkTrack(
         info=track.info, indices=track.indices, points=track.points, boxes=track.boxes,
         status=track.status, sources=track.sources, reasons=track.reasons,

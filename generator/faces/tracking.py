@@ -13,6 +13,7 @@ otherwise the detector runs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
@@ -231,7 +232,8 @@ class _SharedDetections:
         return getattr(self.backend, name)
 
 
-def track_faces(path: str | os.PathLike, backend: FaceBackend, config: TrackerConfig = TrackerConfig(), *,
+def track_faces(path: str | os.PathLike | MediaReader, backend: FaceBackend,
+                config: TrackerConfig = TrackerConfig(), *,
                 faces: int = 1, sample: int | None = None, indices: Sequence[int] | None = None,
                 start: int = 0, end: int | None = None, limit: int | None = None, keep_frames: bool = False,
                 on_frame: Callable[[np.ndarray, list[FrameFace]], None] | None = None) -> list[FaceTrack]:
@@ -241,12 +243,14 @@ def track_faces(path: str | os.PathLike, backend: FaceBackend, config: TrackerCo
     the consecutive frames ``start`` <= index < ``end`` (at most ``limit`` of them), decoded as a stream.
     ``on_frame(frame, faces)`` sees each decoded frame with its faces, for work that should not keep
     every frame in memory (an overlay video); ``keep_frames`` keeps them on the tracks instead.
+    ``path`` may be a MediaReader the caller opened (to read ``info`` first); it is left open.
     """
     shared = _SharedDetections(backend) if faces > 1 else backend
     trackers = [FaceTracker(shared, dataclasses.replace(config, face_index=config.face_index + k))
                 for k in range(faces)]
     rows: list[tuple[int, np.ndarray | None, list[FrameFace] | None]] = []
-    with MediaReader(path) as reader:
+    opened = path if isinstance(path, MediaReader) else None
+    with contextlib.nullcontext(opened) if opened is not None else MediaReader(path) as reader:
         info = reader.info
         if sample is not None or indices is not None:
             wanted = evenly_spaced_indices(info.frame_count, sample) if indices is None else list(indices)
@@ -265,8 +269,8 @@ def track_faces(path: str | os.PathLike, backend: FaceBackend, config: TrackerCo
     return [_track_from_rows(info, rows, k, keep_frames, truncated, warning) for k in range(faces)]
 
 
-def track_video(path: str | os.PathLike, backend: FaceBackend, config: TrackerConfig = TrackerConfig(),
-                **frames) -> FaceTrack:
+def track_video(path: str | os.PathLike | MediaReader, backend: FaceBackend,
+                config: TrackerConfig = TrackerConfig(), **frames) -> FaceTrack:
     """Follow one face through ``path``: ``track_faces`` with ``faces=1`` (same frame options)."""
     return track_faces(path, backend, config, faces=1, **frames)[0]
 

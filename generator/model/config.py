@@ -3,7 +3,7 @@
 ``paper`` is the 256 px architecture of Zakharov et al. 2019 (E ~15M, G ~38M with P, D ~20M
 parameters) and ``small`` a narrower 128 px one that trains on a CPU: both are the paper's pure G,
 which paints every pixel from landmarks and identity. ``texture128`` / ``texture256`` add the texture
-path (G refines the source warped to the driving landmarks; see generator/generator.py).
+path (G refines the source warped to the driving landmarks; see generator/model/generator.py).
 ``test_tiny`` and ``test_texture`` are for unit tests. Any power-of-two image size
 from 64 to 512 works: channel widths follow the paper's rule at every size (see ``channels_at``).
 """
