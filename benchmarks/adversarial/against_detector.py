@@ -89,9 +89,10 @@ class EpisodeSource:
 
     def __init__(self, corpus: str | os.PathLike, image_size: int, k: int,
                  identities: list[str] | None = None, texture: bool = False):
-        from generator.corpus.episodes import EpisodeSampler, load_corpus
+        from generator.corpus.episodes import EpisodeSampler
+        from generator.corpus.reader import Corpus
 
-        videos = [v for v in load_corpus(corpus) if identities is None or v.identity in identities]
+        videos = Corpus.open(corpus).select(identities)
         if not videos:
             raise BadInputError(f"{corpus}: no videos of the identities to fine-tune on")
         self.sampler = EpisodeSampler(videos, image_size, k, texture=texture)

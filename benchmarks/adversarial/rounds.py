@@ -362,11 +362,10 @@ class Rounds:
     def quality(self, n: int) -> dict:
         """CSIM / SSIM / PSNR of G_{n-1} and G_n (feed-forward, T = 8) on held-out test-split videos."""
         from benchmarks.quality.reenactment import QualityConfig, run_quality
+        from generator.corpus.reader import Corpus
 
         test_ids = set(_split_identities(self.round_dir(0) / "dataset", "test"))
-        doc = read_build(self.round_dir(0) / "dataset")
-        videos = sorted({v["dir"] for v in doc["corpus_videos"] if v["identity"] in test_ids})
-        sources = [json.loads((self.corpus / v / "record.json").read_text())["source_path"] for v in videos]
+        sources = [v.source_path for v in Corpus.open(self.corpus).select(test_ids)]
         sources = sources[: self.config.quality_videos]
         qcfg = QualityConfig(shots=(8,), finetune_steps=0, seed=self.config.build.seed)
         res = {}

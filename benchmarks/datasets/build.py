@@ -44,12 +44,16 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from detector.data.schema import COMPRESSIONS, ClipRecord, realism_list, realism_summary, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.io.files import link_or_copy, sha256_file, write_bytes_atomic
+
+if TYPE_CHECKING:  # the corpus package imports torch: keep `dataset --help` light
+    from generator.corpus.reader import Corpus, VideoEntry
 
 BUILD_FILE = "build.json"
 FORMAT = 1
@@ -187,46 +191,34 @@ def split_identities(identities: list[str], shares: tuple[float, float, float], 
     return {ids[i]: names[k] for k, i in enumerate(order)}
 
 
-def _segments(videos: list[dict], frames: int, wanted: int) -> list[Segment]:
+def _segments(videos: list[VideoEntry], frames: int, wanted: int) -> list[Segment]:
     """``wanted`` segments spread over an identity's videos (fewer if they are short)."""
     candidates = []
     for v in videos:
-        n = int(v["frame_count"]) // frames
+        n = v.frame_count // frames
         if n:
-            starts = np.linspace(0, int(v["frame_count"]) - frames, n).round().astype(int)
-            candidates += [Segment(v["dir"], int(s)) for s in starts]
+            starts = np.linspace(0, v.frame_count - frames, n).round().astype(int)
+            candidates += [Segment(v.dir, int(s)) for s in starts]
     if len(candidates) <= wanted:
         return candidates
     return [candidates[i] for i in np.linspace(0, len(candidates) - 1, wanted).round().astype(int)]
 
 
-def corpus_videos(corpus: str | os.PathLike) -> list[dict]:
-    """The finished videos of a prepared corpus (identity, dir, frame count, fps, source)."""
-    from generator.corpus.prepare import read_corpus
-
-    records = read_corpus(corpus)
-    if not records:
-        raise BadInputError(f"{corpus}: no prepared videos (make a corpus with `sfumato prepare`)")
-    return [{"identity": r["identity"], "video_id": r["video_id"],
-             "dir": f"{r['identity']}/{r['video_id']}", "frame_count": int(r["frame_count"] or 0),
-             "fps": float(r["fps"] or 25.0), "source_path": r["source_path"],
-             "source_sha256": r["source_sha256"]} for r in records]
-
-
-def make_plan(videos: list[dict], config: BuildConfig) -> tuple[list[ClipPlan], dict[str, str], list[dict]]:
+def make_plan(videos: Corpus | list[VideoEntry], config: BuildConfig
+              ) -> tuple[list[ClipPlan], dict[str, str], list[dict]]:
     """(clips, identity -> split, skipped identities with reasons) for a corpus; deterministic."""
     from generator.corpus.prepare import slug
 
-    by_id: dict[str, list[dict]] = defaultdict(list)
+    by_id: dict[str, list[VideoEntry]] = defaultdict(list)
     for v in videos:
-        by_id[v["identity"]].append(v)
+        by_id[v.identity].append(v)
     segments, skipped = {}, []
     for ident in sorted(by_id):
         segs = _segments(by_id[ident], config.clip_frames, config.clips_per_identity)
         if segs:
             segments[ident] = segs
         else:
-            longest = max(v["frame_count"] for v in by_id[ident])
+            longest = max(v.frame_count for v in by_id[ident])
             skipped.append({"identity": ident, "reason": f"no video has {config.clip_frames} frames "
                                                          f"(longest: {longest})"})
     need = 2 if "cross" in config.methods else 1
@@ -283,12 +275,13 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 class ClipMaker:
     """Tracks, persons and the discriminator, cached across the clips of one target identity."""
 
-    def __init__(self, corpus: Path, videos: dict[str, dict], checkpoint: Path, checkpoint_sha: str,
+    def __init__(self, corpus: Corpus, checkpoint: Path, checkpoint_sha: str,
                  config: BuildConfig, signing=None, device: str = "cpu"):
         from generator.faces.backends import create_backend
         from generator.model.talking_head import load_meta_model
 
-        self.corpus, self.videos, self.config = corpus, videos, config
+        self.corpus, self.config = corpus, config
+        self.videos = {v.dir: v for v in corpus}
         self.checkpoint_sha, self.signing = checkpoint_sha, signing
         self.model, self.meta = load_meta_model(checkpoint, device)
         self.size = self.model.cfg.image_size
@@ -318,16 +311,16 @@ class ClipMaker:
 
         n = self.config.clip_frames
         video = self.videos[seg.video]
-        face_track = track_video(video["source_path"], self.backend, TrackerConfig(), start=seg.start,
+        face_track = track_video(video.source_path, self.backend, TrackerConfig(), start=seg.start,
                                  end=seg.start + n, keep_frames=True)
         frames, points = face_track.frames, list(face_track.points)
         if len(frames) < n:
-            raise SkipClip(f"{video['source_path']}: only {len(frames)} of frames {seg.start}.."
+            raise SkipClip(f"{video.source_path}: only {len(frames)} of frames {seg.start}.."
                            f"{seg.start + n - 1} decode")
         raw = np.stack(points)
         found = np.isfinite(raw).all(axis=(1, 2))
         if found.mean() < self.config.min_face_share:
-            raise SkipClip(f"{video['source_path']} frames {seg.start}..{seg.start + n - 1}: a face in "
+            raise SkipClip(f"{video.source_path} frames {seg.start}..{seg.start + n - 1}: a face in "
                            f"only {int(found.sum())} of {n} frames (min share "
                            f"{self.config.min_face_share:g})")
         track = smooth_track(fill_missing(raw)[0])
@@ -365,14 +358,11 @@ class ClipMaker:
 
         outside, inside = [], []
         for vdir, v in sorted(self.videos.items()):
-            if v["identity"] != identity:
+            if v.identity != identity:
                 continue
-            rec = json.loads((self.corpus / vdir / "record.json").read_text())
-            with np.load(self.corpus / vdir / rec["files"]["landmarks"]) as z:
-                pts, idx = z["points"], z["frame_indices"]
-            for k, i in enumerate(idx):
+            for k, i in enumerate(v.frame_indices):
                 in_clip = vdir == exclude.video and 0 <= i - exclude.start < self.config.clip_frames
-                (inside if in_clip else outside).append((vdir, int(i), pts[k], rec))
+                (inside if in_clip else outside).append((v, int(i), v.points[k]))
         pool = outside if len(outside) >= shots else outside + inside
         if shot_seed is None:
             chosen = np.linspace(0, len(pool) - 1, min(shots, len(pool))).round().astype(int)
@@ -381,12 +371,12 @@ class ClipMaker:
                                                                       replace=False))
         pick = [pool[i] for i in chosen]
         frames, points, origins = [], [], []
-        for vdir, i, p, rec in pick:
-            img = read_image(self.corpus / vdir / rec["files"]["frames"].format(index=i))
+        for v, i, p in pick:
+            img = read_image(v.frame_path(i))
             k = self.size / img.shape[0]
             frames.append(cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA))
             points.append(p * k)
-            origins.append({"video": vdir, "frame": i})
+            origins.append({"video": v.dir, "frame": i})
         return Shots(np.stack(frames), np.stack(points).astype(np.float32), origins, {})
 
     def _make_person(self, identity: str, shots: int, mode: str, exclude: Segment,
@@ -530,7 +520,7 @@ class SkipClip(SfumatoError):
 
 
 # -- hard examples ---------------------------------------------------------------------------
-def candidate_plan(clip: ClipPlan, k: int, videos: dict[str, dict], clip_frames: int
+def candidate_plan(clip: ClipPlan, k: int, videos: dict[str, VideoEntry], clip_frames: int
                    ) -> tuple[ClipPlan, int | None]:
     """(plan, shot seed) of candidate ``k`` of a planned fake: 0 is the plan itself; the others draw
     their own T shots (and, in cross-reenactment, another stretch of the driver's video) from a seed of
@@ -540,7 +530,7 @@ def candidate_plan(clip: ClipPlan, k: int, videos: dict[str, dict], clip_frames:
     seed = derived_seed(clip.seed, f"candidate:{k}")
     driver = clip.driver
     if clip.method == "cross":
-        room = int(videos[driver.video]["frame_count"]) - clip_frames
+        room = videos[driver.video].frame_count - clip_frames
         if room > 0:
             driver = Segment(driver.video, int(np.random.default_rng(seed).integers(0, room + 1)))
     return dataclasses.replace(clip, driver=driver, seed=seed), seed
@@ -680,7 +670,7 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path, threshold: float | No
         else:
             frames, matrices, points, found = maker.render(clip)
         video = maker.videos[clip.target.video]
-        fps = video["fps"]
+        fps = video.fps
         buf = io.BytesIO()
         np.savez_compressed(buf, crop_matrices=matrices, points=points, face_found=found,
                             crop_size=np.int64(maker.size))
@@ -701,8 +691,8 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path, threshold: float | No
                 info = GenerationInfo(
                     preset=maker.meta.get("preset"), checkpoint_sha256=maker.checkpoint_sha,
                     shots=clip.shots, finetune_steps=cfg.finetune_steps if clip.mode == "FT" else 0,
-                    seed=clip.seed, driver_kind="video", source_sha256=[video["source_sha256"]],
-                    driver_sha256=maker.videos[clip.driver.video]["source_sha256"],
+                    seed=clip.seed, driver_kind="video", source_sha256=[video.source_sha256],
+                    driver_sha256=maker.videos[clip.driver.video].source_sha256,
                     extra={"dataset_clip_id": clip.clip_id, "method": clip.method, "mode": clip.mode,
                            # named numbers, not a list: c2pa stores small-int lists as bytes
                            "compression": comp, "start_frame": clip.target.start,
@@ -724,8 +714,8 @@ def make_clip(maker: ClipMaker, clip: ClipPlan, out: Path, threshold: float | No
                 seed=clip.seed, compression=comp, crf=COMPRESSIONS[comp], frames=len(frames), fps=fps,
                 width=int(w_), height=int(h), **realism_summary(r), realism=realism_list(r),
                 manifest="Absent", path=f"videos/{clip.clip_id}/{name}", sha256=sha256_file(tmp / name),
-                source_video=video["source_path"], source_video_sha256=video["source_sha256"],
-                driver_video_sha256=maker.videos[clip.driver.video]["source_sha256"],
+                source_video=video.source_path, source_video_sha256=video.source_sha256,
+                driver_video_sha256=maker.videos[clip.driver.video].source_sha256,
                 start_frame=clip.target.start, end_frame=clip.target.start + cfg.clip_frames,
                 driver_start_frame=clip.driver.start, **signed).to_dict())
         if final.exists():  # a clip folder without a record: left by a killed run
@@ -751,16 +741,18 @@ def _digest(doc: dict) -> str:
 
 
 def build_document(corpus: str | os.PathLike, checkpoint: str | os.PathLike, config: BuildConfig,
-                   videos: list[dict] | None = None) -> dict:
+                   videos: Corpus | None = None) -> dict:
     """Everything that determines the dataset: settings, input hashes, split and plan (+ digest).
 
-    ``videos``: the corpus's ``corpus_videos``, when the caller has read them already.
+    ``videos``: the opened ``Corpus``, when the caller has read it already.
     """
-    videos = videos if videos is not None else corpus_videos(corpus)
+    from generator.corpus.reader import Corpus
+
+    videos = videos if videos is not None else Corpus.open(corpus)
     clips, split, skipped = make_plan(videos, config)
     doc = {"format": FORMAT, "config": config.to_doc(),
-           "corpus_videos": [{k: v[k] for k in ("dir", "identity", "frame_count", "source_sha256")}
-                             for v in videos],
+           "corpus_videos": [{"dir": v.dir, "identity": v.identity, "frame_count": v.frame_count,
+                              "source_sha256": v.source_sha256} for v in videos],
            "checkpoint_sha256": sha256_file(checkpoint), "splits": split, "skipped_identities": skipped,
            "plan": [c.to_dict() for c in clips]}
     return {**doc, "digest": _digest(doc)}
@@ -811,7 +803,9 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     if hard_for is not None and sha256_file(hard_for) != config.hard_for_sha256:
         raise ConfigMismatchError(f"{hard_for} is not the detector these settings name (sha256 "
                                   f"{config.hard_for_sha256[:12]}...)")
-    videos = corpus_videos(corpus)
+    from generator.corpus.reader import Corpus
+
+    videos = Corpus.open(corpus)
     doc = build_document(corpus, checkpoint, config, videos)
     out.mkdir(parents=True, exist_ok=True)
     old = (out / BUILD_FILE).exists() and read_build(out)
@@ -832,7 +826,7 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
     if todo:
         if device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
-        maker = ClipMaker(corpus, {v["dir"]: v for v in videos}, checkpoint, doc["checkpoint_sha256"], config,
+        maker = ClipMaker(videos, checkpoint, doc["checkpoint_sha256"], config,
                           signing or SigningOptions(), device)
         (out / "records").mkdir(exist_ok=True)
         threshold = _threshold(out, doc, maker, clips) if config.filtering else None

@@ -15,7 +15,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.datasets.build import BuildConfig, build_dataset, corpus_videos
+from benchmarks.datasets.build import BuildConfig, build_dataset
 
 GENERATION = ("track", "person", "render", "paste")
 
@@ -46,8 +46,9 @@ def summarise(summary: dict, compressions: tuple[str, ...]) -> dict:
 
 def _subset(corpus: str | os.PathLike, identities: int, tmp: Path) -> tuple[Path, list[str]]:
     """A corpus of the first ``identities`` identities, made of links (no frames copied)."""
-    videos = corpus_videos(corpus)
-    keep = sorted({v["identity"] for v in videos})[:identities]
+    from generator.corpus.reader import Corpus
+
+    keep = Corpus.open(corpus).identities[:identities]
     sub = tmp / "corpus"
     for ident in keep:
         (sub / ident).parent.mkdir(parents=True, exist_ok=True)

@@ -18,21 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from generator.corpus.prepare import INDEX_FILE, RECORD, read_corpus
+from generator.corpus.reader import Corpus, VideoEntry
 from generator.errors import BadInputError
 from generator.faces.landmarks import landmark_image, to_unit_range
-
-
-@dataclasses.dataclass(frozen=True)
-class VideoEntry:
-    """One video of the corpus: its folder, frame file names and landmarks (crop pixels)."""
-
-    video_id: str
-    identity: str
-    directory: Path
-    frame_files: tuple[str, ...]
-    points: np.ndarray  # (N, 68, 2) in crop pixels
-    crop_size: int
 
 
 @dataclasses.dataclass
@@ -62,24 +50,8 @@ class Episode:
 
 
 def load_corpus(corpus_dir: str | Path) -> list[VideoEntry]:
-    """Read every finished video of a corpus folder made by ``sfumato prepare``."""
-    root = Path(corpus_dir)
-    if not root.is_dir():
-        raise BadInputError(f"{root}: no such corpus folder")
-    if not (root / INDEX_FILE).is_file() and not any(root.glob(f"*/*/{RECORD}")):
-        raise BadInputError(f"{root}: not a corpus (no {INDEX_FILE}); make one with 'sfumato prepare'")
-    entries = []
-    for rec in read_corpus(root):
-        d = root / rec["identity"] / rec["video_id"]
-        with np.load(d / "landmarks.npz", allow_pickle=False) as z:
-            points, indices = z["points"], z["frame_indices"]
-        pattern = rec["files"]["frames"]
-        files = tuple(pattern.format(index=int(i)) for i in indices)
-        entries.append(VideoEntry(rec["video_id"], rec["identity"], d, files, points,
-                                  int(rec["crop"]["size"])))
-    if not entries:
-        raise BadInputError(f"{root}: the corpus holds no finished videos")
-    return entries
+    """Every finished video of a corpus folder made by ``sfumato prepare`` (see ``Corpus.open``)."""
+    return list(Corpus.open(corpus_dir).videos)
 
 
 class EpisodeSampler:

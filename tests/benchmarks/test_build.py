@@ -14,7 +14,6 @@ import pytest
 from benchmarks.datasets.build import (
     BuildConfig,
     build_dataset,
-    corpus_videos,
     finish_dataset,
     make_plan,
     merge_shards,
@@ -22,6 +21,7 @@ from benchmarks.datasets.build import (
     split_identities,
 )
 from detector.data.schema import read_metadata
+from generator.corpus.reader import Corpus
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
 from generator.io.files import sha256_file
 
@@ -53,7 +53,7 @@ def test_too_few_identities_is_a_clear_error():
 
 def test_plan_covers_the_grid_and_cross_drivers_stay_in_split(corpus):
     cfg = dataclasses.replace(CFG, fakes_per_real=0)
-    clips, split, skipped = make_plan(corpus_videos(corpus), cfg)
+    clips, split, skipped = make_plan(Corpus.open(corpus), cfg)
     assert not skipped
     reals = [c for c in clips if c.label == "real"]
     fakes = [c for c in clips if c.label == "fake"]
