@@ -110,23 +110,20 @@ class EpisodeSource:
 def adversarial_step(model, detector, batch, config: AdversarialConfig, perceptual=None,
                      det_size: int = 128) -> tuple[torch.Tensor, dict]:
     """The generator's loss on one batch (L_CNT + L_ADV + lambda L_DET) and its parts as floats."""
-    from generator.training.losses import adversarial_loss, content_loss, feature_matching_loss
+    from generator.training.adversarial import g_phase
+    from generator.training.losses import content_loss
 
     xs, ys, xt, yt, points, texture = batch
     with torch.no_grad():
         e_hat = model.E(xs, ys)  # eq. (1); E is frozen
     x_hat = model.G(yt, e_hat=e_hat, texture=texture)  # eq. (2): P e_hat -> psi inside G
     w = model.D.w_0.detach()[None] + e_hat  # w' = w_0 + e_hat (sec. 3.3)
-    with torch.no_grad():
-        real = model.D(xt, yt, w=w)
-    fake = model.D(x_hat, yt, w=w)
-    l_fm = feature_matching_loss(fake.features, real.features)
-    l_adv = adversarial_loss(fake.r, l_fm)
+    g = g_phase(model.D, x_hat, xt, yt, {"w": w})  # phase "G" (D is frozen for the whole run)
     l_cnt = content_loss(perceptual, x_hat, xt, config.pixel_weight)
     l_det, p_fake = detector_loss(detector, detector_view(x_hat, xt, points, det_size))
-    loss = l_cnt + l_adv + config.detector_weight * l_det
-    parts = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": l_adv, "L_DET": l_det, "p_fake": p_fake.mean(),
-             "r_fake": fake.r.mean()}
+    loss = l_cnt + g.l_adv + config.detector_weight * l_det
+    parts = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": g.l_adv, "L_DET": l_det, "p_fake": p_fake.mean(),
+             "r_fake": g.r_fake.mean()}
     return loss, {k: float(v.detach()) for k, v in parts.items()}
 
 

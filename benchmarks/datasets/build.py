@@ -383,18 +383,16 @@ class ClipMaker:
                      shot_seed: int | None = None):
         import torch
 
-        from generator.inference.person import init_person
-        from generator.training.finetune import FinetuneConfig, finetune
+        from generator.training.finetune import FinetuneConfig, make_person
 
         shot_set = self.shots(identity, shots, exclude, shot_seed)
         if mode == "FF":
-            x, y = shot_set.tensors(self.model.D.w_0.device)
-            return init_person(self.model, x, y, shot_set.points).prepare_for_inference()
+            return make_person(self.model, shot_set)
         seed = derived_seed(self.config.seed, f"person:{identity}:{shots}:{exclude.video}:{exclude.start}"
                             + (f":{shot_seed}" if shot_seed is not None else ""))
         torch.manual_seed(seed)
         cfg = FinetuneConfig(steps=self.config.finetune_steps, seed=seed)
-        return finetune(self.model, shot_set, cfg).person.prepare_for_inference()
+        return make_person(self.model, shot_set, cfg)
 
     # rendering --------------------------------------------------------------------------------
     def render(self, clip: ClipPlan, shot_seed: int | None = None

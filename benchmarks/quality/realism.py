@@ -2,7 +2,7 @@
 
 Protocol, per held-out video (self-reenactment exactly as ``reenactment.evaluate_video``): the
 face crops of evenly spaced frames are split in half; T shots from the first half make a feed-forward
-person (``init_person``), which renders the landmarks of ``eval_frames`` driving frames from the second
+person (``make_person``), which renders the landmarks of ``eval_frames`` driving frames from the second
 half. The real crops of those driving frames are the positive class, the FF renders the negative class.
 
 Each compression level is applied to both classes alike: ``c0`` is the raw 8-bit crops, ``c23`` /
@@ -128,13 +128,12 @@ def self_reenact(model, video: str | Path, config: RealismConfig) -> tuple[np.nd
                                                                           np.ndarray, int]:
     """Real driving crops, their FF renders, the driving landmarks and the frames with a face."""
     from benchmarks.quality.reenactment import source_shots, split_video
-    from generator.inference.person import init_person
+    from generator.training.finetune import make_person
 
     shots, half, drive = split_video(video, model.cfg.image_size, config.shots, config.eval_frames)
     real, driving = shots.frames[drive], shots.points[drive]
     src = source_shots(shots, half, config.shots)
-    x, y = src.tensors()
-    fake = init_person(model, x, y, src.points).prepare_for_inference().render(driving)
+    fake = make_person(model, src).render(driving)
     return real, fake, driving, len(shots)
 
 

@@ -199,8 +199,7 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
     """
     import torch
 
-    from generator.inference.person import init_person
-    from generator.training.finetune import FinetuneConfig, finetune
+    from generator.training.finetune import FinetuneConfig, make_person
 
     size = model.cfg.image_size
     shots, half, drive = split_video(video, size, max(config.shots), config.eval_frames)
@@ -218,13 +217,12 @@ def evaluate_video(model, video: str | Path, config: QualityConfig, metrics: Fac
             "copy": np.repeat(src.frames[:1], len(targets), axis=0),
             "warp": warp_frames(src.frames, src.points, targets),
         }
-        x, y = src.tensors()
-        outputs["FF"] = init_person(model, x, y, src.points).prepare_for_inference().render(targets)
+        outputs["FF"] = make_person(model, src).render(targets)
         if config.finetune_steps:
             torch.manual_seed(config.seed)
-            ft = finetune(model, src, FinetuneConfig(steps=config.finetune_steps, seed=config.seed),
-                          perceptual)
-            outputs["FT"] = ft.person.prepare_for_inference().render(targets)
+            ft = make_person(model, src, FinetuneConfig(steps=config.finetune_steps, seed=config.seed),
+                             perceptual)
+            outputs["FT"] = ft.render(targets)
         for method, rendered in outputs.items():
             frames = rendered[:n_eval]
             rows = [metrics.score(f, r, d, rd)

@@ -181,7 +181,7 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     return ck
 
 
-def make_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
+def resolve_person(checkpoint: str | Path | None, person: str | Path | None, sources: list[Path],
                 config: GenerateConfig, device: str = "cpu", progress: bool = False,
                 vgg19: str | None = None, vggface: str | None = None, backend=None):
     """A Person and its source landmarks (crop pixels) from a person file or checkpoint + sources.
@@ -190,10 +190,10 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     model is loaded, so that it can load meanwhile).
     """
     from generator.faces.shots import frontal_first, load_shots
-    from generator.inference.person import init_person, load_person
+    from generator.inference.person import load_person
     from generator.model.config import LossConfig
     from generator.model.talking_head import load_meta_model
-    from generator.training.finetune import FinetuneConfig, finetune
+    from generator.training.finetune import FinetuneConfig, make_person
     from generator.training.losses import build_content_loss, choose_content
 
     if person is not None:
@@ -210,16 +210,14 @@ def make_person(checkpoint: str | Path | None, person: str | Path | None, source
     # The first shot gives the face shape the motion moves: a frontal one, if any (see frontal_first).
     shots = frontal_first(load_shots(sources, model.cfg.image_size, config.shots, backend))
     torch.manual_seed(config.seed)
+    ft, perceptual = None, None
     if config.finetune_steps:
         # Fine-tuning fits the default content loss (packaged Lite0 features), or the paper's VGG
         # loss when its files are given.
         losses = LossConfig(content=choose_content(None, vgg19, vggface))
         perceptual = build_content_loss(losses, vgg19, vggface).to(device)
-        result = finetune(model, shots, FinetuneConfig(steps=config.finetune_steps, seed=config.seed,
-                                                       losses=losses), perceptual, progress)
-        p = result.person.prepare_for_inference()
-    else:
-        p = init_person(model, *shots.tensors(device), shots.points).prepare_for_inference()
+        ft = FinetuneConfig(steps=config.finetune_steps, seed=config.seed, losses=losses)
+    p = make_person(model, shots, ft, perceptual, progress)
     p.meta.update({"preset": meta.get("preset"), "checkpoint_sha256": sha256_file(ck),
                    "shots": len(shots), "sources": shots.origins, "warnings": list(shots.warnings)})
     return p, shots.points[0], shots.source_sha256
@@ -273,7 +271,7 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
             backend = loader.submit(create_backend, "dlib").result
         if callable(backend):
             backend = functools.cache(backend)  # asked for by the source, then the driver: made once
-        p, source_points, source_hashes = make_person(checkpoint, person, srcs, config, device,
+        p, source_points, source_hashes = resolve_person(checkpoint, person, srcs, config, device,
                                                       progress, vgg19, vggface, backend)
         if callable(backend):
             backend = backend()

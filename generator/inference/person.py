@@ -224,14 +224,14 @@ def person_from_sources(checkpoint: str | Path, sources: list[str | Path], shots
                         device: str = "cpu") -> Person:
     """A feed-forward person straight from a meta checkpoint and source pictures/videos (no file)."""
     from generator.faces.shots import load_shots
+    from generator.training.finetune import make_person  # (0 steps: no training code runs)
 
     model, meta = load_meta_model(checkpoint, device)
     shot_set = load_shots(sources, model.cfg.image_size, shots)
-    x, y = shot_set.tensors(device)
-    person = init_person(model, x, y, shot_set.points)
+    person = make_person(model, shot_set)
     person.meta.update({"preset": meta.get("preset"), "mode": "feed-forward",
                         "shots": len(shot_set), "sources": shot_set.origins})
-    return person.prepare_for_inference()
+    return person
 
 
 def load_person(path: str | Path, device: str = "cpu") -> Person:

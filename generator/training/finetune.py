@@ -21,15 +21,9 @@ from generator.inference.person import Person, init_person
 from generator.io.files import sha256_file
 from generator.model.checkpoint import save_checkpoint
 from generator.model.config import LossConfig
-from generator.model.talking_head import TalkingHeadModel, load_meta_model, set_requires_grad
-from generator.training.losses import (
-    adversarial_loss,
-    build_content_loss,
-    content_loss,
-    content_loss_name,
-    feature_matching_loss,
-    hinge_d_loss,
-)
+from generator.model.talking_head import TalkingHeadModel, load_meta_model
+from generator.training.adversarial import d_phase, frozen, g_phase
+from generator.training.losses import build_content_loss, content_loss, content_loss_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,24 +114,19 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
                                   device=dev)
             xb, yb = x[idx], y[idx]
             tb = None if tex is None else tex[idx]
-            # G step: L_CNT + L_ADV with the person's identity w' (no L_MCH in fine-tuning).
-            set_requires_grad(D, False)
-            x_hat = G(yb, psi=psi.expand(len(yb), -1), texture=tb)
-            out = D(torch.cat([x_hat, xb]), torch.cat([yb, yb]), w=w)
-            n = len(xb)
-            l_fm = feature_matching_loss([f[:n] for f in out.features], [f[n:] for f in out.features],
-                                         L.fm_weight)
-            l_cnt = content_loss(perceptual, x_hat, xb, pixel)
-            loss_g = l_cnt + adversarial_loss(adv * out.r[:n], l_fm)
+            # phase "G": L_CNT + L_ADV with the person's identity w' (no L_MCH in fine-tuning).
+            with frozen(D):
+                x_hat = G(yb, psi=psi.expand(len(yb), -1), texture=tb)
+                g = g_phase(D, x_hat, xb, yb, {"w": w}, L.fm_weight, adv)
+                l_cnt = content_loss(perceptual, x_hat, xb, pixel)
+                loss_g = l_cnt + g.l_adv
             opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             opt_g.step()
-            set_requires_grad(D, True)
-            # D step: hinge on the shots against the fresh generation.
+            # phase "D": hinge on the shots against the fresh generation.
             with torch.no_grad():
                 x_hat = G(yb, psi=psi.expand(len(yb), -1), texture=tb)
-            out = D(torch.cat([xb, x_hat]), torch.cat([yb, yb]), w=w)
-            loss_d = hinge_d_loss(out.r[:n], out.r[n:])
+            loss_d = d_phase(D, xb, x_hat, yb, {"w": w}).l_dsc
             opt_d.zero_grad(set_to_none=True)
             loss_d.backward()
             opt_d.step()
@@ -145,6 +134,16 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
                             "L_D": loss_d.item()})
     person.psi, person.w = psi.detach(), w.detach()
     return FinetuneResult(person, before, content_now() if config.steps else before, history)
+
+
+def make_person(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig | None = None,
+                perceptual: nn.Module | None = None, progress: bool = False) -> Person:
+    """The one way to make a Person from shots, ready to render: feed-forward (``config`` None or
+    0 steps: psi', w' from E alone, sec. 3.3) or fine-tuned for ``config.steps``."""
+    if config is None or config.steps == 0:
+        x, y = shots.tensors(next(model.parameters()).device)
+        return init_person(model, x, y, shots.points).prepare_for_inference()
+    return finetune(model, shots, config, perceptual, progress).person.prepare_for_inference()
 
 
 def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], out: str | Path,

@@ -29,16 +29,10 @@ from generator.errors import ConfigMismatchError, SfumatoError
 from generator.io.files import write_bytes_atomic
 from generator.model.checkpoint import load_checkpoint, save_checkpoint
 from generator.model.config import LossConfig, ModelConfig, Preset, TrainConfig, get_preset
-from generator.model.talking_head import TalkingHeadModel, set_requires_grad
+from generator.model.talking_head import TalkingHeadModel
+from generator.training.adversarial import d_phase, frozen, g_phase
 from generator.training.distributed import DistInfo, any_rank, barrier, init_distributed
-from generator.training.losses import (
-    adversarial_loss,
-    build_content_loss,
-    content_loss,
-    feature_matching_loss,
-    hinge_d_loss,
-    match_loss,
-)
+from generator.training.losses import build_content_loss, content_loss, match_loss
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.safetensors"
@@ -103,29 +97,20 @@ class MetaTrainer:
         L = self.cfg.losses
         xs, ys = ep.sources
         xt, yt = ep.target
-        set_requires_grad(self.model.D, False)  # D only passes gradients through in this step
-        with self._autocast():
+        with frozen(self.model.D), self._autocast():  # phase "G": D only passes gradients through
             e_hat = self.E(xs, ys)  # eq. (1)
             out = self.G(yt, e_hat=e_hat, texture=ep.texture, parts=True)  # eq. (2); texture: + warp
             x_hat = out.x_hat
             with self._d_no_sync():
-                # Real frames only supply targets here: a separate pass without a graph saves
-                # the backward through D for half the batch.
-                with torch.no_grad():
-                    real = self.D(xt, yt, ep.video)
-                fake = self.D(x_hat, yt, ep.video)
-            r_fake, r_real = fake.r, real.r
-            l_fm = feature_matching_loss(fake.features, real.features, L.fm_weight)
-            l_adv = adversarial_loss(r_fake, l_fm)
+                adv = g_phase(self.D, x_hat, xt, yt, {"video": ep.video}, L.fm_weight)
             l_cnt = content_loss(self.perceptual, x_hat, xt, L.pixel_weight)
             w_i = self.model.D.W[:, ep.video].t().detach()
             l_mch = match_loss(w_i, e_hat.float(), L.match_weight)
-            loss = l_cnt + l_adv + l_mch
+            loss = l_cnt + adv.l_adv + l_mch
             if L.rgb_weight and out.blend is not None:  # G's own painting, trained everywhere
                 loss = loss + L.rgb_weight * (out.rgb - xt).abs().mean()
-        set_requires_grad(self.model.D, True)
-        stats = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": l_adv, "L_FM": l_fm, "L_MCH": l_mch,
-                 "r_real": r_real.mean(), "r_fake": r_fake.mean(),
+        stats = {"L_G": loss, "L_CNT": l_cnt, "L_ADV": adv.l_adv, "L_FM": adv.l_fm, "L_MCH": l_mch,
+                 "r_real": adv.r_real.mean(), "r_fake": adv.r_fake.mean(),
                  "e_hat": e_hat.detach().abs().mean()}  # 0 = a dead embedder (see init_identity_columns)
         stats = {k: float(v.detach()) for k, v in stats.items()}
         if any_rank(not math.isfinite(stats["L_G"]), self.info):
@@ -150,12 +135,9 @@ class MetaTrainer:
             with torch.no_grad(), self._autocast():
                 x_hat = self.G(yt, e_hat=e_hat, texture=ep.texture)
         with self._autocast():
-            out = self.D(torch.cat([xt, x_hat.detach()]), torch.cat([yt, yt]),
-                         torch.cat([ep.video] * 2))
-            n = xt.shape[0]
-            l_dsc = hinge_d_loss(out.r[:n], out.r[n:])
+            d = d_phase(self.D, xt, x_hat, yt, {"video": ep.video})  # phase "D"
             w_i = self.model.D.W[:, ep.video].t()
-            loss = l_dsc + match_loss(w_i, e_hat.float(), L.match_weight)
+            loss = d.l_dsc + match_loss(w_i, e_hat.float(), L.match_weight)
         if any_rank(not math.isfinite(float(loss.detach())), self.info):
             self.opt_d.zero_grad(set_to_none=True)
             return None
@@ -163,7 +145,7 @@ class MetaTrainer:
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt_d)
         self.scaler.update()
-        return {"L_D": float(l_dsc.detach())}
+        return {"L_D": float(d.l_dsc.detach())}
 
     def step(self, ep: Episode) -> dict | None:
         """One meta-learning step: a G update then ``d_steps`` D updates. None if skipped.

@@ -21,7 +21,7 @@ from generator.faces.shots import (
     load_shots,
 )
 from generator.faces.warp import folded_area, warp_face
-from generator.inference.generate import FOLD_WARN_AREA, GenerateConfig, generate, make_person
+from generator.inference.generate import FOLD_WARN_AREA, GenerateConfig, generate, resolve_person
 from generator.io.video import MediaReader, write_image, write_video
 from generator.provenance import SigningOptions
 from tests.conftest import shared_file
@@ -152,7 +152,7 @@ def test_the_most_frontal_shot_leads_when_several_are_given(profile, astro):
     ordered = frontal_first(shots)
     assert ordered.origins[0]["source"] == str(astro)  # ... but the frontal shot moves first
     assert abs(estimate_yaw(ordered.points[0])) < 10 < PROFILE_YAW_DEG < abs(estimate_yaw(ordered.points[1]))
-    p, source_points, _ = make_person(None, None, [profile, astro], GenerateConfig())
+    p, source_points, _ = resolve_person(None, None, [profile, astro], GenerateConfig())
     assert np.allclose(source_points, ordered.points[0])  # relative motion moves the frontal face
     assert p.meta["sources"][0]["source"] == str(astro)  # and --paste source uses that picture
     assert any("turned about" in w for w in p.meta["warnings"])
@@ -232,7 +232,7 @@ def _check_no_hole(person, source_points: np.ndarray) -> None:
 
 
 def test_folded_driving_landmarks_leave_no_hole_with_the_bundled_model(astro):
-    person, source_points, _ = make_person(None, None, [astro], GenerateConfig())
+    person, source_points, _ = resolve_person(None, None, [astro], GenerateConfig())
     _check_no_hole(person, source_points)
 
 

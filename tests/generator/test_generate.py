@@ -150,7 +150,7 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
 
 def test_feed_forward_generation_loads_no_discriminator(checkpoint, tmp_path):
     from generator.errors import BadInputError
-    from generator.inference.generate import make_person
+    from generator.inference.generate import resolve_person
     from generator.provenance import SigningOptions
 
     src = write_astronaut_image(tmp_path / "astro.png")
@@ -162,7 +162,7 @@ def test_feed_forward_generation_loads_no_discriminator(checkpoint, tmp_path):
         calls.append(1)
         return create_backend("dlib")
 
-    person, points, _ = make_person(checkpoint, None, [src], GenerateConfig(), backend=backend)
+    person, points, _ = resolve_person(checkpoint, None, [src], GenerateConfig(), backend=backend)
     assert calls == [1] and points.shape == (68, 2)  # a deferred backend is asked for once
     assert person.D is None and person.w is None
     frames = person.render(points[None])
