@@ -149,7 +149,7 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     from tqdm import tqdm
 
     from detector.model import load_detector
-    from generator.model.checkpoint import load_checkpoint, save_checkpoint
+    from generator.model.checkpoint import save_checkpoint
     from generator.model.talking_head import load_meta_model, set_requires_grad
 
     out = Path(out)
@@ -168,16 +168,7 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     state_path = out.with_name(out.name + ".state.safetensors")
     g_params = list(model.G.parameters())  # includes P: the map to the per-person psi
     opt = torch.optim.Adam(g_params, lr=config.lr_g, betas=config.betas)
-    step, history, before = 0, [], None
-    if state_path.is_file():
-        ck = load_checkpoint(state_path, kind="adversarial_state")
-        if ck.meta.get("stamp") != json.loads(json.dumps(stamp)):
-            raise ConfigMismatchError(f"{state_path} belongs to another fine-tuning (other checkpoint, "
-                                      "detector or settings): delete it or choose another output")
-        ck.load_module("G", model.G)
-        ck.load_optimizer("G", opt)
-        step, history = int(ck.meta["step"]), list(ck.meta["history"])
-        before = ck.meta.get("before")
+    step, history, before = _resume(state_path, stamp, model.G, opt)
     source = EpisodeSource(corpus, model.cfg.image_size, config.k, identities, model.cfg.texture)
     # fixed probe batches (their own seed) for before/after numbers
     probe = [source.sample(config.batch_size, config.seed + 10_007, k) for k in range(4)]
@@ -216,6 +207,33 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     bar.close()
     model.G.eval()
     after = measure(model, det, probe, config, perceptual, det_size)
+    summary = _write_result(out, model, meta, stamp, step, before, after, history, t0)
+    state_path.unlink(missing_ok=True)
+    return summary
+
+
+def _resume(state_path: Path, stamp: dict, G: torch.nn.Module, opt: torch.optim.Optimizer
+            ) -> tuple[int, list, dict | None]:
+    """(step, history, before) of an interrupted run with the same stamp (G and Adam restored), or a
+    fresh start; ConfigMismatchError when the state file belongs to other settings."""
+    from generator.model.checkpoint import load_checkpoint
+
+    if not state_path.is_file():
+        return 0, [], None
+    ck = load_checkpoint(state_path, kind="adversarial_state")
+    if ck.meta.get("stamp") != json.loads(json.dumps(stamp)):
+        raise ConfigMismatchError(f"{state_path} belongs to another fine-tuning (other checkpoint, "
+                                  "detector or settings): delete it or choose another output")
+    ck.load_module("G", G)
+    ck.load_optimizer("G", opt)
+    return int(ck.meta["step"]), list(ck.meta["history"]), ck.meta.get("before")
+
+
+def _write_result(out: Path, model, meta: dict, stamp: dict, step: int, before: dict, after: dict,
+                  history: list, t0: float) -> dict:
+    """Write the fine-tuned meta checkpoint (E, D unchanged) and its JSON summary; return the summary."""
+    from generator.model.checkpoint import save_checkpoint
+
     info = {"base_checkpoint_sha256": stamp["checkpoint_sha256"], "detector_sha256": stamp["detector_sha256"],
             "adversarial": {**stamp, "steps": step, "before": before, "after": after}}
     save_checkpoint(out, "meta", {"E": model.E, "G": model.G, "D": model.D},
@@ -223,6 +241,5 @@ def adversarial_finetune(checkpoint: str | os.PathLike, corpus: str | os.PathLik
     summary = {"out": str(out), "steps": step, "before": before, "after": after, "history": history,
                "seconds": round(time.perf_counter() - t0, 2), "config": stamp["config"]}
     write_bytes_atomic(out.with_suffix(".json"), json.dumps(summary, indent=1).encode())
-    state_path.unlink(missing_ok=True)
     return summary
 
