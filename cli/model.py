@@ -315,7 +315,7 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     backend = loader.submit(create_backend, "dlib") if not person and not batch_dir else None
     loader.shutdown(wait=False)
 
-    from generator.inference.generate import GenerateConfig
+    from generator.inference.generate import BatchFailure, GenerateConfig, SkippedOutput
     from generator.inference.generate import generate as run_generate
     from generator.provenance import SigningOptions
 
@@ -329,16 +329,16 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
     def report(r):
         if as_json:
             return
-        if "error" in r:
-            click.echo(f"Error: {r['error']}", err=True)
-        elif r.get("skipped"):
-            click.echo(f"kept {r['output']}: already made from this picture, model and settings")
+        if isinstance(r, BatchFailure):
+            click.echo(f"Error: {r.error}", err=True)
+        elif isinstance(r, SkippedOutput):
+            click.echo(f"kept {r.output}: already made from this picture, model and settings")
         else:
-            click.echo(f"wrote {r['output']}: {r['frames']} frames at {r['fps']:g} fps "
-                       f"({r['fps_achieved']:.1f} frames/s achieved), driver {r['driver']}, "
-                       f"manifest {r['manifest']}")
-            if r["driver_frames_without_face"]:
-                click.echo(f"  {len(r['driver_frames_without_face'])} driver frame(s) without a "
+            click.echo(f"wrote {r.output}: {r.frames} frames at {r.fps:g} fps "
+                       f"({r.fps_achieved:.1f} frames/s achieved), driver {r.driver}, "
+                       f"manifest {r.manifest}")
+            if r.driver_frames_without_face:
+                click.echo(f"  {len(r.driver_frames_without_face)} driver frame(s) without a "
                            "face held the previous landmarks", err=True)
 
     progress = settings.progress and not as_json
@@ -349,14 +349,16 @@ def generate(settings: Settings, sources, driver, checkpoint, person, shots, fin
         if sources or person:
             raise click.UsageError("--batch takes its sources from the folder: leave out --source "
                                    "and --person")
-        results, failures = generate_batch(batch_dir, out, driver, checkpoint, cfg, signing, device,
-                                           progress, vgg19, vggface, on_result=report)
+        batch = generate_batch(batch_dir, out, driver, checkpoint, cfg, signing, device, progress,
+                               vgg19, vggface, on_result=report)
+        results, failures, summary = batch.results, batch.failures, batch.to_dict()
     else:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        results = [run_generate(out, list(sources), driver, checkpoint, person, cfg, signing, device,
-                                progress, vgg19, vggface, backend.result if backend else None)]
-        report(results[0])
+        result = run_generate(out, list(sources), driver, checkpoint, person, cfg, signing, device,
+                              progress, vgg19, vggface, backend.result if backend else None)
+        report(result)
+        results, summary = [result], result.to_dict()
     if as_json:
-        emit_json({"results": results, "failed": failures} if batch_dir else results[0])
+        emit_json(summary)
     if failures:
         raise SystemExit(EXIT_PARTIAL if results else 1)

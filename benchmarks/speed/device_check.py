@@ -92,11 +92,11 @@ def _finetune_and_generate_one(a, preset: str, tmp: Path) -> dict:
             r = generate(tmp / f"{preset}_{precision}_{batch}.mp4", person=person, signing=nosign,
                          device=dev, config=GenerateConfig(seconds=4 if a.quick else 12,
                                                            batch_size=batch, precision=precision))
-            st = r["stage_seconds"]
+            st = r.stage_seconds
             per_frame = sum(v for k, v in st.items() if k != "person")
             row[f"{precision}_b{batch}"] = {
-                "frames": r["frames"], "fps_after_person": round(r["frames"] / per_frame, 1),
-                "G_ms_per_frame": round(1000 * st["render_G"] / r["frames"], 2),
+                "frames": r.frames, "fps_after_person": round(r.frames / per_frame, 1),
+                "G_ms_per_frame": round(1000 * st["render_G"] / r.frames, 2),
                 "non_G_share_percent": round(100 * (1 - st["render_G"] / per_frame), 1),
                 "stage_seconds": st}
     if preset == a.presets[0]:

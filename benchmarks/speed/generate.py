@@ -42,16 +42,16 @@ def run_generate_benchmark(driver: str | Path, presets: tuple[str, ...] = ("smal
             r = generate(tmp / f"{name}.mp4", driver=driver, checkpoint=ck,
                          config=GenerateConfig(end=frames, precision=precision), signing=signing,
                          backend=backend)
-            stages = r["stage_seconds"]
+            stages = r.stage_seconds
             per_frame = {k: v for k, v in stages.items() if k != "person"}
             total = sum(per_frame.values())
             rows.append({
-                "preset": name, "size": r["size"], "frames": r["frames"],
-                "precision": r["precision"],
-                "fps_end_to_end": round(r["frames"] / r["seconds"], 2),
+                "preset": name, "size": r.size, "frames": r.frames,
+                "precision": r.precision,
+                "fps_end_to_end": round(r.frames / r.seconds, 2),
                 "face_models_seconds": round(face_models, 3),
-                "fps_with_face_models": round(r["frames"] / (r["seconds"] + face_models), 2),
-                "fps_after_person": round(r["frames"] / total, 2),
+                "fps_with_face_models": round(r.frames / (r.seconds + face_models), 2),
+                "fps_after_person": round(r.frames / total, 2),
                 "stage_seconds": stages,
                 "share_percent": {k: round(100 * v / total, 1) for k, v in per_frame.items()},
                 "non_G_share_percent": round(100 * (1 - stages["render_G"] / total), 1),

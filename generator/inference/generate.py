@@ -20,16 +20,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from generator.errors import BadInputError, MissingWeightsError, NoFaceError
-from generator.faces.landmarks import landmark_image
-from generator.faces.motion import builtin_track, describe_gaps, fill_missing, smooth_track, transfer_motion
-from generator.inference.person import PRECISIONS, autocast_dtype, resolve_precision
-from generator.io.files import sha256_file
-from generator.io.video import MediaReader, VideoWriter, copy_audio, is_image_path, write_image
+from generator.errors import BadInputError, MissingWeightsError
+from generator.faces.motion import describe_gaps, smooth_track, transfer_motion
+from generator.inference.person import PRECISIONS, Person, autocast_dtype, resolve_precision
+from generator.inference.render import (
+    Driver,
+    Paster,
+    PreviewPanel,
+    is_landmark_file,
+    load_driver,
+    render_video,
+)
+from generator.io.encode import copy_audio
+from generator.io.files import check_writable, sha256_file
+from generator.io.video import is_image_path
 from generator.provenance import GenerationInfo, SigningOptions, sign_generated, verify_file
 
 # The default model (MODEL_CARD.md); the bundled detector was trained on its fakes and records its hash.
@@ -76,90 +83,6 @@ class GenerateConfig:
                                 f"{self.precision!r}")
         if self.paste != "none" and self.preview:
             raise BadInputError("--preview shows face crops; it does not combine with --paste")
-
-
-@dataclasses.dataclass
-class Driver:
-    """A landmark track (N, 68, 2) to drive with, and where it came from."""
-
-    track: np.ndarray
-    kind: str  # builtin, video, landmarks
-    fps: float
-    sha256: str | None = None
-    filled: list[int] = dataclasses.field(default_factory=list)  # frames without a face (held)
-    raw: np.ndarray | None = None  # a video's tracked points before filling (NaN: no face)
-    path: Path | None = None
-    start: int = 0  # first driver frame used
-
-
-def is_landmark_file(path: str | Path) -> bool:
-    """A driver given as a landmark file from ``sfumato landmarks`` (npz/json), not a video."""
-    return Path(path).suffix.lower() in (".npz", ".json")
-
-
-def load_driver(driver: str | Path | None, config: GenerateConfig, backend=None) -> Driver:
-    """Read the driver: a video (faces tracked), a landmark file from ``sfumato landmarks``, or None
-    for the built-in track. Frames where the driver shows no face hold the last landmarks (leading
-    ones the first found) and are listed in ``Driver.filled``; no face in any frame is a NoFaceError."""
-    if driver is None:
-        track = builtin_track(config.seconds, config.fps or 25.0, config.seed)
-        return Driver(track[config.start:config.end], "builtin", config.fps or 25.0)
-    path = Path(driver)
-    if is_landmark_file(path):
-        return _landmark_file_driver(path, config)
-    from generator.faces.backends import create_backend
-    from generator.faces.tracking import TrackerConfig, track_video
-
-    track = track_video(path, backend or create_backend("dlib"), TrackerConfig(), start=config.start,
-                        end=config.end)
-    fps = track.info.fps or 25.0
-    points = list(track.points)  # NaN where the driver shows no face
-    if not points:
-        raise BadInputError(f"{path}: no frames in the requested range")
-    try:
-        track, filled = fill_missing(np.stack(points))
-    except ValueError:
-        where = _range_text(config, len(points))
-        raise NoFaceError(f"{path}: no face found in any frame of the driver{where} (a driver needs a "
-                          "visible, roughly frontal face in at least one frame)") from None
-    return Driver(track, "video", fps, sha256_file(path), filled, np.stack(points), path,
-                  config.start)
-
-
-def _range_text(config: GenerateConfig, n: int) -> str:
-    """' (frames a-b)' when only part of the driver was read, else ''."""
-    if config.start == 0 and config.end is None:
-        return ""
-    return f" (frames {config.start}-{config.start + n - 1})"
-
-
-def _preview_crop(frame: np.ndarray, points, params) -> np.ndarray:
-    from generator.faces.crop import crop_face
-
-    if points is None:
-        return cv2.resize(frame, (params.size, params.size), interpolation=cv2.INTER_AREA)
-    return crop_face(frame, points, params)[0]
-
-
-def _landmark_file_driver(path: Path, config: GenerateConfig) -> Driver:
-    try:
-        if path.suffix.lower() == ".npz":
-            from generator.faces.extract import load_landmarks_npz
-
-            data = load_landmarks_npz(path)
-            points, fps = data["points"], data["meta"].get("media", {}).get("fps")
-        else:
-            doc = json.loads(path.read_text())
-            points = np.stack([np.asarray(f.get("points", np.full((68, 2), np.nan)), np.float32)
-                               for f in doc["frames_detail"]])
-            fps = doc.get("media", {}).get("fps")
-    except (OSError, ValueError, KeyError) as exc:
-        raise BadInputError(f"{path}: not a landmark file from 'sfumato landmarks' ({exc})") from exc
-    try:
-        track, filled = fill_missing(np.asarray(points, np.float32)[config.start:config.end])
-    except ValueError:
-        raise NoFaceError(f"{path}: the landmark file has no frame with a face") from None
-    return Driver(track, "landmarks", float(fps or 25.0), sha256_file(path), filled)
 
 
 def default_source(tmp: Path) -> Path:
@@ -223,17 +146,89 @@ def resolve_person(checkpoint: str | Path | None, person: str | Path | None, sou
     return p, shots.points[0], shots.source_sha256
 
 
+
+def _as_dict(result) -> dict:
+    """A result dataclass as a JSON-ready dict, keys in field order (the ``--json`` documents)."""
+    return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+
+
+@dataclasses.dataclass
+class GenerateResult:
+    """What one ``generate`` made and measured; ``to_dict()`` is ``sfumato generate --json``."""
+
+    output: str
+    frames: int
+    size: list[int]  # [height, width] of the written frames
+    fps: float
+    fps_achieved: float  # frames per second of the whole run's wall clock
+    render_seconds: float  # in G
+    encode_busy_seconds: float  # composing + encoding on the sink's thread (overlaps G)
+    seconds: float  # the whole run's wall clock
+    precision: str
+    stage_seconds: dict[str, float]  # person, driver_landmarks, render_G, compose_encode, sign
+    driver: str  # builtin, video, landmarks
+    driver_frames_without_face: list[int]
+    driver_frames_folded: list[int]
+    warnings: list[str]
+    motion: str
+    audio: bool  # the driving video's audio was carried over
+    manifest: str  # the C2PA state read back from the output, Absent when unsigned
+    signed: bool
+
+    def to_dict(self) -> dict:
+        """The JSON-ready summary."""
+        return _as_dict(self)
+
+
+@dataclasses.dataclass
+class SkippedOutput:
+    """A batch output kept as it was: already signed for this picture, model, driver and settings."""
+
+    output: str
+    source: str
+    skipped: bool = True
+
+    def to_dict(self) -> dict:
+        """The JSON-ready entry."""
+        return _as_dict(self)
+
+
+@dataclasses.dataclass
+class BatchFailure:
+    """A batch picture that gave no output, and why."""
+
+    input: str
+    error: str
+
+    def to_dict(self) -> dict:
+        """The JSON-ready entry."""
+        return _as_dict(self)
+
+
+@dataclasses.dataclass
+class BatchResult:
+    """What ``generate_batch`` made or kept, and the pictures that failed."""
+
+    results: list[GenerateResult | SkippedOutput]
+    failures: list[BatchFailure]
+
+    def to_dict(self) -> dict:
+        """The JSON-ready summary of ``sfumato generate --batch --json``."""
+        return {"results": [r.to_dict() for r in self.results],
+                "failed": [f.to_dict() for f in self.failures]}
+
+
 def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path | None = None,
              checkpoint: str | Path | None = None, person: str | Path | None = None,
              config: GenerateConfig = GenerateConfig(), signing: SigningOptions = SigningOptions(),
              device: str = "cpu", progress: bool = False, vgg19: str | None = None,
-             vggface: str | None = None, backend=None) -> dict:
-    """Render a talking-head video; see the module docstring. Returns a JSON-ready summary.
+             vggface: str | None = None, backend=None) -> GenerateResult:
+    """Render a talking-head video; see the module docstring. Returns what it made and measured.
 
     ``backend``: the face backend for the sources and the driver, or a function returning it;
     None: dlib's, loaded on a thread while the model loads.
 
-    Bad input, and what happens (each warning is logged and listed in the summary's ``warnings``):
+    Bad input, and what happens (each warning is logged and listed in the result's ``warnings``):
 
     - source face under 64 px across (its landmark box): upscaled to the model's crop with a warning
       that the output will be soft; under 24 px: BadInputError naming the size and the minimum;
@@ -249,11 +244,6 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
       face's), listed in ``driver_frames_without_face`` with a warning; no face in any frame:
       NoFaceError.
     """
-    from tqdm import tqdm
-
-    from generator.faces.warp import folded_area
-    from generator.io.files import check_writable
-
     if person is not None and (sources or checkpoint is not None):
         raise BadInputError("--person already holds the source and the model: leave out --source "
                             "and --checkpoint")
@@ -263,16 +253,9 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(1) as loader:
         srcs = [Path(s) for s in sources] or ([] if person else [default_source(Path(tmp))])
-        if backend is None and (srcs or (driver is not None and not is_landmark_file(driver))):
-            from generator.faces.backends import create_backend
-
-            # dlib's models (~1 s to read) load once for the source and the driver, on a thread
-            # while the model loads: dlib releases the GIL, so the two overlap.
-            backend = loader.submit(create_backend, "dlib").result
-        if callable(backend):
-            backend = functools.cache(backend)  # asked for by the source, then the driver: made once
+        backend = _face_backend(backend, srcs, driver, loader)
         p, source_points, source_hashes = resolve_person(checkpoint, person, srcs, config, device,
-                                                      progress, vgg19, vggface, backend)
+                                                         progress, vgg19, vggface, backend)
         if callable(backend):
             backend = backend()
         stages = {"person": time.perf_counter() - t0}
@@ -280,95 +263,92 @@ def generate(out: str | Path, sources: list[str | Path] = (), driver: str | Path
         drv = load_driver(driver, config, backend)
         stages["driver_landmarks"] = time.perf_counter() - t
         warnings = list(p.meta.get("warnings") or [])
-        if drv.filled:
-            warnings.append(f"driver: {describe_gaps(drv.filled, len(drv.track))} had no face: they hold "
-                            "the last face's landmarks (the first face's before it)")
-            log.warning(warnings[-1])
-        track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
-        points = transfer_motion(source_points, track, config.motion)
-        s = p.image_size
-        folded = np.flatnonzero(folded_area(points, s) > FOLD_WARN_AREA).tolist()
-        if folded:
-            # The warp masks folded triangles and still colours them (no hole); say where G paints alone.
-            warnings.append(f"driving landmarks cross over (fold the face mesh) in "
-                            f"{describe_gaps(folded, len(points))}: expect smeared or painted-over areas "
-                            "there")
-            log.warning(warnings[-1])
-        size = config.size or s
+        track, points, folded = _drive(p, drv, source_points, config, warnings)
+        size = config.size or p.image_size
         fps = config.fps or drv.fps
-        paster = None
-        preview = PreviewPanel(drv, size) if config.preview else None
-        if config.paste != "none":
-            origin = None if person else (p.meta.get("sources") or [None])[0]
-            paster = Paster(config.paste, p.meta, origin, driver, drv, config, s)
-        png_dir = Path(config.png_dir) if config.png_dir else None
-        if png_dir is not None:
-            png_dir.mkdir(parents=True, exist_ok=True)
-        frame_shape = [size, size]
-
-        def compose_and_write(k: int, batch: np.ndarray, frames: np.ndarray) -> None:
-            for j, frame in enumerate(frames):
-                if paster is not None:
-                    img = paster(frame, batch[j], track[k + j])
-                elif size == s:
-                    img = frame
-                else:
-                    img = cv2.resize(frame, (size, size), interpolation=cv2.INTER_CUBIC)
-                if preview is not None:
-                    img = _side_by_side(preview(k + j), batch[j] * (size / s), img)
-                writer.write(img)
-                frame_shape[:] = img.shape[:2]
-                if png_dir is not None:
-                    write_image(png_dir / f"{k + j:06d}.png", img)
-
-        t_render = 0.0
-        t_frames = time.perf_counter()
-        bar = tqdm(total=len(points), unit="frame", desc="generate", disable=not progress)
-        try:
-            with VideoWriter(out, fps=fps, crf=config.crf) as writer, \
-                    FrameSink(compose_and_write) as sink:
-                for k in range(0, len(points), config.batch_size):
-                    batch = points[k:k + config.batch_size]
-                    t = time.perf_counter()
-                    frames = p.render(batch, config.batch_size, precision)
-                    t_render += time.perf_counter() - t
-                    sink.submit(k, batch, frames)  # encoded on the sink's thread while G renders on
-                    bar.update(len(frames))
-                sink.drain()
-        finally:
-            bar.close()
-            for panel in (paster, preview):
-                if panel is not None:
-                    panel.close()
-        generation = GenerationInfo(
-            preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
-            shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
-            (p.meta.get("finetune") or {}).get("steps"), seed=config.seed, driver_kind=drv.kind,
-            source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
-            extra={"motion": config.motion, "frames": len(points), "fps": fps, "precision": precision,
-                   "settings_sha256": settings_digest(config)})
+        paster, preview = _panels(p, drv, driver, person, config, size)
+        stats = render_video(out, p, points, track, fps, size, config, precision, paster, preview,
+                             progress)
+        generation = _generation_info(p, person, drv, config, source_hashes, len(points), fps, precision)
         images = [x for x in srcs if is_image_path(x)]
         audio = False
         if drv.kind == "video" and config.audio:  # the driver's voice goes with its motion
             audio = copy_audio(out, driver, config.start / drv.fps, len(points) / drv.fps)
-        stages["render_G"] = t_render
+        stages["render_G"] = stats.render_seconds
         # The part of composing + encoding that G's rendering did not hide (the sink's busy time
         # overlaps G; this is what it added to the wall clock).
-        stages["compose_encode"] = time.perf_counter() - t_frames - t_render
+        stages["compose_encode"] = time.perf_counter() - stats.started - stats.render_seconds
         t = time.perf_counter()
         signed = sign_generated(out, generation, signing, ingredients=images)
         stages["sign"] = time.perf_counter() - t
     wall = time.perf_counter() - t0
     state = verify_file(out).state if signed["signed"] else "Absent"
-    return {"output": str(out), "frames": len(points), "size": list(frame_shape), "fps": fps,
-            "fps_achieved": round(len(points) / wall, 2),
-            "render_seconds": round(t_render, 3), "encode_busy_seconds": round(sink.busy, 3),
-            "seconds": round(wall, 3), "precision": precision,
-            "stage_seconds": {k: round(v, 4) for k, v in stages.items()},
-            "driver": drv.kind, "driver_frames_without_face": drv.filled,
-            "driver_frames_folded": folded, "warnings": warnings, "motion": config.motion,
-            "audio": audio,
-            "manifest": state, "signed": signed["signed"]}
+    return GenerateResult(
+        output=str(out), frames=len(points), size=list(stats.frame_shape), fps=fps,
+        fps_achieved=round(len(points) / wall, 2), render_seconds=round(stats.render_seconds, 3),
+        encode_busy_seconds=round(stats.encode_busy_seconds, 3), seconds=round(wall, 3),
+        precision=precision, stage_seconds={k: round(v, 4) for k, v in stages.items()},
+        driver=drv.kind, driver_frames_without_face=drv.filled, driver_frames_folded=folded,
+        warnings=warnings, motion=config.motion, audio=audio, manifest=state, signed=signed["signed"])
+
+
+def _face_backend(backend, sources: list[Path], driver: str | Path | None, loader: ThreadPoolExecutor):
+    """The face backend for the sources and the driver: as given, or dlib's loading on ``loader``;
+    a function returning it is wrapped to make it once."""
+    if backend is None and (sources or (driver is not None and not is_landmark_file(driver))):
+        from generator.faces.backends import create_backend
+
+        # dlib's models (~1 s to read) load once for the source and the driver, on a thread
+        # while the model loads: dlib releases the GIL, so the two overlap.
+        backend = loader.submit(create_backend, "dlib").result
+    if callable(backend):
+        backend = functools.cache(backend)  # asked for by the source, then the driver: made once
+    return backend
+
+
+def _drive(p: Person, drv: Driver, source_points: np.ndarray, config: GenerateConfig,
+           warnings: list[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """The driver's track (smoothed unless built-in), the source landmarks it moves frame by frame,
+    and the frames where those fold the warp mesh; faceless and folded frames add to ``warnings``."""
+    from generator.faces.warp import folded_area
+
+    if drv.filled:
+        warnings.append(f"driver: {describe_gaps(drv.filled, len(drv.track))} had no face: they hold "
+                        "the last face's landmarks (the first face's before it)")
+        log.warning(warnings[-1])
+    track = smooth_track(drv.track, config.smooth) if drv.kind != "builtin" else drv.track
+    points = transfer_motion(source_points, track, config.motion)
+    folded = np.flatnonzero(folded_area(points, p.image_size) > FOLD_WARN_AREA).tolist()
+    if folded:
+        # The warp masks folded triangles and still colours them (no hole); say where G paints alone.
+        warnings.append(f"driving landmarks cross over (fold the face mesh) in "
+                        f"{describe_gaps(folded, len(points))}: expect smeared or painted-over areas "
+                        "there")
+        log.warning(warnings[-1])
+    return track, points, folded
+
+
+def _panels(p: Person, drv: Driver, driver: str | Path | None, person: str | Path | None,
+            config: GenerateConfig, size: int) -> tuple[Paster | None, PreviewPanel | None]:
+    """The paster (``--paste``) and the preview panel (``--preview``) the config asks for, if any."""
+    paster = None
+    preview = PreviewPanel(drv, size) if config.preview else None
+    if config.paste != "none":
+        origin = None if person else (p.meta.get("sources") or [None])[0]
+        paster = Paster(config.paste, p.meta, origin, driver, drv, config, p.image_size)
+    return paster, preview
+
+
+def _generation_info(p: Person, person: str | Path | None, drv: Driver, config: GenerateConfig,
+                     source_hashes: dict, frames: int, fps: float, precision: str) -> GenerationInfo:
+    """How the video was made, for its C2PA manifest."""
+    return GenerationInfo(
+        preset=p.meta.get("preset"), checkpoint_sha256=p.meta.get("checkpoint_sha256"),
+        shots=p.meta.get("shots"), finetune_steps=config.finetune_steps if not person else
+        (p.meta.get("finetune") or {}).get("steps"), seed=config.seed, driver_kind=drv.kind,
+        source_sha256=sorted(set(source_hashes.values())), driver_sha256=drv.sha256,
+        extra={"motion": config.motion, "frames": frames, "fps": fps, "precision": precision,
+               "settings_sha256": settings_digest(config)})
 
 
 def settings_digest(config: GenerateConfig) -> str:
@@ -417,16 +397,18 @@ def already_generated(out: Path, source: Path, request: dict) -> bool:
             and g.get("source_sha256") == [sha256_file(source)])
 
 
+
 def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path | None = None,
                    checkpoint: str | Path | None = None, config: GenerateConfig = GenerateConfig(),
                    signing: SigningOptions = SigningOptions(), device: str = "cpu",
                    progress: bool = False, vgg19: str | None = None, vggface: str | None = None,
-                   on_result=None) -> tuple[list[dict], list[dict]]:
+                   on_result=None) -> BatchResult:
     """One signed video per picture in ``folder``, written to ``out_dir/<picture stem>.mp4``.
 
     Resumable: an output already signed for the same picture, model, driver and settings is kept
-    (``{"skipped": True}``). A picture that fails (no face, unreadable) is listed in the failures and
-    the others are still made. ``on_result(result)`` is called as each picture finishes.
+    (a ``SkippedOutput``). A picture that fails (no face, unreadable) is listed in the failures and
+    the others are still made. ``on_result(result)`` is called as each picture finishes (with its
+    ``GenerateResult``, ``SkippedOutput`` or ``BatchFailure``).
     """
     from generator.errors import SfumatoError
 
@@ -438,7 +420,7 @@ def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path |
     for pic, out in pairs:
         try:
             if already_generated(out, pic, request):
-                r = {"output": str(out), "source": str(pic), "skipped": True}
+                r = SkippedOutput(str(out), str(pic))
             else:
                 if backend is None:
                     from generator.faces.backends import create_backend
@@ -447,139 +429,12 @@ def generate_batch(folder: str | Path, out_dir: str | Path, driver: str | Path |
                 r = generate(out, [pic], driver, checkpoint, None, config, signing, device,
                              progress, vgg19, vggface, backend)
         except SfumatoError as exc:
-            failures.append({"input": str(pic), "error": str(exc)})
+            failure = BatchFailure(str(pic), str(exc))
+            failures.append(failure)
             if on_result is not None:
-                on_result({"input": str(pic), "error": str(exc)})
+                on_result(failure)
             continue
         results.append(r)
         if on_result is not None:
             on_result(r)
-    return results, failures
-
-
-class FrameSink:
-    """Runs ``fn(*args)`` for each submitted batch, in order, on one worker thread.
-
-    Composing and H.264-encoding a batch then overlaps G rendering the next one: on a GPU the encoder,
-    not G, was the bottleneck (60-70% of the time on an H200). At most ``max_pending`` batches wait,
-    which bounds memory; a worker's exception is raised in the caller at the next submit or drain.
-    """
-
-    def __init__(self, fn, max_pending: int = 2):
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.fn, self.max_pending = fn, max_pending
-        self.busy = 0.0  # seconds the worker spent in fn
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sfumato-encode")
-        self._pending = deque()
-
-    def _run(self, *args) -> None:
-        t = time.perf_counter()
-        try:
-            self.fn(*args)
-        finally:
-            self.busy += time.perf_counter() - t
-
-    def submit(self, *args) -> None:
-        """Queue one batch (blocks while ``max_pending`` are already waiting)."""
-        while len(self._pending) >= self.max_pending:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(self._run, *args))
-
-    def drain(self) -> None:
-        """Wait for every queued batch; raise the first error."""
-        while self._pending:
-            self._pending.popleft().result()
-
-    def __enter__(self) -> FrameSink:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        # On an error, drop what has not started and let the running batch finish before the
-        # writer (entered first, closed after this) discards its temporary file.
-        self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-class Paster:
-    """Puts generated face crops back into full frames: the source picture's, or the driver's."""
-
-    def __init__(self, mode: str, person_meta: dict, shots_origin: dict | None, driver,
-                 drv: Driver, config: GenerateConfig, crop_size: int):
-        from generator.faces.crop import CropTransform
-
-        self.mode, self.size, self.crop_size = mode, config.size, crop_size
-        if mode == "source":
-            origin = shots_origin or (person_meta.get("sources") or [None])[0]
-            if not origin or "crop_matrix" not in origin:
-                raise BadInputError("--paste source needs the source picture's crop (remake the "
-                                    "person file with this version, or pass --source)")
-            src = Path(origin["source"])
-            if not src.is_file():
-                raise BadInputError(f"--paste source: the source {src} is no longer there")
-            with MediaReader(src) as reader:
-                self.background = reader.read_at([origin["frame"]])[origin["frame"]]
-            self.transform = CropTransform(np.asarray(origin["crop_matrix"]), crop_size)
-        elif mode == "driver":
-            if drv.kind != "video":
-                raise BadInputError("--paste driver needs a driving video")
-            self._reader = MediaReader(driver)
-            self._frames = (f for i, f in self._reader.frames()
-                            if i >= config.start and (config.end is None or i < config.end))
-
-    def __call__(self, crop: np.ndarray, crop_points: np.ndarray, frame_points: np.ndarray
-                 ) -> np.ndarray:
-        """The full frame with ``crop`` (model size) pasted in."""
-        from generator.faces.crop import CropTransform
-        from generator.faces.motion import similarity_transform
-
-        if self.mode == "source":
-            out = self.transform.paste(crop, self.background)
-        else:
-            frame = next(self._frames)
-            # crop pixels -> driver frame pixels, fitted on the landmarks, inverted for paste().
-            m = similarity_transform(frame_points, crop_points)
-            out = CropTransform(m, self.crop_size).paste(crop, frame)
-        if self.size:
-            h, w = out.shape[:2]
-            k = self.size / max(h, w)
-            out = cv2.resize(out, (round(w * k), round(h * k)), interpolation=cv2.INTER_AREA)
-        return out
-
-    def close(self) -> None:
-        """Release the driver file."""
-        if self.mode == "driver":
-            self._reader.close()
-
-
-class PreviewPanel:
-    """The left panel of ``--preview``, frame by frame: the driver's face crop, read again from the
-    video in order (nothing kept in memory), or for landmark drivers the mean face they move."""
-
-    def __init__(self, drv: Driver, size: int):
-        self.drv, self.size = drv, size
-        self._reader = MediaReader(drv.path) if drv.kind == "video" else None
-        self._frames = (f for i, f in self._reader.frames() if i >= drv.start) if self._reader else None
-
-    def __call__(self, k: int) -> np.ndarray:
-        """Panel for output frame ``k`` (frames are asked for in order)."""
-        from generator.faces.crop import DETECTOR_CROP
-        from generator.faces.motion import mean_face
-
-        if self._frames is None:
-            pts = transfer_motion(mean_face(self.size), self.drv.track[k:k + 1], "absolute")[0]
-            return landmark_image(pts, self.size)
-        frame = next(self._frames)
-        crop = _preview_crop(frame, None if np.isnan(self.drv.raw[k]).any() else self.drv.raw[k],
-                             DETECTOR_CROP)
-        return cv2.resize(crop, (self.size, self.size), interpolation=cv2.INTER_AREA)
-
-    def close(self) -> None:
-        """Release the driver file."""
-        if self._reader is not None:
-            self._reader.close()
-
-
-def _side_by_side(left: np.ndarray, pts: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """driver | landmarks | output, each as large as the output; ``pts`` in output pixels."""
-    return np.hstack([left, landmark_image(pts, out.shape[0]), out])
+    return BatchResult(results, failures)

@@ -55,7 +55,7 @@ def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path
     # one (p 0.075, its card's limits), though it catches 7 of the 8 ../shared portraits animated
     mona = shared_file("portraits", "liveportrait_s9.jpg")
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
-    out = generate(tmp_path / "gen.mp4", [mona], config=GenerateConfig(seconds=1.0))["output"]
+    out = generate(tmp_path / "gen.mp4", [mona], config=GenerateConfig(seconds=1.0)).output
     scanner = Scanner(config=ScanConfig(frames=6, faces=2))
     fake = public(scanner.scan(out))
     real = public(scanner.scan(real_clip))

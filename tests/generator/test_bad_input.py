@@ -21,7 +21,13 @@ from generator.faces.shots import (
     load_shots,
 )
 from generator.faces.warp import folded_area, warp_face
-from generator.inference.generate import FOLD_WARN_AREA, GenerateConfig, generate, resolve_person
+from generator.inference.generate import (
+    FOLD_WARN_AREA,
+    GenerateConfig,
+    GenerateResult,
+    generate,
+    resolve_person,
+)
 from generator.io.video import MediaReader, write_image, write_video
 from generator.provenance import SigningOptions
 from tests.conftest import shared_file
@@ -40,10 +46,10 @@ def _frames(path: str | Path) -> np.ndarray:
         return np.stack([f for _, f in reader.frames()])
 
 
-def _warning(result: dict, pattern: str) -> re.Match:
+def _warning(result: GenerateResult, pattern: str) -> re.Match:
     """The first of the result's warnings that matches ``pattern`` (fails the test if none)."""
-    found = [m for m in (re.search(pattern, w) for w in result["warnings"]) if m]
-    assert found, f"no warning matches {pattern!r}: {result['warnings']}"
+    found = [m for m in (re.search(pattern, w) for w in result.warnings) if m]
+    assert found, f"no warning matches {pattern!r}: {result.warnings}"
     return found[0]
 
 
@@ -84,7 +90,7 @@ def test_a_small_source_face_warns_that_the_output_will_be_soft(portrait, tmp_pa
     m = _warning(r, r"the face is only (\d+) px across, below the 64 px .* upscaled ([\d.]+)x .* soft")
     assert MIN_FACE_PX_HARD <= int(m[1]) < MIN_FACE_PX and float(m[2]) > 1.5
     assert m[0] in caplog.text  # logged as well as returned
-    frames = _frames(r["output"])
+    frames = _frames(r.output)
     assert len(frames) == 5 and frames.std() > 10  # the fallback renders real frames
 
 
@@ -141,8 +147,8 @@ def test_a_profile_source_warns_that_the_far_side_is_hidden(profile, tmp_path, c
     m = _warning(r, r"the face is turned about (\d+) degrees \(a three-quarter or profile view\): its far "
                     r"side is hidden")
     assert int(m[1]) > PROFILE_YAW_DEG and m[0] in caplog.text
-    assert not any("covered" in w for w in r["warnings"])  # the far cheek's sliver is not a cover
-    frames = _frames(r["output"])
+    assert not any("covered" in w for w in r.warnings)  # the far cheek's sliver is not a cover
+    frames = _frames(r.output)
     assert len(frames) == 5 and frames.std() > 10
 
 
@@ -187,7 +193,7 @@ def test_a_covered_face_warns_and_a_half_hidden_one_is_a_clear_error(tmp_path):
     r = generate(tmp_path / "out.mp4", [tmp_path / "masked.png"], config=SHORT, signing=NO_SIGN)
     m = _warning(r, r"part of the face looks covered \(([a-z ,]+): flat or off-colour\)")
     assert "chin" in m[1]
-    assert len(_frames(r["output"])) == 5
+    assert len(_frames(r.output)) == 5
     half = img.copy()
     half[y0:y1 + 20, (x0 + x1) // 2:x1 + 30] = 0  # one side of the face blacked out
     write_image(tmp_path / "half.png", half)
@@ -270,10 +276,10 @@ def test_generate_counts_and_warns_about_folding_frames(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         r = generate(tmp_path / "out.mp4", driver=tmp_path / "folded.json",
                      config=GenerateConfig(smooth=0), signing=NO_SIGN)
-    assert r["driver_frames_folded"] == [2, 3, 4]
+    assert r.driver_frames_folded == [2, 3, 4]
     m = _warning(r, r"driving landmarks cross over \(fold the face mesh\) in 3 of 6 frames \(2-4\)")
     assert m[0] in caplog.text
-    out = _frames(r["output"])
+    out = _frames(r.output)
     assert len(out) == 6 and all(f.std() > 10 and _black(f) < _black(out[0]) + 0.03 for f in out)
 
 
@@ -296,7 +302,7 @@ def test_faceless_driver_frames_hold_the_last_landmarks_and_are_reported(gappy_d
     with caplog.at_level("WARNING"):
         r = generate(tmp_path / "out.mp4", driver=gappy_driver, signing=NO_SIGN,
                      config=GenerateConfig(smooth=0, png_dir=str(png)))  # no smoothing: exact holds
-    assert r["frames"] == 16 and r["driver_frames_without_face"] == [5, 6, 7, 8, 9]
+    assert r.frames == 16 and r.driver_frames_without_face == [5, 6, 7, 8, 9]
     m = _warning(r, r"driver: 5 of 16 frames \(5-9\) had no face: they hold the last face's landmarks")
     assert m[0] in caplog.text
     frames = [cv2.imread(str(png / f"{k:06d}.png")) for k in range(16)]

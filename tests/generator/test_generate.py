@@ -30,10 +30,10 @@ def keys(tmp_path, monkeypatch):
 def test_builtin_driver_gives_a_signed_playable_mp4(checkpoint, tmp_path):
     out = tmp_path / "out.mp4"
     r = generate(out, checkpoint=checkpoint, config=GenerateConfig(seconds=1.0))
-    assert (r["frames"], r["fps"], r["driver"], r["manifest"]) == (25, 25.0, "builtin", "Trusted")
-    assert set(r["stage_seconds"]) == {"person", "driver_landmarks", "render_G", "compose_encode",
+    assert (r.frames, r.fps, r.driver, r.manifest) == (25, 25.0, "builtin", "Trusted")
+    assert set(r.stage_seconds) == {"person", "driver_landmarks", "render_G", "compose_encode",
                                        "sign"}
-    assert all(v >= 0 for v in r["stage_seconds"].values())
+    assert all(v >= 0 for v in r.stage_seconds.values())
     info = probe(out)
     assert (info.frame_count, info.width, info.height) == (25, 64, 64)
     with MediaReader(out) as reader:
@@ -49,8 +49,8 @@ def test_one_source_image_and_video_driver_with_gaps(checkpoint, tmp_path):
     write_video(driver, frames, fps=10, crf=12)
     out = tmp_path / "out.mp4"
     r = generate(out, [src], driver, checkpoint, config=GenerateConfig(preview=True, size=96))
-    assert r["frames"] == 12 and r["fps"] == 10.0
-    assert r["driver_frames_without_face"] == [4]  # held the previous landmarks, reported
+    assert r.frames == 12 and r.fps == 10.0
+    assert r.driver_frames_without_face == [4]  # held the previous landmarks, reported
     assert (probe(out).width, probe(out).height) == (3 * 96, 96)  # driver | landmarks | output
     with MediaReader(out) as reader:
         left = [f[:, :96].astype(float) for _, f in reader.frames()]
@@ -65,7 +65,7 @@ def test_landmark_file_driver_png_export_and_range(checkpoint, tmp_path, astrona
     out = tmp_path / "out.mp4"
     cfg = GenerateConfig(start=5, end=15, png_dir=str(tmp_path / "png"))
     r = generate(out, driver=tmp_path / "lm.npz", checkpoint=checkpoint, config=cfg)
-    assert r["frames"] == 10 and r["driver"] == "landmarks"
+    assert r.frames == 10 and r.driver == "landmarks"
     assert len(list((tmp_path / "png").glob("*.png"))) == 10
 
 
@@ -101,7 +101,7 @@ def test_person_file_and_unsigned_output(checkpoint, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         r = generate(out, person=person, config=GenerateConfig(seconds=0.4),
                      signing=SigningOptions(enabled=False))
-    assert r["frames"] == 10 and not r["signed"] and r["manifest"] == "Absent"
+    assert r.frames == 10 and not r.signed and r.manifest == "Absent"
     assert "NOT signing" in caplog.text
     from generator.errors import BadInputError
 
@@ -171,7 +171,7 @@ def test_feed_forward_generation_loads_no_discriminator(checkpoint, tmp_path):
         person.realism(frames, points[None])
     r = generate(tmp_path / "ff.mp4", [src], checkpoint=checkpoint, backend=backend,
                  config=GenerateConfig(seconds=0.2), signing=SigningOptions(enabled=False))
-    assert r["frames"] == 5 and len(calls) == 2 and r["precision"] in ("bf16", "fp32")
+    assert r.frames == 5 and len(calls) == 2 and r.precision in ("bf16", "fp32")
 
 
 def test_driver_audio_is_carried_over(checkpoint, tmp_path):
@@ -200,12 +200,12 @@ def test_driver_audio_is_carried_over(checkpoint, tmp_path):
             c.mux(p)
     out = tmp_path / "out.mp4"
     r = generate(out, driver=driver, checkpoint=checkpoint)
-    assert r["audio"] and r["manifest"] == "Trusted"
+    assert r.audio and r.manifest == "Trusted"
     info = probe(out)
     assert info.has_audio and info.frame_count == 10
     silent = generate(tmp_path / "silent.mp4", driver=driver, checkpoint=checkpoint,
                       config=GenerateConfig(audio=False))
-    assert not silent["audio"] and not probe(tmp_path / "silent.mp4").has_audio
+    assert not silent.audio and not probe(tmp_path / "silent.mp4").has_audio
 
 
 def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tmp_path):
@@ -215,7 +215,7 @@ def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tm
     out = tmp_path / "pasted.mp4"
     r = generate(out, [src], checkpoint=checkpoint,
                  config=GenerateConfig(seconds=0.4, paste="source"))
-    assert r["size"] == [512, 512] and (probe(out).width, probe(out).height) == (512, 512)
+    assert r.size == [512, 512] and (probe(out).width, probe(out).height) == (512, 512)
     with MediaReader(out) as reader:
         first = next(reader.frames())[1]
     from generator.io.video import read_image
@@ -227,14 +227,14 @@ def test_paste_back_into_the_source_picture_and_the_driver_frames(checkpoint, tm
     write_video(driver, astronaut_frames(8, 200), fps=10, crf=12)
     r = generate(tmp_path / "on_driver.mp4", [src], driver, checkpoint,
                  config=GenerateConfig(paste="driver", size=100))
-    assert r["size"] == [100, 100] and r["frames"] == 8
+    assert r.size == [100, 100] and r.frames == 8
     with pytest.raises(BadInputError, match="needs a driving video"):
         generate(tmp_path / "x.mp4", [src], checkpoint=checkpoint,
                  config=GenerateConfig(seconds=0.2, paste="driver"))
 
 
 def test_frame_sink_keeps_order_and_raises_the_workers_error():
-    from generator.inference.generate import FrameSink
+    from generator.inference.render import FrameSink
 
     seen = []
     with FrameSink(lambda k: seen.append(k), max_pending=1) as sink:
@@ -254,12 +254,12 @@ def test_frame_sink_keeps_order_and_raises_the_workers_error():
 
 
 def test_an_encoding_error_leaves_no_output(checkpoint, tmp_path, monkeypatch):
-    import generator.inference.generate as gen
+    import generator.inference.render as render
 
     def broken(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr(gen, "_side_by_side", broken)
+    monkeypatch.setattr(render, "side_by_side", broken)
     out = tmp_path / "out.mp4"
     with pytest.raises(OSError, match="No space left"):
         generate(out, checkpoint=checkpoint, config=GenerateConfig(seconds=1.0, preview=True))
