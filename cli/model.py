@@ -216,11 +216,11 @@ def finetune(settings: Settings, sources, checkpoint, out, steps, shots, batch_s
                               vggface=vggface, device=device,
                               progress=settings.progress and not as_json)
     if as_json:
-        emit_json(result)
+        emit_json(result.to_dict())
     else:
-        click.echo(f"{result['mode']} person from {result['shots']} shot(s) -> {result['out']} "
-                   f"(content loss, {result['content_loss']}: {result['content_before']:.4g} -> "
-                   f"{result['content_after']:.4g})")
+        click.echo(f"{result.mode} person from {result.shots} shot(s) -> {result.out} "
+                   f"(content loss, {result.content_loss}: {result.content_before:.4g} -> "
+                   f"{result.content_after:.4g})")
 
 
 @click.command()

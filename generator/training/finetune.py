@@ -136,6 +136,25 @@ def finetune(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig = Fin
     return FinetuneResult(person, before, content_now() if config.steps else before, history)
 
 
+@dataclasses.dataclass(frozen=True)
+class PersonFileResult:
+    """What ``sfumato finetune`` reports: the person file and how fine-tuning went."""
+
+    out: str
+    preset: str | None
+    mode: str  # "fine-tuned" or "feed-forward"
+    shots: int
+    seed: int
+    content_before: float
+    content_after: float
+    content_loss: str  # the content loss's name (features used)
+    steps: int
+
+    def to_dict(self) -> dict:
+        """JSON-ready, in the order ``--json`` prints."""
+        return dataclasses.asdict(self)
+
+
 def make_person(model: TalkingHeadModel, shots: Shots, config: FinetuneConfig | None = None,
                 perceptual: nn.Module | None = None, progress: bool = False) -> Person:
     """The one way to make a Person from shots, ready to render: feed-forward (``config`` None or
@@ -150,7 +169,7 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
                      config: FinetuneConfig = FinetuneConfig(), shots: int | None = None,
                      vgg19: str | None = None, vggface: str | None = None,
                      perceptual: nn.Module | None = None, backend=None, device: str = "cpu",
-                     progress: bool = False) -> dict:
+                     progress: bool = False) -> PersonFileResult:
     """Load a meta checkpoint (None: the bundled model), fine-tune on the sources, write a
     self-contained person file."""
     from generator.inference.generate import resolve_checkpoint
@@ -184,6 +203,6 @@ def finetune_to_file(checkpoint: str | Path | None, sources: list[str | Path], o
     if p.shots_x is not None:  # a texture model renders from its shots' own pixels
         tensors.update(shots_x=p.shots_x.float().cpu(), shots_points=torch.from_numpy(p.shots_points))
     save_checkpoint(out, "person", {"G": p.G, "D": p.D}, person_meta, tensors=tensors)
-    return {"out": str(out), **{k: person_meta[k] for k in (
+    return PersonFileResult(str(out), **{k: person_meta[k] for k in (
         "preset", "mode", "shots", "seed", "content_before", "content_after", "content_loss")},
-        "steps": config.steps}
+        steps=config.steps)

@@ -56,7 +56,7 @@ def test_person_file_is_self_contained_and_renders(meta_checkpoint, astronaut_pn
     out = tmp_path / "astro.safetensors"
     summary = finetune_to_file(meta_checkpoint, [astronaut_png], out,
                                FinetuneConfig(steps=3, losses=LossConfig(content="none")))
-    assert summary["mode"] == "fine-tuned" and summary["shots"] == 1
+    assert summary.mode == "fine-tuned" and summary.shots == 1
     person = load_person(out)
     assert person.meta["source_sha256"][str(astronaut_png)]
     assert len(person.meta["checkpoint_sha256"]) == 64
@@ -71,7 +71,7 @@ def test_person_file_is_self_contained_and_renders(meta_checkpoint, astronaut_pn
 def test_feed_forward_mode_and_realism_identities(meta_checkpoint, astronaut_png, tmp_path):
     out = tmp_path / "ff.safetensors"
     summary = finetune_to_file(meta_checkpoint, [astronaut_png], out, FinetuneConfig(steps=0))
-    assert summary["mode"] == "feed-forward"  # no VGG weights needed without fine-tuning
+    assert summary.mode == "feed-forward"  # no VGG weights needed without fine-tuning
     model, _ = load_meta_model(meta_checkpoint)
     shots = load_shots([astronaut_png], 64)
     agnostic = realism_score(model.D, shots.frames, shots.points)
@@ -104,9 +104,9 @@ def test_finetuning_with_the_default_feature_loss_lowers_it(meta_checkpoint, ast
     out = tmp_path / "lite0.safetensors"
     summary = finetune_to_file(meta_checkpoint, [astronaut_png], out,
                                FinetuneConfig(steps=30, lr_g=1e-3, lr_d=1e-3))
-    assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
-    assert summary["content_after"] < 0.9 * summary["content_before"]
-    assert load_person(out).meta["content_loss"] == summary["content_loss"]
+    assert summary.content_loss == "tf_efficientnet_lite0 features (LPIPS-style)"
+    assert summary.content_after < 0.9 * summary.content_before
+    assert load_person(out).meta["content_loss"] == summary.content_loss
 
 
 def test_adversarial_weight_follows_the_discriminator_unless_given(meta_checkpoint):
@@ -135,11 +135,11 @@ def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astro
     result = CliRunner().invoke(cli, ["finetune", str(astronaut_png), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary["mode"] == "fine-tuned" and summary["steps"] == 100 and out.is_file()
-    assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
+    assert summary.mode == "fine-tuned" and summary.steps == 100 and out.is_file()
+    assert summary.content_loss == "tf_efficientnet_lite0 features (LPIPS-style)"
     # Against the bundled Lite0 D, -r is down-weighted (ADV_WEIGHT); at weight 1 the content loss rose
     # 4x over these 100 steps, at 0.1 it fell by an order of magnitude.
-    assert summary["content_after"] < 0.5 * summary["content_before"]
+    assert summary.content_after < 0.5 * summary.content_before
     person = load_person(out)
     assert person.meta["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
     assert person.meta["finetune"]["adv_weight"] == ADV_WEIGHT["lite0"]
