@@ -213,26 +213,24 @@ def scan(settings: Settings, paths, detector, generator, report, out, frames, th
          unreliable, as_json):
     """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
     calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
-    from detector.scan import ScanConfig, Scanner, exit_status, scan_paths
+    from detector.scan import ScanConfig, ScanError, Scanner, exit_status, scan_paths
 
     scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces,
                                                      unreliable=unreliable))
     res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
     if as_json:
-        emit_json(res["results"][0] if len(res["results"]) == 1 and len(paths) == 1 else res)
+        emit_json(res.results[0].to_dict() if len(res.results) == 1 and len(paths) == 1 else res.to_dict())
     else:
-        for r in res["results"]:
-            if "error" in r:
-                click.echo(f"{r['file']}: error: {r['error']}", err=True)
+        for r in res.results:
+            if isinstance(r, ScanError):
+                click.echo(f"{r.file}: error: {r.error}", err=True)
                 continue
-            v = r["verdict"]
-            face = r["faces"][v.get("track", 0)]
-            p = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
-            click.echo(f"{r['file']}: {v['label']} (p(fake) {p}, {v['method']}); manifest "
-                       f"{r['manifest'].get('state')}; face in {sum(face['face_found'])}/"
-                       f"{len(face['frames'])} frames")
-            for note in r["notes"]:
+            v, face = r.verdict, r.verdict_face
+            p = "-" if v.probability_fake is None else f"{v.probability_fake:.3f}"
+            click.echo(f"{r.file}: {v.label} (p(fake) {p}, {v.method}); manifest "
+                       f"{r.manifest.get('state')}; face in {sum(face.face_found)}/{len(face.frames)} frames")
+            for note in r.notes:
                 click.echo(f"  {note}")
         if report:
             click.echo(f"report: {report}")
-    raise SystemExit(exit_status(res["results"]))
+    raise SystemExit(exit_status(res.results))
