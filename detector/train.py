@@ -18,6 +18,7 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -36,6 +37,9 @@ from detector.model import (
 )
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import write_bytes_atomic
+
+if TYPE_CHECKING:
+    from detector.evaluate import FusionFit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -409,18 +413,51 @@ class TrainingRun:
             self.save(self.out / "best.safetensors", with_optimizer=False)
         self.save(self.last)
 
-    def summary(self, seconds: float) -> dict:
+    def summary(self, seconds: float) -> TrainSummary:
         """What the run did (``summary.json``)."""
         train, val, history = self.data.train, self.data.val, self.history
-        return {"out": str(self.out), "epochs_done": self.epoch, "global_step": self.global_step,
-                "steps_this_run": len(history),
-                # mean of this run's first and last 5 steps (single batches are noisy)
-                "first_loss": float(np.mean(history[:5])) if history else None,
-                "last_loss": float(np.mean(history[-5:])) if history else None, "best": self.best,
-                "init": self.init, "train_frames": int(len(train.crops)), "val_frames": int(len(val.crops)),
-                "mix": self.mix, "selection": self.data.selection,
-                "missing_faces": {"train": train.missing, "val": val.missing},
-                "seconds": seconds, "finished": self.epoch >= self.config.epochs}
+        return TrainSummary(
+            str(self.out), self.epoch, self.global_step, len(history),
+            # mean of this run's first and last 5 steps (single batches are noisy)
+            float(np.mean(history[:5])) if history else None,
+            float(np.mean(history[-5:])) if history else None,
+            self.best, self.init, int(len(train.crops)), int(len(val.crops)), self.mix, self.data.selection,
+            {"train": train.missing, "val": val.missing}, seconds, self.epoch >= self.config.epochs)
+
+
+@dataclasses.dataclass
+class TrainSummary:
+    """What one ``train_detector`` call did (``summary.json``, and ``detect train --json``)."""
+
+    out: str
+    epochs_done: int
+    global_step: int
+    steps_this_run: int
+    first_loss: float | None  # None: no step this run
+    last_loss: float | None
+    best: dict  # the selected epoch's val AUCs and score, as the checkpoints record it
+    init: dict  # where the weights started
+    train_frames: int
+    val_frames: int
+    mix: dict  # sample_mix
+    selection: dict  # how best was chosen
+    missing_faces: dict[str, list[dict]]  # per split, the videos with frames without a face
+    seconds: float
+    finished: bool
+    # ``detect train`` fits the fusion after a finished run; not part of summary.json
+    fusion: FusionFit | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``fusion`` only once fitted)."""
+        out = {"out": self.out, "epochs_done": self.epochs_done, "global_step": self.global_step,
+               "steps_this_run": self.steps_this_run, "first_loss": self.first_loss,
+               "last_loss": self.last_loss, "best": self.best, "init": self.init,
+               "train_frames": self.train_frames, "val_frames": self.val_frames, "mix": self.mix,
+               "selection": self.selection, "missing_faces": self.missing_faces, "seconds": self.seconds,
+               "finished": self.finished}
+        if self.fusion is not None:
+            out["fusion"] = self.fusion.to_dict()
+        return out
 
 
 class RunLog:
@@ -467,7 +504,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
                    config: DetectTrainConfig = DetectTrainConfig(), pretrained: str | None = IMAGENET,
                    device: str = "cpu", progress: bool = False, max_steps: int | None = None,
                    init_from: str | os.PathLike | None = None,
-                   select_fakes: str | os.PathLike | None = None) -> dict:
+                   select_fakes: str | os.PathLike | None = None) -> TrainSummary:
     """Train on the dataset's train split, validate on val; see the module docstring.
 
     ``max_steps`` stops early (a run can be resumed from there with the same arguments).
@@ -502,7 +539,7 @@ def train_detector(dataset: str | os.PathLike, out: str | os.PathLike,
             run.save(run.last)
         log.close()
     summary = run.summary(log.seconds())
-    write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
+    write_bytes_atomic(out / "summary.json", json.dumps(summary.to_dict(), indent=1).encode())
     return summary
 
 

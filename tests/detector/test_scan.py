@@ -55,12 +55,12 @@ def test_eval_reports_every_method_per_compression(dataset, detector, tiny_check
     from detector.evaluate import evaluate
 
     result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint)
-    assert result["videos"] == 8 and not result["failed"]  # 4 test clips x c23, c40
-    m = result["metrics"]
+    assert result.videos == 8 and not result.failed  # 4 test clips x c23, c40
+    m = result.metrics
     assert {"all", "compression=c23", "compression=c40", "perturbation=none"} <= set(m)
     assert set(m["all"]) == {"backbone", "realism", "fused"}
     assert m["compression=c23"]["backbone"]["video"]["n"] == 4
-    found = sum(sum(v["face_found"]) for v in result["per_video"])
+    found = sum(sum(v["face_found"]) for v in result.per_video)
     assert m["all"]["backbone"]["frame"]["n"] == found > 8 * 4 / 2  # frames with a face, each counted once
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert saved["metrics"] == json.loads(json.dumps(m))
@@ -207,8 +207,8 @@ def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path
         shutil.copy(dataset / f"videos/v{k}/c23.mp4", tmp_path / "mine" / label / f"clip{k}.mp4")
     import_folder(tmp_path / "mine", tmp_path / "imported")
     result = evaluate(tmp_path / "imported", detector, tmp_path / "ev", "test", tiny_checkpoint)
-    assert result["videos"] == 4 and result["metrics"]["all"]["fused"]["video"]["n"] == 4
-    assert {"compression=unknown"} <= set(result["metrics"])
+    assert result.videos == 4 and result.metrics["all"]["fused"]["video"]["n"] == 4
+    assert {"compression=unknown"} <= set(result.metrics)
 
 
 def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
@@ -357,7 +357,7 @@ def test_generalisation_scores_other_generators_fakes_against_real_test_clips(da
     assert summary["counts"]["by_method"] == {"alpha": 2, "beta": 1}
     result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint,
                       other_fakes=tmp_path / "imported")
-    g = result["generalisation"]
+    g = result.generalisation
     assert g["real_videos"] == 2 and g["fake_videos"] == 3  # the test split's real c23 clips (v6, v10)
     assert set(g["per_method"]) == {"alpha", "beta"} and g["per_method"]["alpha"]["fakes"] == 2
     assert 0 <= g["auc"] <= 1 and 0 <= g["false_positive_rate"] <= 1 and 0 <= g["caught"] <= 1
