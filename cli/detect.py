@@ -75,24 +75,24 @@ def train(settings: Settings, dataset, out, preset, backbone, pretrained, epochs
     cfg = dataclasses.replace(cfg, **changes)
     show = settings.progress and not as_json
     summary = train_detector(dataset, out, cfg, pretrained, device, show, select_fakes=select_fakes)
-    if not no_fusion and summary["finished"]:
-        summary["fusion"] = fit_detector_fusion(dataset, Path(out) / "best.safetensors",
-                                                Path(out) / "detector.safetensors", generator,
-                                                frames=32, progress=show)  # the protocol's 32 frames
+    if not no_fusion and summary.finished:
+        summary.fusion = fit_detector_fusion(dataset, Path(out) / "best.safetensors",
+                                             Path(out) / "detector.safetensors", generator,
+                                             frames=32, progress=show)  # the protocol's 32 frames
     if as_json:
-        emit_json(summary)
+        emit_json(summary.to_dict())
         return
-    click.echo(f"{summary['global_step']} steps, {summary['epochs_done']} epochs; loss "
-               f"{summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; best val video AUC "
-               f"{summary['best'].get('video_auc')}" + (
-                   f", generalisation AUC {summary['best']['generalisation_auc']:.3f}"
-                   if summary["best"].get("generalisation_auc") is not None else ""))
-    for split, items in summary["missing_faces"].items():
+    click.echo(f"{summary.global_step} steps, {summary.epochs_done} epochs; loss "
+               f"{summary.first_loss:.3f} -> {summary.last_loss:.3f}; best val video AUC "
+               f"{summary.best.get('video_auc')}" + (
+                   f", generalisation AUC {summary.best['generalisation_auc']:.3f}"
+                   if summary.best.get("generalisation_auc") is not None else ""))
+    for split, items in summary.missing_faces.items():
         if items:
             click.echo(f"  {len(items)} {split} video(s) with frames without a face (see summary.json)",
                        err=True)
-    if "fusion" in summary:
-        click.echo(f"detector with fusion: {summary['fusion']['out']}")
+    if summary.fusion is not None:
+        click.echo(f"detector with fusion: {summary.fusion.out}")
 
 
 @detect.command("fuse")
@@ -115,10 +115,10 @@ def fuse(settings: Settings, dataset, detector, out, generator, split, frames, i
 
     r = fit_detector_fusion(dataset, detector, out, generator, split, frames, identity, settings.progress,
                             fpr)
-    cal = r["calibration"]
-    click.echo(f"fitted on {r['videos']} videos ({r['fake']} fake): {out}; fake from p >= "
-               f"{cal['fake_from']:.4f} ({cal['measured_fpr']:.1%} of {cal['real_videos']} real videos, "
-               f"target {cal['fpr']:.0%})")
+    cal = r.calibration
+    click.echo(f"fitted on {r.videos} videos ({r.fake} fake): {out}; fake from p >= "
+               f"{cal.fake_from:.4f} ({cal.measured_fpr:.1%} of {cal.real_videos} real videos, "
+               f"target {cal.fpr:.0%})")
 
 
 @detect.command("eval")
@@ -146,10 +146,10 @@ def eval_(settings: Settings, dataset, detector, split, out, generator, frames, 
     result = evaluate(dataset, detector or BUNDLED_DETECTOR, out, split, generator, frames,
                       not no_perturbed, settings.progress and not as_json, other_fakes)
     if as_json:
-        emit_json({k: v for k, v in result.items() if k != "per_video"})
+        emit_json({k: v for k, v in result.to_dict().items() if k != "per_video"})
         return
     click.echo(markdown(result), nl=False)
-    click.echo(f"{result['videos_per_minute']} videos/min; written to {out}/eval.json, eval.md, roc.png")
+    click.echo(f"{result.videos_per_minute} videos/min; written to {out}/eval.json, eval.md, roc.png")
 
 
 @detect.command("robustness")
@@ -213,26 +213,24 @@ def scan(settings: Settings, paths, detector, generator, report, out, frames, th
          unreliable, as_json):
     """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
     calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
-    from detector.scan import ScanConfig, Scanner, exit_status, scan_paths
+    from detector.scan import ScanConfig, ScanError, Scanner, exit_status, scan_paths
 
     scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces,
                                                      unreliable=unreliable))
     res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
     if as_json:
-        emit_json(res["results"][0] if len(res["results"]) == 1 and len(paths) == 1 else res)
+        emit_json(res.results[0].to_dict() if len(res.results) == 1 and len(paths) == 1 else res.to_dict())
     else:
-        for r in res["results"]:
-            if "error" in r:
-                click.echo(f"{r['file']}: error: {r['error']}", err=True)
+        for r in res.results:
+            if isinstance(r, ScanError):
+                click.echo(f"{r.file}: error: {r.error}", err=True)
                 continue
-            v = r["verdict"]
-            face = r["faces"][v.get("track", 0)]
-            p = "-" if v["probability_fake"] is None else f"{v['probability_fake']:.3f}"
-            click.echo(f"{r['file']}: {v['label']} (p(fake) {p}, {v['method']}); manifest "
-                       f"{r['manifest'].get('state')}; face in {sum(face['face_found'])}/"
-                       f"{len(face['frames'])} frames")
-            for note in r["notes"]:
+            v, face = r.verdict, r.verdict_face
+            p = "-" if v.probability_fake is None else f"{v.probability_fake:.3f}"
+            click.echo(f"{r.file}: {v.label} (p(fake) {p}, {v.method}); manifest "
+                       f"{r.manifest.get('state')}; face in {sum(face.face_found)}/{len(face.frames)} frames")
+            for note in r.notes:
                 click.echo(f"  {note}")
         if report:
             click.echo(f"report: {report}")
-    raise SystemExit(exit_status(res["results"]))
+    raise SystemExit(exit_status(res.results))

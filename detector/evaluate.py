@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from detector.data.schema import ClipRecord, read_metadata
-from detector.evidence.calibration import DEFAULT_FPR
+from detector.evidence.calibration import DEFAULT_FPR, Calibration
 from detector.evidence.features import FUSION_FEATURES, REALISM_FUSION_FEATURES, Evidence, evidence
 from detector.evidence.fusion import FusionModel, fit_fusion
 from detector.evidence.realism import load_realism
@@ -73,7 +73,7 @@ class EvidenceSource:
 def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
                         generator: str | os.PathLike | None = None, split: str = "val", frames: int = 32,
                         identity: str = "agnostic", progress: bool = False,
-                        fpr: float = DEFAULT_FPR) -> dict:
+                        fpr: float = DEFAULT_FPR) -> FusionFit:
     """Fit the fused and realism-only models on ``split`` and write the detector with them to ``out``,
     with the verdict threshold calibrated for false-positive rate ``fpr`` on the split's real videos."""
     from tqdm import tqdm
@@ -107,10 +107,27 @@ def fit_detector_fusion(dataset: str | os.PathLike, detector: str | os.PathLike,
             "fusion_fitted_on": {"dataset": str(dataset), "split": split, "videos": len(labels)}}
     meta.pop("optimizers", None)
     save_detector(out, model, meta)
-    return {"out": str(out), "videos": len(labels), "fake": int(sum(labels)),
-            "calibration": cal.to_dict(), "fused_coef": dict(zip(fused.features, fused.coef)),
-            "realism_contribution": choice,
-            "realism_coef": dict(zip(REALISM_FUSION_FEATURES, realism_only.coef))}
+    return FusionFit(str(out), len(labels), int(sum(labels)), cal, dict(zip(fused.features, fused.coef)),
+                     choice, dict(zip(REALISM_FUSION_FEATURES, realism_only.coef)))
+
+
+@dataclasses.dataclass(frozen=True)
+class FusionFit:
+    """What ``fit_detector_fusion`` fitted and wrote (``detect fuse``; ``fusion`` of ``detect train``)."""
+
+    out: str  # the detector file written
+    videos: int  # videos of the split with a face, fitted on
+    fake: int
+    calibration: Calibration
+    fused_coef: dict[str, float]  # per feature of the verdict's fusion
+    realism_contribution: dict  # realism_contribution(): whether r stayed in the verdict, per compression
+    realism_coef: dict[str, float]
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"out": self.out, "videos": self.videos, "fake": self.fake,
+                "calibration": self.calibration.to_dict(), "fused_coef": self.fused_coef,
+                "realism_contribution": self.realism_contribution, "realism_coef": self.realism_coef}
 
 
 def realism_contribution(feats: list[dict], labels: list[int], rows: list[ClipRecord],
@@ -151,7 +168,7 @@ def realism_contribution(feats: list[dict], labels: list[int], rows: list[ClipRe
 def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str | os.PathLike,
              split: str = "test", generator: str | os.PathLike | None = None, frames: int | None = None,
              with_perturbed: bool = True, progress: bool = False,
-             other_fakes: str | os.PathLike | None = None) -> dict:
+             other_fakes: str | os.PathLike | None = None) -> EvalResult:
     """Evaluate on ``split`` of ``dataset`` (and its perturbed copies); writes eval.json, eval.md, roc.png.
 
     ``other_fakes``: also score other generators' fakes against this split's real c23 videos
@@ -196,23 +213,54 @@ def evaluate(dataset: str | os.PathLike, detector: str | os.PathLike, out: str |
         groups[f"perturbation={r.perturbation}"].append(v)
     table = {name: _group_metrics(vs) for name, vs in sorted(groups.items())}
     seconds = time.perf_counter() - t0
-    result = {"dataset": str(dataset), "split": split, "detector": str(detector),
-              "detector_sha256": sha256_file(detector), "backbone": meta["backbone"],
-              "realism": meta.get("realism"), "frames": frames, "videos": len(per_video), "failed": failed,
-              "metrics": table, "seconds": round(seconds, 2),
-              "videos_per_minute": round(60 * (len(per_video) + len(failed)) / max(seconds, 1e-9), 2),
-              "per_video": [{"id": v["row"].id, "label": v["row"].label, "compression": v["row"].compression,
-                             "perturbation": v["row"].perturbation, "fused": v["fused"],
-                             **v["ev"].to_dict()} for v in per_video]}
+    result = EvalResult(
+        str(dataset), split, str(detector), sha256_file(detector), meta["backbone"], meta.get("realism"),
+        frames, len(per_video), failed, table, round(seconds, 2),
+        round(60 * (len(per_video) + len(failed)) / max(seconds, 1e-9), 2),
+        [{"id": v["row"].id, "label": v["row"].label, "compression": v["row"].compression,
+          "perturbation": v["row"].perturbation, "fused": v["fused"], **v["ev"].to_dict()}
+         for v in per_video])
     if other_fakes is not None:
-        result["generalisation"] = generalisation(dataset, other_fakes, detector, (split,), "c23",
-                                                  generator, frames, progress)
+        result.generalisation = generalisation(dataset, other_fakes, detector, (split,), "c23",
+                                               generator, frames, progress)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(out / "eval.json", json.dumps(result, indent=1).encode())
+    write_bytes_atomic(out / "eval.json", json.dumps(result.to_dict(), indent=1).encode())
     write_bytes_atomic(out / "eval.md", markdown(result).encode())
     write_roc(out / "roc.png", per_video)
     return result
+
+
+@dataclasses.dataclass
+class EvalResult:
+    """What ``evaluate`` measured (eval.json; ``detect eval --json`` without ``per_video``)."""
+
+    dataset: str
+    split: str
+    detector: str
+    detector_sha256: str
+    backbone: str
+    realism: dict | None  # the realism checkpoint the detector's fusion was fitted with
+    frames: int
+    videos: int  # scored
+    failed: list[dict]  # id and error of each video not scored
+    # group ("all", "compression=c23", "perturbation=none", ...) -> method -> frame / video metrics
+    metrics: dict[str, dict]
+    seconds: float
+    videos_per_minute: float
+    per_video: list[dict]  # id, label, compression, perturbation, fused and the evidence of each video
+    generalisation: dict | None = None  # other generators' fakes (``other_fakes``), when given
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``generalisation`` only when measured)."""
+        out = {"dataset": self.dataset, "split": self.split, "detector": self.detector,
+               "detector_sha256": self.detector_sha256, "backbone": self.backbone, "realism": self.realism,
+               "frames": self.frames, "videos": self.videos, "failed": self.failed, "metrics": self.metrics,
+               "seconds": self.seconds, "videos_per_minute": self.videos_per_minute,
+               "per_video": self.per_video}
+        if self.generalisation is not None:
+            out["generalisation"] = self.generalisation
+        return out
 
 
 def generalisation(dataset: str | os.PathLike, fakes: str | os.PathLike, detector: str | os.PathLike,
@@ -304,23 +352,23 @@ def _group_metrics(vs: list[dict]) -> dict:
     return res
 
 
-def markdown(result: dict) -> str:
+def markdown(result: EvalResult) -> str:
     """The metrics as a markdown table."""
-    lines = [f"# Detector evaluation: {result['dataset']} ({result['split']}, {result['videos']} videos)", "",
-             f"Backbone {result['backbone']}; realism from "
-             f"{(result.get('realism') or {}).get('checkpoint', 'none')}.", "",
+    lines = [f"# Detector evaluation: {result.dataset} ({result.split}, {result.videos} videos)", "",
+             f"Backbone {result.backbone}; realism from "
+             f"{(result.realism or {}).get('checkpoint', 'none')}.", "",
              "| group | method | frame AUC | video AUC | video EER | video AP | video acc@0.5 | videos |",
              "|---|---|---|---|---|---|---|---|"]
 
     def f(x):
         return "-" if x is None else f"{x:.3f}"
 
-    for group, methods in result["metrics"].items():
+    for group, methods in result.metrics.items():
         for m, e in methods.items():
             v = e["video"]
             lines.append(f"| {group} | {m} | {f(e.get('frame', {}).get('auc'))} | {f(v['auc'])} | "
                          f"{f(v['eer'])} | {f(v['ap'])} | {f(v['acc'])} | {v['n']} |")
-    g = result.get("generalisation")
+    g = result.generalisation
     if g:
         lines += ["", f"## Other generators: {g['fake_videos']} fakes ({g['fakes']}) against "
                   f"{g['real_videos']} real {g['compression']} videos", "",
@@ -331,8 +379,8 @@ def markdown(result: dict) -> str:
                   "| method | fakes | AUC | caught |", "|---|---|---|---|"]
         lines += [f"| {m} | {v['fakes']} | {f(v['auc'])} | {v['caught']:.0%} |"
                   for m, v in g["per_method"].items()]
-    if result["failed"]:
-        lines += ["", "Not scored: " + "; ".join(f"{x['id']} ({x['error']})" for x in result["failed"])]
+    if result.failed:
+        lines += ["", "Not scored: " + "; ".join(f"{x['id']} ({x['error']})" for x in result.failed)]
     return "\n".join(lines) + "\n"
 
 

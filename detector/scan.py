@@ -15,11 +15,17 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from generator.errors import BadInputError, MissingWeightsError
 from generator.io.files import sha256_file, write_bytes_atomic
+
+if TYPE_CHECKING:
+    from detector.data.samples import FaceSamples
+    from detector.evidence.calibration import Calibration
+    from generator.io.video import MediaInfo
 
 BUNDLED_DETECTOR = Path(__file__).resolve().parent / "weights" / "sfumato_detector.safetensors"
 FAKE, REAL, UNSURE, NO_FACE = "fake", "real", "unsure", "no face"
@@ -103,6 +109,159 @@ def verdict(p: float, config: ScanConfig) -> str:
     return FAKE if p >= config.threshold else REAL
 
 
+@dataclasses.dataclass(frozen=True)
+class MissingFrame:
+    """A sampled frame of a face track without that face, and why."""
+
+    frame: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"frame": self.frame, "reason": self.reason}
+
+
+@dataclasses.dataclass
+class FaceTrack:
+    """One followed face: its probability of fake and label, and its per-frame evidence.
+
+    The per-frame lists hold the JSON view of ``Evidence`` (rounded, None where unknown): the report
+    formats these very values, so the page and the JSON agree to the digit."""
+
+    track: int
+    probability_fake: float | None  # None: the face was found in no sampled frame
+    label: str
+    frames: list[int]
+    face_found: list[bool]
+    fake_probability: list[float | None]
+    realism: list[float | None]
+    features: dict[str, float | None]
+    frames_without_face: list[MissingFrame]
+    # in memory only (the HTML report's thumbnails and heatmaps), never in the JSON
+    samples: FaceSamples | None = dataclasses.field(default=None, repr=False)
+    heatmaps: dict[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        """JSON-ready, in the documented key order (without the in-memory samples and heatmaps)."""
+        return {"track": self.track, "probability_fake": self.probability_fake, "label": self.label,
+                "frames": self.frames, "face_found": self.face_found,
+                "fake_probability": self.fake_probability, "realism": self.realism,
+                "features": self.features,
+                "frames_without_face": [m.to_dict() for m in self.frames_without_face]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The file's verdict: its most suspicious face's label after the caveats, and how it was reached."""
+
+    label: str
+    probability_fake: float | None
+    threshold: float
+    unsure_band: float
+    method: str  # fused | backbone
+    track: int  # the face the verdict is about
+    calibration: Calibration | None  # None: the threshold is not calibrated for a false-positive rate
+    reliability: str  # low | normal
+    caveats: list[str]
+    label_before_caveats: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"label": self.label, "probability_fake": self.probability_fake, "threshold": self.threshold,
+                "unsure_band": self.unsure_band, "method": self.method, "track": self.track,
+                "calibration": self.calibration.to_dict() if self.calibration else None,
+                "reliability": self.reliability, "caveats": self.caveats,
+                "label_before_caveats": self.label_before_caveats}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVersions:
+    """Which models gave the evidence."""
+
+    detector: str
+    detector_sha256: str
+    backbone: str
+    input_size: int
+    realism: dict | None  # the realism scorer's checkpoint facts; None when the verdict does not read r
+    method: str  # fused | backbone
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"detector": self.detector, "detector_sha256": self.detector_sha256,
+                "backbone": self.backbone, "input_size": self.input_size, "realism": self.realism,
+                "method": self.method}
+
+
+@dataclasses.dataclass
+class ScanResult:
+    """The evidence about one scanned file (see the module docstring)."""
+
+    file: str
+    sha256: str
+    media: MediaInfo
+    verdict: Verdict
+    # the provenance check's own report (``Verification.to_dict()``), or {"state": "Unreadable",
+    # "message": ...} when it failed: kept as that dict, which the provenance package defines
+    manifest: dict
+    notes: list[str]
+    faces: list[FaceTrack]
+    models: ModelVersions
+    seconds: float
+
+    @property
+    def verdict_face(self) -> FaceTrack:
+        """The face the verdict is about."""
+        return self.faces[self.verdict.track]
+
+    def to_dict(self) -> dict:
+        """JSON-ready (what ``sfumato scan --json`` prints for one file)."""
+        return {"file": self.file, "sha256": self.sha256, "media": self.media.to_dict(),
+                "verdict": self.verdict.to_dict(), "manifest": self.manifest, "notes": self.notes,
+                "faces": [f.to_dict() for f in self.faces], "models": self.models.to_dict(),
+                "seconds": self.seconds}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScanError:
+    """A file of a scan that gave no result, and why."""
+
+    file: str
+    error: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready."""
+        return {"file": self.file, "error": self.error}
+
+
+@dataclasses.dataclass
+class ScanSummary:
+    """Counts over the files of one scan."""
+
+    files: int
+    verdicts: dict[str, int]  # per label of EXIT_CODES
+    errors: int
+    out: str | None = None  # the folder the results went to (folder scans)
+
+    def to_dict(self) -> dict:
+        """JSON-ready (``out`` only where results were written)."""
+        out = {"files": self.files, "verdicts": self.verdicts, "errors": self.errors}
+        if self.out is not None:
+            out["out"] = self.out
+        return out
+
+
+@dataclasses.dataclass
+class ScanRun:
+    """What ``scan_paths`` found: per file a result or an error, and the summary."""
+
+    results: list[ScanResult | ScanError]
+    summary: ScanSummary
+
+    def to_dict(self) -> dict:
+        """JSON-ready (what ``sfumato scan --json`` prints for several files or a folder)."""
+        return {"results": [r.to_dict() for r in self.results], "summary": self.summary.to_dict()}
+
+
 class Scanner:
     """The detector (with its fusion), the realism scorer and one dlib backend, loaded once."""
 
@@ -136,15 +295,13 @@ class Scanner:
         uses_r = self.fusion is not None and any(f.startswith("realism") for f in self.fusion.features)
         self.realism = load_realism(self.meta, generator) if uses_r else None
         self.backend = create_backend("dlib")
-        self.versions = {"detector": str(path), "detector_sha256": sha256_file(path),
-                         "backbone": self.meta["backbone"], "input_size": self.meta["input_size"],
-                         "realism": self.realism.info if self.realism else None,
-                         "method": "fused" if uses_r else "backbone"}
+        self.versions = ModelVersions(str(path), sha256_file(path), self.meta["backbone"],
+                                      self.meta["input_size"], self.realism.info if self.realism else None,
+                                      "fused" if uses_r else "backbone")
 
-    def scan(self, path: str | os.PathLike) -> dict:
+    def scan(self, path: str | os.PathLike) -> ScanResult:
         """The evidence about one file (see the module docstring)."""
         from detector.data.samples import sample_face_tracks
-        from detector.evidence.features import evidence
         from generator.io.video import probe
         from generator.provenance.verify import verify_file
 
@@ -158,7 +315,6 @@ class Scanner:
         from generator.faces.crop import DETECTOR_CROP
 
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
-        identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
         tracks = []
         # All face tracks in one decode of the file (the detector runs once per frame for all of them).
         frames = self.config.frames if info.kind == "video" else 1
@@ -167,21 +323,33 @@ class Scanner:
         for k, samples in enumerate(per_face):
             if k and not samples.found.any():
                 break  # no k-th face anywhere: no more tracks
-            ev = evidence(samples, self.model, self.realism, identity)
-            p = None
-            if ev.found.any():
-                p = float(self.fusion.predict([ev.features])[0]) if self.fusion else \
-                    float(np.nanmean(ev.probs))
-            missing = [{"frame": int(i), "reason": r}
-                       for i, r, f in zip(ev.indices, samples.reasons, ev.found) if not f]
-            tracks.append({"track": k, "probability_fake": p,
-                           "label": NO_FACE if p is None else verdict(p, self.config), **ev.to_dict(),
-                           "frames_without_face": missing, "_samples": samples})
-        scored = [t for t in tracks if t["probability_fake"] is not None]
+            tracks.append(self.face_track(k, samples))
+        scored = [t for t in tracks if t.probability_fake is not None]
         # The file is as suspicious as its most suspicious face.
-        top = max(scored, key=lambda t: t["probability_fake"]) if scored else tracks[0]
-        p, label = top["probability_fake"], top["label"]
-        found = reliability(top["_samples"], info, len(tracks))
+        top = max(scored, key=lambda t: t.probability_fake) if scored else tracks[0]
+        verdict_, notes = self.judge(top, reliability(top.samples, info, len(tracks)), manifest)
+        return ScanResult(str(path), sha256_file(path), info, verdict_, manifest, notes, tracks,
+                          self.versions, round(time.perf_counter() - t0, 3))
+
+    def face_track(self, k: int, samples: FaceSamples) -> FaceTrack:
+        """Track ``k``'s evidence, probability of fake and label (before the caveats)."""
+        # looked up on the module at call time: the scan speed benchmark wraps it to time the stage
+        from detector.evidence.features import evidence
+
+        identity = (self.meta.get("realism") or {}).get("identity", "agnostic")
+        ev = evidence(samples, self.model, self.realism, identity)
+        p = None
+        if ev.found.any():
+            p = float(self.fusion.predict([ev.features])[0]) if self.fusion else float(np.nanmean(ev.probs))
+        missing = [MissingFrame(int(i), r) for i, r, f in zip(ev.indices, samples.reasons, ev.found) if not f]
+        view = ev.to_dict()
+        return FaceTrack(k, p, NO_FACE if p is None else verdict(p, self.config), view["frames"],
+                         view["face_found"], view["fake_probability"], view["realism"], view["features"],
+                         missing, samples)
+
+    def judge(self, top: FaceTrack, found: list[Caveat], manifest: dict) -> tuple[Verdict, list[str]]:
+        """The file's verdict from its most suspicious face under the caveats, and the notes to show."""
+        p, label = top.probability_fake, top.label
         caveats = [c.text for c in found]
         notes = list(caveats)
         raw_label = label
@@ -199,42 +367,28 @@ class Scanner:
         if cal is None:
             notes.append("the threshold is not calibrated for a false-positive rate (this detector "
                          "records none, or --threshold / --unsure-band were given)")
-        return {"file": str(path), "sha256": sha256_file(path), "media": info.to_dict(),
-                "verdict": {"label": label, "probability_fake": p, "threshold": self.config.threshold,
-                            "unsure_band": self.config.unsure_band, "method": self.versions["method"],
-                            "track": top["track"], "calibration": cal.to_dict() if cal else None,
-                            "reliability": "low" if caveats else "normal", "caveats": caveats,
-                            "label_before_caveats": raw_label},
-                "manifest": manifest, "notes": notes, "faces": tracks,
-                "models": self.versions, "seconds": round(time.perf_counter() - t0, 3)}
+        return Verdict(label, p, self.config.threshold, self.config.unsure_band, self.versions.method,
+                       top.track, cal, "low" if caveats else "normal", caveats, raw_label), notes
 
 
-def explain(result: dict, scanner: Scanner) -> dict:
-    """Add Grad-CAM maps of the verdict face's most suspicious frames (``_heatmaps``: frame position
-    -> (S, S) map summing to 1) for the HTML report; in memory only, like the samples."""
+def explain(result: ScanResult, scanner: Scanner) -> ScanResult:
+    """Add Grad-CAM maps of the verdict face's most suspicious frames (``FaceTrack.heatmaps``: frame
+    position -> (S, S) map summing to 1) for the HTML report; in memory only, like the samples."""
     from detector.evidence.heatmap import gradcam
 
-    face = result["faces"][result["verdict"].get("track", 0)]
-    samples = face.get("_samples")
+    face = result.verdict_face
+    samples = face.samples
     if samples is None or not samples.found.any() or scanner.config.heatmaps < 1:
         return result
-    probs = np.array([p if p is not None else -1.0 for p in face["fake_probability"]], float)
+    probs = np.array([p if p is not None else -1.0 for p in face.fake_probability], float)
     order = [int(k) for k in np.argsort(-probs) if samples.found[k]][:scanner.config.heatmaps]
     maps = gradcam(scanner.model, samples.crops[order])
-    face["_heatmaps"] = dict(zip(order, maps))
+    face.heatmaps = dict(zip(order, maps))
     return result
 
 
-def public(result: dict) -> dict:
-    """A scan result without its in-memory samples (JSON-ready)."""
-    out = {k: v for k, v in result.items() if not k.startswith("_")}
-    if "faces" in out:
-        out["faces"] = [{k: v for k, v in f.items() if not k.startswith("_")} for f in out["faces"]]
-    return out
-
-
 def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | os.PathLike | None = None,
-               out_dir: str | os.PathLike | None = None, progress: bool = False) -> dict:
+               out_dir: str | os.PathLike | None = None, progress: bool = False) -> ScanRun:
     """Scan files and folders; per file a result or an error. Folders write results.jsonl/.csv and a
     summary into ``out_dir`` (default: the current folder's ``scan-results``)."""
     from tqdm import tqdm
@@ -245,36 +399,35 @@ def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | o
     files, problems = collect_inputs(paths)
     if not files and not problems:
         raise BadInputError(f"nothing to scan in {', '.join(map(str, paths))} (no pictures or videos)")
-    results = []
+    results: list[ScanResult | ScanError] = []
     for f in tqdm(files, desc="scan", unit="file", disable=not progress):
         try:
             results.append(scanner.scan(f.path))
         except Exception as exc:  # one bad file must not stop a folder scan; it is reported
-            results.append({"file": str(f.path), "error": f"{type(exc).__name__}: {exc}"})
-    results += [{"file": p, "error": "not a picture or video"} for p in problems]
+            results.append(ScanError(str(f.path), f"{type(exc).__name__}: {exc}"))
+    results += [ScanError(p, "not a picture or video") for p in problems]
     if report is not None:
-        if len(results) != 1 or "error" in results[0]:
+        if len(results) != 1 or isinstance(results[0], ScanError):
             raise BadInputError("--report makes one HTML page for one scanned file")
         write_bytes_atomic(report, html_report(explain(results[0], scanner)).encode())
-    summary = {"files": len(results),
-               "verdicts": {k: sum(r.get("verdict", {}).get("label") == k for r in results)
-                            for k in EXIT_CODES},
-               "errors": sum("error" in r for r in results)}
+    labels = [r.verdict.label for r in results if isinstance(r, ScanResult)]
+    summary = ScanSummary(len(results), {k: sum(label == k for label in labels) for k in EXIT_CODES},
+                          sum(isinstance(r, ScanError) for r in results))
     folder = any(Path(p).is_dir() for p in paths)
     if folder:
         out = Path(out_dir or "scan-results")
         out.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(public(r)) + "\n" for r in results)
+        lines = "".join(json.dumps(r.to_dict()) + "\n" for r in results)
         write_bytes_atomic(out / "results.jsonl", lines.encode())
         write_bytes_atomic(out / "results.csv", results_csv(results).encode())
-        write_bytes_atomic(out / "summary.json", json.dumps(summary, indent=1).encode())
-        summary["out"] = str(out)
-    return {"results": [public(r) for r in results], "summary": summary}
+        write_bytes_atomic(out / "summary.json", json.dumps(summary.to_dict(), indent=1).encode())
+        summary.out = str(out)
+    return ScanRun(results, summary)
 
 
-def exit_status(results: list[dict]) -> int:
+def exit_status(results: list[ScanResult | ScanError]) -> int:
     """fake (20) over unsure (21) over no face (22) over real (0); errors only: 1."""
-    labels = [r["verdict"]["label"] for r in results if "verdict" in r]
+    labels = [r.verdict.label for r in results if isinstance(r, ScanResult)]
     if not labels:
         return 1
     for label in (FAKE, UNSURE, NO_FACE):

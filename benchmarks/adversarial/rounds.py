@@ -395,7 +395,7 @@ class Rounds:
                                progress=self.progress, init_from=self.d[n - 1])
             fit_detector_fusion(union, self.round_dir(n) / "detector_run" / "best.safetensors", path,
                                 generator=self.g[0], frames=self.config.eval_frames, progress=self.progress)
-            return {"sha256": sha256_file(path), "best_val": s["best"], "train_frames": s["train_frames"]}
+            return {"sha256": sha256_file(path), "best_val": s.best, "train_frames": s.train_frames}
 
         self.step(f"round{n}/detector", path.is_file, run)
 
@@ -422,7 +422,7 @@ class Rounds:
             s = train_detector(t0, run_dir, cfg, start, device=self.device, progress=self.progress)
             fit_detector_fusion(t0, run_dir / "best.safetensors", path, generator=self.g[0],
                                 frames=c.eval_frames, progress=self.progress)
-            return {"sha256": sha256_file(path), "backbone": c.robust_backbone, "best_val": s["best"]}
+            return {"sha256": sha256_file(path), "backbone": c.robust_backbone, "best_val": s.best}
 
         self.step("robust/detector", path.is_file, run)
         return path
@@ -440,7 +440,7 @@ class Rounds:
         res = evaluate(self.round_dir(n) / "dataset", detector, folder, split="test", generator=self.g[0],
                        frames=self.config.eval_frames, with_perturbed=False, progress=self.progress)
         write_bytes_atomic(stamp, json.dumps(key).encode())
-        return res
+        return res.to_dict()
 
     def own_eval(self, n: int) -> dict:
         """The round's own evaluation: D_n on T_n's test split (the table's diagonal must agree)."""

@@ -81,4 +81,4 @@ def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | o
     return {"clip": "10 s, 1280x720, 25 fps", "frames_sampled": frames, "seconds": round(best, 3),
             "stage_seconds": {**{k: round(v, 3) for k, v in best_stages.items()},
                               "provenance_and_other": round(other, 3)},
-            "verdict": result["verdict"], "models": result["models"], "target_seconds": 3.0}
+            "verdict": result.verdict.to_dict(), "models": result.models.to_dict(), "target_seconds": 3.0}

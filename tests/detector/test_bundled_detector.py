@@ -41,13 +41,13 @@ def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
     _, meta = bundled
     uses_r = any(f.startswith("realism") for f in meta["fusion"]["features"])
     r = Scanner(config=ScanConfig(frames=4)).scan(astronaut_clip)
-    assert r["models"]["method"] == ("fused" if uses_r else "backbone") and r["manifest"]["state"] == "Absent"
-    assert r["verdict"]["calibration"] is not None  # the shipped threshold is calibrated
-    assert r["verdict"]["label"] in ("fake", "real", "unsure") and len(r["faces"][0]["frames"]) == 4
+    assert r.models.method == ("fused" if uses_r else "backbone") and r.manifest["state"] == "Absent"
+    assert r.verdict.calibration is not None  # the shipped threshold is calibrated
+    assert r.verdict.label in ("fake", "real", "unsure") and len(r.faces[0].frames) == 4
 
 
 def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path, monkeypatch):
-    from detector.scan import ScanConfig, Scanner, public
+    from detector.scan import ScanConfig, Scanner
     from generator.inference.generate import GenerateConfig, generate
 
     real_clip = shared_file("videos", "styletalk_reagan_clip1_first12s.mp4")
@@ -57,8 +57,8 @@ def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
     out = generate(tmp_path / "gen.mp4", [mona], config=GenerateConfig(seconds=1.0)).output
     scanner = Scanner(config=ScanConfig(frames=6, faces=2))
-    fake = public(scanner.scan(out))
-    real = public(scanner.scan(real_clip))
+    fake = scanner.scan(out).to_dict()
+    real = scanner.scan(real_clip).to_dict()
     assert fake["manifest"]["state"] == "Trusted" and any("sfumato generated it" in n for n in fake["notes"])
     assert len(fake["faces"]) == 1  # one person in the picture: no second track
     assert fake["verdict"]["track"] == 0 and fake["faces"][0]["label"] == fake["verdict"]["label"]

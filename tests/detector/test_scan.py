@@ -55,12 +55,12 @@ def test_eval_reports_every_method_per_compression(dataset, detector, tiny_check
     from detector.evaluate import evaluate
 
     result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint)
-    assert result["videos"] == 8 and not result["failed"]  # 4 test clips x c23, c40
-    m = result["metrics"]
+    assert result.videos == 8 and not result.failed  # 4 test clips x c23, c40
+    m = result.metrics
     assert {"all", "compression=c23", "compression=c40", "perturbation=none"} <= set(m)
     assert set(m["all"]) == {"backbone", "realism", "fused"}
     assert m["compression=c23"]["backbone"]["video"]["n"] == 4
-    found = sum(sum(v["face_found"]) for v in result["per_video"])
+    found = sum(sum(v["face_found"]) for v in result.per_video)
     assert m["all"]["backbone"]["frame"]["n"] == found > 8 * 4 / 2  # frames with a face, each counted once
     saved = json.loads((tmp_path / "ev" / "eval.json").read_text())
     assert saved["metrics"] == json.loads(json.dumps(m))
@@ -88,7 +88,6 @@ def scanner(detector, tiny_checkpoint):
 
 def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, tmp_path, monkeypatch):
     from detector.report import html_report
-    from detector.scan import public
     from generator.provenance.manifest import GenerationInfo, SigningOptions, sign_generated
 
     monkeypatch.setenv("SFUMATO_KEYS_DIR", str(tmp_path / "keys"))
@@ -96,32 +95,32 @@ def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, t
     clip.write_bytes((dataset / "videos/v1/c23.mp4").read_bytes())
     sign_generated(clip, GenerationInfo(preset="small", seed=1), SigningOptions())
     r = scanner.scan(clip)
-    assert r["manifest"]["state"] == "Trusted" and any("sfumato generated it" in n for n in r["notes"])
-    face = r["faces"][0]
-    assert len(face["frames"]) == 4 and all(face["face_found"])
-    assert all(0 <= p <= 1 for p in face["fake_probability"]) and all(x is not None for x in face["realism"])
-    assert r["verdict"]["label"] in ("fake", "real", "unsure") and 0 <= r["verdict"]["probability_fake"] <= 1
-    assert r["models"]["method"] == "fused" and r["models"]["detector_sha256"]
+    assert r.manifest["state"] == "Trusted" and any("sfumato generated it" in n for n in r.notes)
+    face = r.faces[0]
+    assert len(face.frames) == 4 and all(face.face_found)
+    assert all(0 <= p <= 1 for p in face.fake_probability) and all(x is not None for x in face.realism)
+    assert r.verdict.label in ("fake", "real", "unsure") and 0 <= r.verdict.probability_fake <= 1
+    assert r.models.method == "fused" and r.models.detector_sha256
     page = html_report(r)
     assert "<img" in page and "Trusted" in page and "data:image/png;base64" in page
     from generator.provenance import describe_keys
 
     mine = describe_keys(tmp_path / "keys")  # the panel names the signer by its certificates
-    assert r["manifest"]["signer"]["cert_sha256"] == mine["signer"]["sha256"]
+    assert r.manifest["signer"]["cert_sha256"] == mine["signer"]["sha256"]
     assert mine["signer"]["sha256"] in page and mine["ca"]["sha256"] in page
-    json.dumps(public(r))  # JSON-ready
+    json.dumps(r.to_dict())  # JSON-ready
     from detector.scan import explain
 
     explain(r, scanner)
-    maps = r["faces"][0]["_heatmaps"]
+    maps = r.faces[0].heatmaps
     size = scanner.meta["input_size"]
     assert 1 <= len(maps) <= scanner.config.heatmaps
-    probs = r["faces"][0]["fake_probability"]
+    probs = r.faces[0].fake_probability
     assert min(probs[k] for k in maps) == pytest.approx(sorted(probs)[-len(maps)])  # the top frames
     for hm in maps.values():
         assert hm.shape == (size, size) and hm.min() >= 0 and hm.sum() == pytest.approx(1.0, abs=1e-4)
     assert "Where the detector looks" in html_report(r)
-    json.dumps(public(r))  # the maps stay out of the JSON
+    json.dumps(r.to_dict())  # the maps stay out of the JSON
 
     data = bytearray(clip.read_bytes())
     k = data.find(b"mdat") + 200  # flip pixels' bytes after signing
@@ -129,14 +128,14 @@ def test_scan_of_a_signed_generated_clip_and_a_tampered_copy(scanner, dataset, t
     tampered = tmp_path / "tampered.mp4"
     tampered.write_bytes(bytes(data))
     r2 = scanner.scan(tampered)
-    assert r2["manifest"]["state"] == "Invalid" and r2["manifest"]["codes"]
-    assert any("altered after signing" in n for n in r2["notes"])
+    assert r2.manifest["state"] == "Invalid" and r2.manifest["codes"]
+    assert any("altered after signing" in n for n in r2.notes)
 
 
 def test_scan_of_a_real_clip_from_shared(scanner):
     r = scanner.scan(shared_file("videos", "eamm_happy.mp4"))
-    assert r["manifest"]["state"] == "Absent" and all(r["faces"][0]["face_found"])
-    assert r["verdict"]["label"] in ("fake", "real", "unsure")
+    assert r.manifest["state"] == "Absent" and all(r.faces[0].face_found)
+    assert r.verdict.label in ("fake", "real", "unsure")
 
 
 def test_scan_bad_inputs(scanner, tmp_path):
@@ -148,14 +147,14 @@ def test_scan_bad_inputs(scanner, tmp_path):
     write_video(grey, [np.full((96, 96, 3), 128, np.uint8)] * 6, fps=25)
     (tmp_path / "in" / "corrupt.mp4").write_bytes(b"\x00" * 100)
     res = scan_paths([tmp_path / "in"], scanner, out_dir=tmp_path / "out")
-    by = {Path(r["file"]).name: r for r in res["results"]}
-    grey = by["grey.mp4"]["verdict"]
-    assert grey["label"] == "no face" and grey["probability_fake"] is None
-    assert len(by["grey.mp4"]["faces"][0]["frames_without_face"]) == 4
-    assert "error" in by["corrupt.mp4"]
-    assert res["summary"]["errors"] == 1 and (tmp_path / "out" / "results.jsonl").is_file()
+    by = {Path(r.file).name: r for r in res.results}
+    grey = by["grey.mp4"].verdict
+    assert grey.label == "no face" and grey.probability_fake is None
+    assert len(by["grey.mp4"].faces[0].frames_without_face) == 4
+    assert "error" in by["corrupt.mp4"].to_dict()
+    assert res.summary.errors == 1 and (tmp_path / "out" / "results.jsonl").is_file()
     assert (tmp_path / "out" / "results.csv").read_text().count("\n") == 3
-    assert exit_status(res["results"]) == 22
+    assert exit_status(res.results) == 22
     (tmp_path / "empty").mkdir()
     with pytest.raises(Exception, match="nothing to scan"):
         scan_paths([tmp_path / "empty"], scanner)
@@ -208,19 +207,19 @@ def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path
         shutil.copy(dataset / f"videos/v{k}/c23.mp4", tmp_path / "mine" / label / f"clip{k}.mp4")
     import_folder(tmp_path / "mine", tmp_path / "imported")
     result = evaluate(tmp_path / "imported", detector, tmp_path / "ev", "test", tiny_checkpoint)
-    assert result["videos"] == 4 and result["metrics"]["all"]["fused"]["video"]["n"] == 4
-    assert {"compression=unknown"} <= set(result["metrics"])
+    assert result.videos == 4 and result.metrics["all"]["fused"]["video"]["n"] == 4
+    assert {"compression=unknown"} <= set(result.metrics)
 
 
 def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
-    from detector.scan import ScanConfig, Scanner, public
+    from detector.scan import ScanConfig, Scanner
     from generator.io.samples import astronaut_frames
     from generator.io.video import write_video
 
     frames = astronaut_frames(6, 160)
     two = [np.hstack([f, np.ascontiguousarray(f[:, ::-1])]) for f in frames]  # two people side by side
     write_video(tmp_path / "two.mp4", two, fps=25)
-    r = public(Scanner(detector, tiny_checkpoint, ScanConfig(frames=3, faces=3)).scan(tmp_path / "two.mp4"))
+    r = Scanner(detector, tiny_checkpoint, ScanConfig(frames=3, faces=3)).scan(tmp_path / "two.mp4").to_dict()
     assert [t["track"] for t in r["faces"]] == [0, 1]  # a third face is nowhere: no third track
     assert all(all(t["face_found"]) for t in r["faces"])
     top = max(r["faces"], key=lambda t: t["probability_fake"])
@@ -228,8 +227,8 @@ def test_scan_follows_several_faces(detector, tiny_checkpoint, tmp_path):
     assert r["verdict"]["probability_fake"] == top["probability_fake"]
     # with the default single track, the verdict says that another face went unscored
     one = Scanner(detector, tiny_checkpoint, ScanConfig(frames=3)).scan(tmp_path / "two.mp4")
-    assert one["verdict"]["reliability"] == "low"
-    assert any("2 faces" in c and "--faces 2" in c for c in one["verdict"]["caveats"])
+    assert one.verdict.reliability == "low"
+    assert any("2 faces" in c and "--faces 2" in c for c in one.verdict.caveats)
     assert not any("faces in the picture" in c for c in r["verdict"]["caveats"])
 
 
@@ -277,25 +276,25 @@ def test_scan_states_low_reliability_for_tiny_faces_and_stills(detector, tiny_ch
     tiny = [np.pad(cv2.resize(f, (144, 144)), ((40, 40), (40, 40), (0, 0))) for f in small]
     write_video(tmp_path / "tiny.mp4", tiny, fps=25)  # a face of ~50 px, upscaled: few real pixels
     r = scanner.scan(tmp_path / "tiny.mp4")
-    assert any(r["faces"][0]["face_found"])  # dlib still finds it
-    assert r["verdict"]["reliability"] == "low"
-    assert any("face under 64 px" in c for c in r["verdict"]["caveats"]), r["verdict"]["caveats"]
+    assert any(r.faces[0].face_found)  # dlib still finds it
+    assert r.verdict.reliability == "low"
+    assert any("face under 64 px" in c for c in r.verdict.caveats), r.verdict.caveats
     # a face this small undermines the verdict: unsure, with what it would have been (threshold 0:
     # every face would be called fake)
     sure = ScanConfig(frames=3, threshold=0.0, unsure_band=0.0)
     demoted = Scanner(detector, tiny_checkpoint, sure).scan(tmp_path / "tiny.mp4")
-    assert demoted["verdict"]["label"] == "unsure" and demoted["verdict"]["label_before_caveats"] == "fake"
-    assert any("verdict unsure rather than fake" in n for n in demoted["notes"])
+    assert demoted.verdict.label == "unsure" and demoted.verdict.label_before_caveats == "fake"
+    assert any("verdict unsure rather than fake" in n for n in demoted.notes)
     keep = dataclasses.replace(sure, unreliable="keep")
     kept = Scanner(detector, tiny_checkpoint, keep).scan(tmp_path / "tiny.mp4")
-    assert kept["verdict"]["label"] == "fake" and kept["verdict"]["caveats"] == demoted["verdict"]["caveats"]
-    assert kept["verdict"]["probability_fake"] == demoted["verdict"]["probability_fake"]
+    assert kept.verdict.label == "fake" and kept.verdict.caveats == demoted.verdict.caveats
+    assert kept.verdict.probability_fake == demoted.verdict.probability_fake
     write_image(tmp_path / "still.png", astronaut_image())
     still = scanner.scan(tmp_path / "still.png")
-    assert still["verdict"]["label"] in ("fake", "real", "unsure")
-    assert still["verdict"]["label"] == still["verdict"]["label_before_caveats"]  # a still is only a note
-    assert any("still image" in c for c in still["verdict"]["caveats"])
-    assert any("still image" in n for n in still["notes"])
+    assert still.verdict.label in ("fake", "real", "unsure")
+    assert still.verdict.label == still.verdict.label_before_caveats  # a still is only a note
+    assert any("still image" in c for c in still.verdict.caveats)
+    assert any("still image" in n for n in still.notes)
 
 
 def test_reliability_flags_heavily_compressed_video(tmp_path):
@@ -336,11 +335,11 @@ def test_scan_uses_the_detectors_calibrated_threshold(detector, dataset, tiny_ch
     assert (scanner.config.threshold, scanner.config.unsure_band) == (cal.threshold, cal.unsure_band)
     clip = dataset / "videos/v0/c23.mp4"
     r = scanner.scan(clip)
-    assert r["verdict"]["calibration"]["fake_from"] == cal.fake_from
+    assert r.verdict.calibration.fake_from == cal.fake_from
     assert "Calibrated for a false-positive rate of 5%" in html_report(r)
     manual = Scanner(detector, tiny_checkpoint, ScanConfig(frames=4, threshold=0.7)).scan(clip)
-    assert manual["verdict"]["calibration"] is None and manual["verdict"]["threshold"] == 0.7
-    assert any("not calibrated" in n for n in manual["notes"])
+    assert manual.verdict.calibration is None and manual.verdict.threshold == 0.7
+    assert any("not calibrated" in n for n in manual.notes)
 
 
 def test_generalisation_scores_other_generators_fakes_against_real_test_clips(dataset, detector,
@@ -358,7 +357,7 @@ def test_generalisation_scores_other_generators_fakes_against_real_test_clips(da
     assert summary["counts"]["by_method"] == {"alpha": 2, "beta": 1}
     result = evaluate(dataset, detector, tmp_path / "ev", "test", tiny_checkpoint,
                       other_fakes=tmp_path / "imported")
-    g = result["generalisation"]
+    g = result.generalisation
     assert g["real_videos"] == 2 and g["fake_videos"] == 3  # the test split's real c23 clips (v6, v10)
     assert set(g["per_method"]) == {"alpha", "beta"} and g["per_method"]["alpha"]["fakes"] == 2
     assert 0 <= g["auc"] <= 1 and 0 <= g["false_positive_rate"] <= 1 and 0 <= g["caught"] <= 1

