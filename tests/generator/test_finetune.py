@@ -135,11 +135,11 @@ def test_finetune_with_no_options_uses_the_bundled_model_and_packaged_loss(astro
     result = CliRunner().invoke(cli, ["finetune", str(astronaut_png), "-o", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert summary.mode == "fine-tuned" and summary.steps == 100 and out.is_file()
-    assert summary.content_loss == "tf_efficientnet_lite0 features (LPIPS-style)"
+    assert summary["mode"] == "fine-tuned" and summary["steps"] == 100 and out.is_file()
+    assert summary["content_loss"] == "tf_efficientnet_lite0 features (LPIPS-style)"
     # Against the bundled Lite0 D, -r is down-weighted (ADV_WEIGHT); at weight 1 the content loss rose
     # 4x over these 100 steps, at 0.1 it fell by an order of magnitude.
-    assert summary.content_after < 0.5 * summary.content_before
+    assert summary["content_after"] < 0.5 * summary["content_before"]
     person = load_person(out)
     assert person.meta["checkpoint_sha256"] == sha256_file(BUNDLED_MODEL)
     assert person.meta["finetune"]["adv_weight"] == ADV_WEIGHT["lite0"]
