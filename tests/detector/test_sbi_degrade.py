@@ -111,7 +111,7 @@ def test_degrade_config_is_checked():
 
 
 def _frames(face, n=40):
-    from detector.train import FrameSet
+    from detector.data.frames import FrameSet
 
     crop, points = face
     labels = np.arange(n) % 2
@@ -121,7 +121,8 @@ def _frames(face, n=40):
 
 def test_training_samples_degrade_both_labels_alike(face, monkeypatch):
     import detector.data.degrade as degrade
-    from detector.train import DetectTrainConfig, training_sample
+    from detector.data.frames import training_sample
+    from detector.train import DetectTrainConfig
 
     seen = {0: [], 1: []}
     real_apply = degrade.apply_degradation
@@ -145,7 +146,8 @@ def test_training_samples_degrade_both_labels_alike(face, monkeypatch):
 
 
 def test_training_samples_self_blend_real_crops_only(face):
-    from detector.train import DetectTrainConfig, training_sample
+    from detector.data.frames import training_sample
+    from detector.train import DetectTrainConfig
 
     frames = _frames(face, 200)
     cfg = DetectTrainConfig(sbi=0.5, flip=0, blur=0, jpeg=0)

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detector.data.frames import augment
 from detector.data.schema import write_metadata
 from detector.model import load_detector, predict
-from detector.train import DetectTrainConfig, augment, train_detector
+from detector.train import DetectTrainConfig, train_detector
 from tests.detector.conftest import add_clip, swap_fake
 
 CFG = DetectTrainConfig(backbone="tf_efficientnet_lite0", input_size=64, frames=4, batch_size=8, epochs=6,
@@ -118,8 +119,8 @@ def test_imagenet_needs_a_backbone_whose_weights_ship():
 def test_self_blended_and_degraded_training_runs_and_is_recorded(dataset, tmp_path):
     import json
 
+    from detector.data.frames import load_frames
     from detector.data.schema import read_metadata
-    from detector.train import load_frames
 
     rows = [r for r in read_metadata(dataset) if r.split == "train" and r.id == "v0_c23"]
     frames = load_frames(dataset, rows, 4, 64)
