@@ -97,7 +97,8 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
     Hard examples: with --candidates K, --min-realism / --realism-quantile and --hard-for, each fake
     is the best of K candidates that passes; the card records what was tried and dropped.
     """
-    from benchmarks.datasets.build import BuildConfig, build_dataset, parse_shard
+    from benchmarks.datasets.build import build_dataset
+    from benchmarks.datasets.plan import BuildConfig, parse_shard
     from generator.io.files import sha256_file
     from generator.provenance import SigningOptions
 
@@ -277,7 +278,7 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
                 as_json):
     """Clips per minute of `dataset build` per compression level, and where the time goes; with
     --candidates, what the realism filter accepts and costs next to the same build without it."""
-    from benchmarks.datasets.build import BuildConfig
+    from benchmarks.datasets.plan import BuildConfig
     from benchmarks.speed.build import run_build_speed, run_filter_cost
 
     cfg = BuildConfig(splits=(0.34, 0.33, 0.33), clip_frames=clip_frames)
@@ -355,7 +356,7 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     """
     from benchmarks.adversarial.against_detector import AdversarialConfig
     from benchmarks.adversarial.rounds import RoundConfig, run_rounds
-    from benchmarks.datasets.build import BuildConfig
+    from benchmarks.datasets.plan import BuildConfig
     from detector.scan import BUNDLED_DETECTOR
     from generator.provenance import SigningOptions
 

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.adversarial.against_detector import AdversarialConfig, adversarial_finetune
-from benchmarks.datasets.build import BuildConfig, build_dataset, read_build
+from benchmarks.datasets.build import build_dataset, read_build
+from benchmarks.datasets.plan import BuildConfig
 from detector.data.schema import ClipRecord, read_metadata, write_metadata
 from detector.train import DetectTrainConfig
 from generator.errors import BadInputError, ConfigMismatchError

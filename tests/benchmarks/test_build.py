@@ -11,15 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.datasets.build import (
-    BuildConfig,
-    build_dataset,
-    finish_dataset,
-    make_plan,
-    merge_shards,
-    parse_shard,
-    split_identities,
-)
+from benchmarks.datasets.build import build_dataset, finish_dataset, merge_shards
+from benchmarks.datasets.plan import BuildConfig, make_plan, parse_shard, split_identities
 from detector.data.schema import read_metadata
 from generator.corpus.reader import Corpus
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
@@ -192,6 +185,7 @@ def test_a_clip_without_a_face_is_skipped_and_listed(corpus, checkpoint, signing
 def test_disk_full_mid_clip_leaves_nothing_half_written(corpus, checkpoint, signing, tmp_path,
                                                         monkeypatch):
     import benchmarks.datasets.build as build
+    import benchmarks.datasets.clips as clips
 
     real = build.sha256_file
     calls = []
@@ -202,7 +196,9 @@ def test_disk_full_mid_clip_leaves_nothing_half_written(corpus, checkpoint, sign
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, *a, **k)
 
+    # one counter over the build and its clips: the 5th hash is mid-clip, as before the split
     monkeypatch.setattr(build, "sha256_file", full)
+    monkeypatch.setattr(clips, "sha256_file", full)
     out = tmp_path / "ds"
     with pytest.raises(SfumatoError, match="disk full while writing clip .*rerun the same command"):
         build_dataset(corpus, checkpoint, out, CFG, signing=signing)

@@ -10,7 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.datasets.build import BuildConfig, FileRealismScorer, build_dataset, build_document
+from benchmarks.datasets.build import build_dataset, build_document
+from benchmarks.datasets.plan import BuildConfig
+from benchmarks.datasets.render import FileRealismScorer
 from detector.data.schema import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
