@@ -249,7 +249,7 @@ def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as
 def import_(settings: Settings, folder, out, split, compression, method, label, as_json):
     """Read a folder of labelled real/fake videos (real/ fake/, or FaceForensics++'s original_sequences/
     manipulated_sequences) into sfumato's metadata format, files left in place."""
-    from benchmarks.datasets.export import import_folder
+    from benchmarks.datasets.importer import import_folder
 
     summary = import_folder(folder, out, split=split, compression=compression, method=method, label=label,
                             progress=settings.progress and not as_json)
