@@ -380,7 +380,7 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     if as_json:
         emit_json(summary)
         return
-    from benchmarks.adversarial.rounds import table_markdown
+    from benchmarks.adversarial.table import table_markdown
 
     click.echo(table_markdown(summary["table"]))
     click.echo(f"round table: {out}/table.md, {out}/table.png; per round: "

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from benchmarks.adversarial.against_detector import AdversarialConfig
-from benchmarks.adversarial.rounds import RoundConfig, run_rounds, video_auc, write_union
+from benchmarks.adversarial.rounds import RoundConfig, run_rounds, write_union
+from benchmarks.adversarial.table import video_auc
 from benchmarks.datasets.plan import BuildConfig
 from detector.data.schema import read_metadata
 from generator.errors import ConfigMismatchError
