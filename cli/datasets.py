@@ -10,10 +10,14 @@ import copy
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.context import Settings, emit_json, pass_settings
+
+if TYPE_CHECKING:  # the dataset modules import torch: keep `dataset --help` light
+    from benchmarks.datasets.build import DatasetResult
 
 
 def _csv(kind, name: str, text: str) -> tuple:
@@ -114,15 +118,15 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
                             signing=SigningOptions(keys_dir=keys_dir, cert=cert, key=key), command=command,
                             progress=settings.progress and not as_json, device=device, hard_for=hard_for)
     if as_json:
-        emit_json(summary)
+        emit_json(summary.to_dict())
         return
-    click.echo(f"{summary['made']} clip(s) made, {summary['reused']} kept from an earlier run, "
-               f"{summary['skipped_now']} skipped"
-               + (f", {summary['filtered_now']} dropped by the filter" if summary["filtered_now"] else "")
-               + f", in {summary['seconds']:.0f} s")
-    _report_dataset(summary.get("dataset"), out)
-    if summary.get("dataset") is None and summary["shard"]:
-        i, n = summary["shard"]
+    click.echo(f"{summary.made} clip(s) made, {summary.reused} kept from an earlier run, "
+               f"{summary.skipped_now} skipped"
+               + (f", {summary.filtered_now} dropped by the filter" if summary.filtered_now else "")
+               + f", in {summary.seconds:.0f} s")
+    _report_dataset(summary.dataset, out)
+    if summary.dataset is None and summary.shard:
+        i, n = summary.shard
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             click.echo(f"rank {i} of {n} done; rank 0 writes the metadata once every rank is")
         else:
@@ -130,18 +134,18 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
                        f"`sfumato dataset merge {out} [OTHER_SHARD_FOLDERS...]`")
 
 
-def _report_dataset(ds: dict | None, out) -> None:
+def _report_dataset(ds: DatasetResult | None, out) -> None:
     if ds is None:
         return
-    click.echo(f"dataset {out}: {ds['clips']} clips, {ds['rows']} files; card {ds['card']}")
-    for s in ds["skipped_identities"]:
+    click.echo(f"dataset {out}: {ds.clips} clips, {ds.rows} files; card {ds.card}")
+    for s in ds.skipped_identities:
         click.echo(f"  skipped identity {s['identity']}: {s['reason']}", err=True)
-    for s in ds["skipped_clips"]:
+    for s in ds.skipped_clips:
         click.echo(f"  skipped clip {s['clip_id']}: {s['reason']}", err=True)
-    auc = ", ".join(f"{k} {v}" for k, v in ds["realism_auc"].items() if v is not None)
+    auc = ", ".join(f"{k} {v}" for k, v in ds.realism_auc.items() if v is not None)
     if auc:
         click.echo(f"realism score alone, clip AUC: {auc}")
-    f = ds.get("filter")
+    f = ds.filter
     if f:
         click.echo(f"hard examples: {f['kept_fakes']} of {f['planned_fakes']} fakes kept; "
                    f"{f['candidates_passed']} of {f['candidates_tried']} candidates passed"
@@ -160,7 +164,7 @@ def merge(out, shards, as_json):
 
     ds = merge_shards(out, list(shards))
     if as_json:
-        emit_json(ds)
+        emit_json(ds.to_dict())
     else:
         _report_dataset(ds, out)
 

@@ -246,8 +246,8 @@ class Rounds:
             s = build_dataset(self.corpus, self.g[n], out, cfg, shard=shard, signing=self.signing,
                               command=self.command, progress=self.progress, device=self.device,
                               hard_for=self.d[n - 1] if hard else None)
-            return {"made": s["made"], "clips_reused": s["reused"], "digest": read_build(out)["digest"],
-                    "filter": (s.get("dataset") or {}).get("filter")}
+            return {"made": s.made, "clips_reused": s.reused, "digest": read_build(out)["digest"],
+                    "filter": s.dataset.filter if s.dataset else None}
 
         if self.rank == 0:
             self.step(f"round{n}/dataset", done, run)

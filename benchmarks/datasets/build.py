@@ -32,6 +32,7 @@ Everything is derived from the seed and the clip id, so shards, reruns and one-p
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -57,6 +58,59 @@ if TYPE_CHECKING:  # the corpus package imports torch: keep `dataset --help` lig
 
 BUILD_FILE = "build.json"
 FORMAT = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetResult:
+    """A finished dataset (``finish_dataset``, ``merge_shards``): rows, clips, what was skipped, the card."""
+
+    rows: int
+    clips: int
+    skipped_clips: list[dict]
+    filtered_clips: list[dict]
+    skipped_identities: list[dict]
+    card: str  # README.md
+    histogram: str
+    realism_auc: dict[str, float | None]  # per compression: clip AUC of r alone
+    filter: dict | None = None  # the hard-example filter's summary, when fakes were chosen
+
+    def to_dict(self) -> dict:
+        """The summary as JSON-ready dict (``--json``); ``filter`` only when there is one."""
+        d = dataclasses.asdict(self)
+        if self.filter is None:
+            del d["filter"]
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    """What one ``build_dataset`` call did (``build_summary*.json``), and the dataset once finished."""
+
+    out: str
+    shard: tuple[int, int] | None
+    clips_planned: int
+    clips_in_shard: int
+    made: int
+    skipped_now: int
+    filtered_now: int
+    reused: int
+    seconds: float
+    stage_seconds: dict[str, float]
+    dataset: DatasetResult | None = None  # None: a shard, whose metadata and card come at the merge
+
+    def to_dict(self) -> dict:
+        """The summary as JSON-ready dict (``--json``, build_summary.json); ``dataset`` only when finished."""
+        d = {"out": self.out, "shard": list(self.shard) if self.shard else None,
+             "clips_planned": self.clips_planned, "clips_in_shard": self.clips_in_shard, "made": self.made,
+             "skipped_now": self.skipped_now, "filtered_now": self.filtered_now, "reused": self.reused,
+             "seconds": self.seconds, "stage_seconds": self.stage_seconds}
+        if self.dataset is not None:
+            d["dataset"] = self.dataset.to_dict()
+        return d
+
+    def __getitem__(self, key: str):
+        """Dict-style reads for callers not yet moved to attributes (benchmarks/speed/build.py)."""
+        return self.to_dict()[key]
 
 
 def library_versions() -> dict:
@@ -122,8 +176,8 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
                   config: BuildConfig = BuildConfig(), shard: tuple[int, int] | None = None,
                   signing=None, command: str | None = None, progress: bool = False,
                   on_clip: Callable[[str], None] | None = None, device: str = "cpu",
-                  hard_for: str | os.PathLike | None = None) -> dict:
-    """Build (or finish) the dataset in ``out``; see the module docstring. Returns a summary.
+                  hard_for: str | os.PathLike | None = None) -> BuildResult:
+    """Build (or finish) the dataset in ``out``; see the module docstring. Returns what it did.
 
     With ``shard`` only that shard's clips are made; the metadata and card are written by
     ``merge_shards`` (under torchrun, rank 0 waits for the others and writes them). ``device``
@@ -182,17 +236,17 @@ def build_dataset(corpus: str | os.PathLike, checkpoint: str | os.PathLike, out:
             if on_clip is not None:
                 on_clip(clip.clip_id)
     seconds = {k: round(v, 3) for k, v in (maker.seconds if maker else {}).items()}
-    summary = {"out": str(out), "shard": list(shard) if shard else None, "clips_planned": len(clips),
-               "clips_in_shard": len(mine), "made": done, "skipped_now": skipped, "filtered_now": filtered,
-               "reused": len(mine) - len(todo), "seconds": round(time.perf_counter() - t_start, 3),
-               "stage_seconds": seconds}
+    result = BuildResult(out=str(out), shard=tuple(shard) if shard else None, clips_planned=len(clips),
+                         clips_in_shard=len(mine), made=done, skipped_now=skipped, filtered_now=filtered,
+                         reused=len(mine) - len(todo), seconds=round(time.perf_counter() - t_start, 3),
+                         stage_seconds=seconds)
     name = "build_summary.json" if shard is None else f"build_summary.shard{shard[0]}of{shard[1]}.json"
-    write_bytes_atomic(out / name, json.dumps(summary, indent=1).encode())
+    write_bytes_atomic(out / name, json.dumps(result.to_dict(), indent=1).encode())
     if shard is None:
-        summary["dataset"] = finish_dataset(out)
+        result = dataclasses.replace(result, dataset=finish_dataset(out))
     elif int(os.environ.get("WORLD_SIZE", "1")) > 1 and shard[0] == 0:
-        summary["dataset"] = finish_dataset(out, wait=True)
-    return summary
+        result = dataclasses.replace(result, dataset=finish_dataset(out, wait=True))
+    return result
 
 
 def _what_differs(old: dict, new: dict) -> str:
@@ -200,7 +254,7 @@ def _what_differs(old: dict, new: dict) -> str:
     return "different " + ", ".join(parts) if parts else "different plan"
 
 
-def finish_dataset(out: str | os.PathLike, wait: bool = False, poll_seconds: float = 2.0) -> dict:
+def finish_dataset(out: str | os.PathLike, wait: bool = False, poll_seconds: float = 2.0) -> DatasetResult:
     """Write metadata.jsonl/.csv, splits.json and the card once every planned clip has a record.
 
     ``wait``: poll until the other shards' records are in (torchrun rank 0).
@@ -242,11 +296,11 @@ def finish_dataset(out: str | os.PathLike, wait: bool = False, poll_seconds: flo
         except (OSError, ValueError):
             pass
     card = write_card(out, doc, rows, skips, selections, threshold)
-    return {"rows": len(rows), "clips": len(ids) - len(skips) - len(dropped), "skipped_clips": skips,
-            "filtered_clips": dropped, "skipped_identities": doc["skipped_identities"], **card}
+    return DatasetResult(rows=len(rows), clips=len(ids) - len(skips) - len(dropped), skipped_clips=skips,
+                         filtered_clips=dropped, skipped_identities=doc["skipped_identities"], **card)
 
 
-def merge_shards(out: str | os.PathLike, shard_dirs: list[str | os.PathLike] = ()) -> dict:
+def merge_shards(out: str | os.PathLike, shard_dirs: list[str | os.PathLike] = ()) -> DatasetResult:
     """Bring shards built into other folders into ``out`` (same build only), then finish it."""
     out = Path(out)
     mine = read_build(out)
