@@ -10,10 +10,14 @@ import copy
 import os
 import shlex
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.context import Settings, emit_json, pass_settings
+
+if TYPE_CHECKING:  # the dataset modules import torch: keep `dataset --help` light
+    from benchmarks.datasets.build import DatasetResult
 
 
 def _csv(kind, name: str, text: str) -> tuple:
@@ -97,7 +101,8 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
     Hard examples: with --candidates K, --min-realism / --realism-quantile and --hard-for, each fake
     is the best of K candidates that passes; the card records what was tried and dropped.
     """
-    from benchmarks.datasets.build import BuildConfig, build_dataset, parse_shard
+    from benchmarks.datasets.build import build_dataset
+    from benchmarks.datasets.plan import BuildConfig, parse_shard
     from generator.io.files import sha256_file
     from generator.provenance import SigningOptions
 
@@ -113,15 +118,15 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
                             signing=SigningOptions(keys_dir=keys_dir, cert=cert, key=key), command=command,
                             progress=settings.progress and not as_json, device=device, hard_for=hard_for)
     if as_json:
-        emit_json(summary)
+        emit_json(summary.to_dict())
         return
-    click.echo(f"{summary['made']} clip(s) made, {summary['reused']} kept from an earlier run, "
-               f"{summary['skipped_now']} skipped"
-               + (f", {summary['filtered_now']} dropped by the filter" if summary["filtered_now"] else "")
-               + f", in {summary['seconds']:.0f} s")
-    _report_dataset(summary.get("dataset"), out)
-    if summary.get("dataset") is None and summary["shard"]:
-        i, n = summary["shard"]
+    click.echo(f"{summary.made} clip(s) made, {summary.reused} kept from an earlier run, "
+               f"{summary.skipped_now} skipped"
+               + (f", {summary.filtered_now} dropped by the filter" if summary.filtered_now else "")
+               + f", in {summary.seconds:.0f} s")
+    _report_dataset(summary.dataset, out)
+    if summary.dataset is None and summary.shard:
+        i, n = summary.shard
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             click.echo(f"rank {i} of {n} done; rank 0 writes the metadata once every rank is")
         else:
@@ -129,18 +134,18 @@ def build(settings: Settings, corpus, checkpoint, out, splits, methods, shots, m
                        f"`sfumato dataset merge {out} [OTHER_SHARD_FOLDERS...]`")
 
 
-def _report_dataset(ds: dict | None, out) -> None:
+def _report_dataset(ds: DatasetResult | None, out) -> None:
     if ds is None:
         return
-    click.echo(f"dataset {out}: {ds['clips']} clips, {ds['rows']} files; card {ds['card']}")
-    for s in ds["skipped_identities"]:
+    click.echo(f"dataset {out}: {ds.clips} clips, {ds.rows} files; card {ds.card}")
+    for s in ds.skipped_identities:
         click.echo(f"  skipped identity {s['identity']}: {s['reason']}", err=True)
-    for s in ds["skipped_clips"]:
+    for s in ds.skipped_clips:
         click.echo(f"  skipped clip {s['clip_id']}: {s['reason']}", err=True)
-    auc = ", ".join(f"{k} {v}" for k, v in ds["realism_auc"].items() if v is not None)
+    auc = ", ".join(f"{k} {v}" for k, v in ds.realism_auc.items() if v is not None)
     if auc:
         click.echo(f"realism score alone, clip AUC: {auc}")
-    f = ds.get("filter")
+    f = ds.filter
     if f:
         click.echo(f"hard examples: {f['kept_fakes']} of {f['planned_fakes']} fakes kept; "
                    f"{f['candidates_passed']} of {f['candidates_tried']} candidates passed"
@@ -159,7 +164,7 @@ def merge(out, shards, as_json):
 
     ds = merge_shards(out, list(shards))
     if as_json:
-        emit_json(ds)
+        emit_json(ds.to_dict())
     else:
         _report_dataset(ds, out)
 
@@ -248,7 +253,7 @@ def export(settings: Settings, dataset, fmt, out, frames, size, compressions, as
 def import_(settings: Settings, folder, out, split, compression, method, label, as_json):
     """Read a folder of labelled real/fake videos (real/ fake/, or FaceForensics++'s original_sequences/
     manipulated_sequences) into sfumato's metadata format, files left in place."""
-    from benchmarks.datasets.export import import_folder
+    from benchmarks.datasets.importer import import_folder
 
     summary = import_folder(folder, out, split=split, compression=compression, method=method, label=label,
                             progress=settings.progress and not as_json)
@@ -277,7 +282,7 @@ def build_speed(settings: Settings, corpus, checkpoint, identities, clip_frames,
                 as_json):
     """Clips per minute of `dataset build` per compression level, and where the time goes; with
     --candidates, what the realism filter accepts and costs next to the same build without it."""
-    from benchmarks.datasets.build import BuildConfig
+    from benchmarks.datasets.plan import BuildConfig
     from benchmarks.speed.build import run_build_speed, run_filter_cost
 
     cfg = BuildConfig(splits=(0.34, 0.33, 0.33), clip_frames=clip_frames)
@@ -355,7 +360,7 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     """
     from benchmarks.adversarial.against_detector import AdversarialConfig
     from benchmarks.adversarial.rounds import RoundConfig, run_rounds
-    from benchmarks.datasets.build import BuildConfig
+    from benchmarks.datasets.plan import BuildConfig
     from detector.scan import BUNDLED_DETECTOR
     from generator.provenance import SigningOptions
 
@@ -379,7 +384,7 @@ def round_(settings: Settings, corpus, generator, detector, out, rounds, splits,
     if as_json:
         emit_json(summary)
         return
-    from benchmarks.adversarial.rounds import table_markdown
+    from benchmarks.adversarial.table import table_markdown
 
     click.echo(table_markdown(summary["table"]))
     click.echo(f"round table: {out}/table.md, {out}/table.png; per round: "

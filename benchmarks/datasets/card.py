@@ -155,8 +155,16 @@ def _filter_lines(summary: dict) -> list[str]:
 def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summary: dict | None = None,
               dropped: list[dict] = ()) -> str:
     """The markdown of the card."""
+    lines = _made_lines(doc) + _count_lines(doc, rows) + _realism_lines(rows)
+    if filter_summary is not None:
+        lines += _filter_lines(filter_summary)
+    lines += _closing_lines(doc, skips, dropped)
+    return "\n".join(lines)
+
+
+def _made_lines(doc: dict) -> list[str]:
+    """What the dataset is and how it was made: command, inputs, digest, settings."""
     cfg = doc["config"]
-    clips = {r.clip_id: r for r in rows}
     lines = ["# sfumato benchmark dataset", "",
              "Real talking-head clips and few-shot talking-head fakes of the same people (Zakharov et al., "
              "ICCV 2019), made by `sfumato dataset build`. Identity-disjoint splits; every clip at "
@@ -179,9 +187,14 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
              "itself (self) or of another identity of the same split (cross). Shots come from frames "
              "outside the clip where the corpus has enough.", "",
              "## Counts", ""]
-    per_clip = list(clips.values())
+    return lines
+
+
+def _count_lines(doc: dict, rows: list[ClipRecord]) -> list[str]:
+    """Clips and files per split, method and compression; the identities of each split."""
+    per_clip = list({r.clip_id: r for r in rows}.values())
     splits = ("train", "val", "test")
-    lines += _table(["split", "identities", "real clips", "fake clips", "files"],
+    lines = _table(["split", "identities", "real clips", "fake clips", "files"],
                     [[s, sum(v == s for v in doc["splits"].values()),
                       sum(c.split == s and c.label == "real" for c in per_clip),
                       sum(c.split == s and c.label == "fake" for c in per_clip),
@@ -198,11 +211,16 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
     for s in splits:
         ids = sorted(i for i, v in doc["splits"].items() if v == s)
         lines.append(f"- **{s}** ({len(ids)}): {', '.join(ids) or '-'}")
-    lines += ["", "No identity is in two splits (checked when the split is made).", "",
-              "## Realism score r", "",
-              f"![realism histograms]({HISTOGRAM})", "",
-              "r = V(x, y)^T w_0 + b, the generator's projection discriminator with no identity (eq. 3), "
-              "on each frame's face crop and the landmarks it should show. Mean r per clip:", ""]
+    lines += ["", "No identity is in two splits (checked when the split is made).", ""]
+    return lines
+
+
+def _realism_lines(rows: list[ClipRecord]) -> list[str]:
+    """r's histogram, mean per label and compression, and its AUC alone."""
+    lines = ["## Realism score r", "",
+             f"![realism histograms]({HISTOGRAM})", "",
+             "r = V(x, y)^T w_0 + b, the generator's projection discriminator with no identity (eq. 3), "
+             "on each frame's face crop and the landmarks it should show. Mean r per clip:", ""]
     auc = realism_auc(rows)
     rows_t = []
     for comp in sorted({r.compression for r in rows}):
@@ -212,9 +230,12 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
                        auc.get(comp) if auc.get(comp) is not None else "-"])
     lines += _table(["compression", "real", "fake", "AUC of r alone (fake = low r)"], rows_t)
     lines += [""]
-    if filter_summary is not None:
-        lines += _filter_lines(filter_summary)
-    lines += ["## Skipped", ""]
+    return lines
+
+
+def _closing_lines(doc: dict, skips: list[dict], dropped: list[dict]) -> list[str]:
+    """What was skipped or filtered, the files, and the terms of use."""
+    lines = ["## Skipped", ""]
     skipped = [*(f"identity {s['identity']}: {s['reason']}" for s in doc["skipped_identities"]),
                *(f"clip {s['clip_id']}: {s['reason']}" for s in skips),
                *(f"clip {s['clip_id']} (filtered): {s['reason']}" for s in dropped)]
@@ -232,7 +253,7 @@ def card_text(doc: dict, rows: list[ClipRecord], skips: list[dict], filter_summa
               "(see its sources and their terms: research use, no redistribution outside the project); "
               "the fakes show them doing what they did not do. Do not publish the fakes as real footage, "
               "and keep the signed copies' manifests intact when sharing generated media.", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def write_card(out: Path, doc: dict, rows: list[ClipRecord], skips: list[dict],

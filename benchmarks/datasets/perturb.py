@@ -379,20 +379,7 @@ def perturb_dataset(dataset: str | os.PathLike, out: str | os.PathLike | None = 
     if out.resolve() == dataset.resolve():
         raise BadInputError(f"{out}: the output folder must not be the parent dataset itself")
 
-    parents = read_metadata(dataset)
-    rows = [r for r in parents if r.compression == source_compression and r.perturbation == "none"]
-    if not rows:
-        have = sorted({r.compression for r in parents if r.perturbation == "none"})
-        raise BadInputError(f"{dataset}: no unperturbed clips at compression {source_compression!r}; "
-                            f"available: {', '.join(have) if have else 'none (every row is perturbed)'}")
-    clip_ids = [r.clip_id for r in rows]
-    dup = sorted(c for c, n in Counter(clip_ids).items() if n > 1)
-    if dup:
-        raise BadInputError(f"{dataset}: several {source_compression} rows share clip ids: "
-                            f"{', '.join(dup[:5])}")
-    bad = [c for c in clip_ids if not c or c in (".", "..") or Path(c).name != c]
-    if bad:
-        raise BadInputError(f"{dataset}: clip ids that are not plain file names: {', '.join(bad[:5])}")
+    rows = _source_rows(dataset, source_compression)
 
     # VC fixes its own CRF, so record the CRF actually used (mixes may vary it per clip: keep the argument).
     args = _arguments(dataset, out, code, level_arg, count_arg, seed, source_compression,
@@ -420,16 +407,8 @@ def perturb_dataset(dataset: str | os.PathLike, out: str | os.PathLike | None = 
         if new is not None:
             reused += 1
         else:
-            video = out / rel
             try:
-                warning = _perturb_clip(row.resolve(dataset), video, choices, clip_crf, row.fps,
-                                        clip_rng(seed, row.clip_id))
-                info = probe(video)
-                new = dataclasses.replace(expected, sha256=sha256_file(video), frames=info.frame_count,
-                                          width=info.width, height=info.height, fps=info.fps)
-                if rescore is not None:
-                    r = np.asarray(rescore(video, row), np.float64)
-                    new = dataclasses.replace(new, **realism_summary(r), realism=realism_list(r))
+                new, warning = _make_clip(dataset, out / rel, row, expected, choices, clip_crf, seed, rescore)
             except SfumatoError as exc:
                 failed.append({"id": row.id, "clip_id": row.clip_id, "path": row.path, "error": str(exc)})
                 continue
@@ -444,11 +423,56 @@ def perturb_dataset(dataset: str | os.PathLike, out: str | os.PathLike | None = 
 
     write_metadata(out, done)
     write_bytes_atomic(out / "README.md", _card(out, args, applied, done, failed, crf_counts).encode())
+    summary = _summary(args, out, rows, done, made, reused, applied, crf_counts, failed, warnings,
+                       round(time.perf_counter() - t0, 3))
+    write_bytes_atomic(out / SUMMARY_JSON, (json.dumps(summary, indent=2) + "\n").encode())
+    return summary
+
+
+def _source_rows(dataset: Path, source_compression: str) -> list[ClipRecord]:
+    """The unperturbed ``source_compression`` rows of a dataset, refused when a clip id would not make a
+    safe, unique file name."""
+    parents = read_metadata(dataset)
+    rows = [r for r in parents if r.compression == source_compression and r.perturbation == "none"]
+    if not rows:
+        have = sorted({r.compression for r in parents if r.perturbation == "none"})
+        raise BadInputError(f"{dataset}: no unperturbed clips at compression {source_compression!r}; "
+                            f"available: {', '.join(have) if have else 'none (every row is perturbed)'}")
+    clip_ids = [r.clip_id for r in rows]
+    dup = sorted(c for c, n in Counter(clip_ids).items() if n > 1)
+    if dup:
+        raise BadInputError(f"{dataset}: several {source_compression} rows share clip ids: "
+                            f"{', '.join(dup[:5])}")
+    bad = [c for c in clip_ids if not c or c in (".", "..") or Path(c).name != c]
+    if bad:
+        raise BadInputError(f"{dataset}: clip ids that are not plain file names: {', '.join(bad[:5])}")
+    return rows
+
+
+def _make_clip(dataset: Path, video: Path, row: ClipRecord, expected: ClipRecord,
+               choices: list[tuple[str, int]], clip_crf: int, seed: int,
+               rescore: Callable[[Path, ClipRecord], np.ndarray] | None) -> tuple[ClipRecord, str | None]:
+    """Perturb one clip into ``video``: (its row, with the file's facts and r, and any warning)."""
+    warning = _perturb_clip(row.resolve(dataset), video, choices, clip_crf, row.fps,
+                            clip_rng(seed, row.clip_id))
+    info = probe(video)
+    new = dataclasses.replace(expected, sha256=sha256_file(video), frames=info.frame_count,
+                              width=info.width, height=info.height, fps=info.fps)
+    if rescore is not None:
+        r = np.asarray(rescore(video, row), np.float64)
+        new = dataclasses.replace(new, **realism_summary(r), realism=realism_list(r))
+    return new, warning
+
+
+def _summary(args: dict, out: Path, rows: list[ClipRecord], done: list[ClipRecord], made: int, reused: int,
+             applied: Counter, crf_counts: Counter, failed: list[dict], warnings: list[dict],
+             seconds: float) -> dict:
+    """The perturb.json summary of a finished run."""
     by_split: dict[str, dict[str, int]] = {}
     for r in done:
         by_split.setdefault(r.split, {}).setdefault(r.label, 0)
         by_split[r.split][r.label] += 1
-    summary = {
+    return {
         "arguments": args, "status": "complete", "out": str(out),
         "counts": {"selected": len(rows), "done": len(done), "made": made, "reused": reused,
                    "failed": len(failed)},
@@ -456,7 +480,5 @@ def perturb_dataset(dataset: str | os.PathLike, out: str | os.PathLike | None = 
         "applied": [{"code": c, "level": lv, "value": PERTURBATIONS[c].levels[lv - 1], "clips": n}
                     for (c, lv), n in sorted(applied.items(), key=_table_order)],
         "crf": {str(c): n for c, n in sorted(crf_counts.items())},
-        "failed": failed, "warnings": warnings, "seconds": round(time.perf_counter() - t0, 3),
+        "failed": failed, "warnings": warnings, "seconds": seconds,
     }
-    write_bytes_atomic(out / SUMMARY_JSON, (json.dumps(summary, indent=2) + "\n").encode())
-    return summary

@@ -15,7 +15,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.datasets.build import BuildConfig, build_dataset
+from benchmarks.datasets.build import build_dataset
+from benchmarks.datasets.plan import BuildConfig
 
 GENERATION = ("track", "person", "render", "paste")
 

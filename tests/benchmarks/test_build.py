@@ -11,15 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.datasets.build import (
-    BuildConfig,
-    build_dataset,
-    finish_dataset,
-    make_plan,
-    merge_shards,
-    parse_shard,
-    split_identities,
-)
+from benchmarks.datasets.build import build_dataset, finish_dataset, merge_shards
+from benchmarks.datasets.plan import BuildConfig, make_plan, parse_shard, split_identities
 from detector.data.schema import read_metadata
 from generator.corpus.reader import Corpus
 from generator.errors import BadInputError, ConfigMismatchError, SfumatoError
@@ -134,7 +127,7 @@ def test_killed_and_resumed_build_equals_an_uninterrupted_one(dataset, corpus, c
     assert not (out / "metadata.jsonl").exists() and len(list((out / "records").glob("*.json"))) == 3
     first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
     summary = build_dataset(corpus, checkpoint, out, CFG, signing=signing)
-    assert summary["reused"] == 3
+    assert summary.reused == 3
     assert {p: (out / "records" / p).read_bytes() for p in first} == first  # finished clips untouched
     assert _comparable(out) == _comparable(dataset)  # = the uninterrupted build, file hashes included
 
@@ -143,7 +136,7 @@ def test_two_shards_merged_equal_one_run(dataset, corpus, checkpoint, signing, t
     a, b = tmp_path / "a", tmp_path / "b"
     sa = build_dataset(corpus, checkpoint, a, CFG, shard=(0, 2), signing=signing)
     sb = build_dataset(corpus, checkpoint, b, CFG, shard=(1, 2), signing=signing)
-    assert sa["made"] + sb["made"] == sa["clips_planned"] and sa["made"] and sb["made"]
+    assert sa.made + sb.made == sa.clips_planned and sa.made and sb.made
     assert not (a / "metadata.jsonl").exists()
     with pytest.raises(SfumatoError, match="not built yet"):
         finish_dataset(a)
@@ -182,7 +175,7 @@ def test_a_clip_without_a_face_is_skipped_and_listed(corpus, checkpoint, signing
     rec_path.write_text(json.dumps(rec))
     summary = build_dataset(bad, checkpoint, tmp_path / "ds", dataclasses.replace(
         CFG, compressions=("c23",), modes=("FF",)), signing=signing)
-    skipped = summary["dataset"]["skipped_clips"]
+    skipped = summary.dataset.skipped_clips
     assert skipped and all("person2" in s["clip_id"] and "a face in only 0 of 8" in s["reason"]
                            for s in skipped)
     assert "person2" in (tmp_path / "ds" / "README.md").read_text().split("## Skipped")[1]
@@ -192,6 +185,7 @@ def test_a_clip_without_a_face_is_skipped_and_listed(corpus, checkpoint, signing
 def test_disk_full_mid_clip_leaves_nothing_half_written(corpus, checkpoint, signing, tmp_path,
                                                         monkeypatch):
     import benchmarks.datasets.build as build
+    import benchmarks.datasets.clips as clips
 
     real = build.sha256_file
     calls = []
@@ -202,7 +196,9 @@ def test_disk_full_mid_clip_leaves_nothing_half_written(corpus, checkpoint, sign
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, *a, **k)
 
+    # one counter over the build and its clips: the 5th hash is mid-clip, as before the split
     monkeypatch.setattr(build, "sha256_file", full)
+    monkeypatch.setattr(clips, "sha256_file", full)
     out = tmp_path / "ds"
     with pytest.raises(SfumatoError, match="disk full while writing clip .*rerun the same command"):
         build_dataset(corpus, checkpoint, out, CFG, signing=signing)
@@ -340,3 +336,22 @@ def test_a_built_dataset_exports_to_deepfakebench(dataset, tmp_path):
     for name, v in videos.items():
         assert len(v["frames"]) + len(missing[name]) == 4 and all((out / f).is_file() for f in v["frames"])
     assert all(len(v["frames"]) == 4 for name, v in videos.items() if name.startswith("real"))
+
+
+def test_build_result_to_dict_keeps_the_summary_keys_and_order():
+    from benchmarks.datasets.build import BuildResult, DatasetResult
+
+    shard = BuildResult(out="o", shard=(0, 2), clips_planned=4, clips_in_shard=2, made=1, skipped_now=0,
+                        filtered_now=0, reused=1, seconds=1.5, stage_seconds={"track": 0.1})
+    assert shard.to_dict() == {"out": "o", "shard": [0, 2], "clips_planned": 4, "clips_in_shard": 2,
+                               "made": 1, "skipped_now": 0, "filtered_now": 0, "reused": 1, "seconds": 1.5,
+                               "stage_seconds": {"track": 0.1}}
+    assert list(shard.to_dict()) == ["out", "shard", "clips_planned", "clips_in_shard", "made", "skipped_now",
+                                     "filtered_now", "reused", "seconds", "stage_seconds"]
+    ds = DatasetResult(rows=2, clips=1, skipped_clips=[], filtered_clips=[], skipped_identities=[], card="c",
+                       histogram="h", realism_auc={"c23": None})
+    assert list(ds.to_dict()) == ["rows", "clips", "skipped_clips", "filtered_clips", "skipped_identities",
+                                  "card", "histogram", "realism_auc"]  # no filter key without a filter
+    full = dataclasses.replace(shard, shard=None, dataset=dataclasses.replace(ds, filter={"kept_fakes": 1}))
+    assert full.to_dict()["shard"] is None and full.to_dict()["dataset"]["filter"] == {"kept_fakes": 1}
+    assert list(full.to_dict())[-1] == "dataset" and full["made"] == 1

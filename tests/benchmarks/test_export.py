@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.datasets.export import export_dataset, import_folder
+from benchmarks.datasets.export import export_dataset
+from benchmarks.datasets.importer import import_folder
 from detector.data.schema import ClipRecord, read_metadata, write_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file

@@ -10,7 +10,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.datasets.build import BuildConfig, FileRealismScorer, build_dataset, build_document
+from benchmarks.datasets.build import build_dataset, build_document
+from benchmarks.datasets.plan import BuildConfig
+from benchmarks.datasets.render import FileRealismScorer
 from detector.data.schema import read_metadata
 from generator.errors import BadInputError, ConfigMismatchError
 from generator.io.files import sha256_file
@@ -77,7 +79,7 @@ def test_realism_filter_keeps_only_fakes_above_the_threshold_and_records_drops(
         assert all(not c["passed"] and c["realism_mean"] < threshold + 1e-5
                    for c in recs2[i]["selection"]["candidates"])
         assert "none of 3 candidate(s) passed" in recs2[i]["reason"]
-    assert summary["filtered_now"] == len(dropped)
+    assert summary.filtered_now == len(dropped)
     # the metadata holds only the kept fakes (and every real clip); the card and splits.json list drops
     rows = read_metadata(out)
     assert {r.clip_id for r in rows if r.label == "fake"} == kept

@@ -9,8 +9,9 @@ import json
 import pytest
 
 from benchmarks.adversarial.against_detector import AdversarialConfig
-from benchmarks.adversarial.rounds import RoundConfig, run_rounds, video_auc, write_union
-from benchmarks.datasets.build import BuildConfig
+from benchmarks.adversarial.rounds import RoundConfig, run_rounds, write_union
+from benchmarks.adversarial.table import video_auc
+from benchmarks.datasets.plan import BuildConfig
 from detector.data.schema import read_metadata
 from generator.errors import ConfigMismatchError
 
@@ -36,7 +37,7 @@ def visible_fakes(monkeypatch):
 
     import numpy as np
 
-    from benchmarks.datasets.build import ClipMaker
+    from benchmarks.datasets.render import ClipMaker
 
     real_render = ClipMaker.render_full
 
@@ -139,7 +140,7 @@ def test_union_prefixes_ids_and_rewrites_paths(tmp_path):
 TORCHRUN_SCRIPT = '''
 import dataclasses, json, sys
 import numpy as np
-from benchmarks.datasets.build import ClipMaker
+from benchmarks.datasets.render import ClipMaker
 from benchmarks.adversarial.rounds import run_rounds
 from generator.provenance.manifest import SigningOptions
 from tests.benchmarks.test_rounds import CFG

@@ -198,7 +198,7 @@ def test_cli_detect_eval_and_scan(dataset, detector, tiny_checkpoint, tmp_path):
 def test_eval_on_an_imported_folder(dataset, detector, tiny_checkpoint, tmp_path):
     import shutil
 
-    from benchmarks.datasets.export import import_folder
+    from benchmarks.datasets.importer import import_folder
     from detector.evaluate import evaluate
 
     for k in range(4):
@@ -346,7 +346,7 @@ def test_generalisation_scores_other_generators_fakes_against_real_test_clips(da
                                                                               tiny_checkpoint, tmp_path):
     import shutil
 
-    from benchmarks.datasets.export import import_folder
+    from benchmarks.datasets.importer import import_folder
     from detector.evaluate import evaluate
 
     flat = tmp_path / "others"
