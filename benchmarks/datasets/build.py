@@ -108,10 +108,6 @@ class BuildResult:
             d["dataset"] = self.dataset.to_dict()
         return d
 
-    def __getitem__(self, key: str):
-        """Dict-style reads for callers not yet moved to attributes (benchmarks/speed/build.py)."""
-        return self.to_dict()[key]
-
 
 def library_versions() -> dict:
     """Versions of sfumato and the libraries that shape a build's output, for its metadata."""

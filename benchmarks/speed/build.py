@@ -87,9 +87,9 @@ def run_filter_cost(corpus: str | os.PathLike, checkpoint: str | os.PathLike, id
         signing = SigningOptions(keys_dir=str(Path(tmp) / "keys"))
         for name, cfg in (("plain", config), ("hard", hard)):
             s = build_dataset(sub, checkpoint, Path(tmp) / name, cfg, signing=signing, progress=progress)
-            out[name] = {"seconds": s["seconds"], "made": s["made"], "filtered": s["filtered_now"],
-                         "stage_seconds": s["stage_seconds"], "realism_auc": s["dataset"]["realism_auc"],
-                         "filter": s["dataset"].get("filter")}
+            out[name] = {"seconds": s.seconds, "made": s.made, "filtered": s.filtered_now,
+                         "stage_seconds": s.stage_seconds, "realism_auc": s.dataset.realism_auc,
+                         "filter": s.dataset.filter}
     f = out["hard"]["filter"] or {}
     return {"identities": keep, "config": dataclasses.asdict(hard), **out,
             "acceptance_rate": f.get("acceptance_rate"), "kept_share": f.get("kept_share"),
