@@ -15,16 +15,16 @@ import os
 import tempfile
 from pathlib import Path
 
-from benchmarks.datasets.build import build_dataset
+from benchmarks.datasets.build import BuildResult, build_dataset
 from benchmarks.datasets.plan import BuildConfig
 
 GENERATION = ("track", "person", "render", "paste")
 
 
-def summarise(summary: dict, compressions: tuple[str, ...]) -> dict:
-    """Rates and shares from a build summary's ``stage_seconds`` (the clips it made)."""
-    st = summary["stage_seconds"]
-    clips = max(summary["made"], 1)
+def summarise(summary: BuildResult, compressions: tuple[str, ...]) -> dict:
+    """Rates and shares from a build's ``stage_seconds`` (the clips it made)."""
+    st = summary.stage_seconds
+    clips = max(summary.made, 1)
     gen = sum(st.get(k, 0.0) for k in GENERATION)
     per_comp = {c: {"encode": st.get(f"encode_{c}", 0.0), "sign": st.get(f"sign_{c}", 0.0)}
                 for c in compressions}
@@ -37,8 +37,8 @@ def summarise(summary: dict, compressions: tuple[str, ...]) -> dict:
     sign = sum(t["sign"] for t in per_comp.values())
     total = gen + encode + sign + realism
     share = {"generation": gen, "encoding": encode, "signing": sign, "realism": realism}
-    return {"clips": summary["made"], "seconds": summary["seconds"],
-            "clips_per_minute_all_levels": round(60.0 * clips / max(summary["seconds"], 1e-9), 2),
+    return {"clips": summary.made, "seconds": summary.seconds,
+            "clips_per_minute_all_levels": round(60.0 * clips / max(summary.seconds, 1e-9), 2),
             "clips_per_minute_per_level": rates,
             "share_percent": {k: round(100 * v / max(total, 1e-9), 1) for k, v in share.items()},
             "generation_seconds": {k: st.get(k, 0.0) for k in GENERATION},

@@ -354,4 +354,4 @@ def test_build_result_to_dict_keeps_the_summary_keys_and_order():
                                   "card", "histogram", "realism_auc"]  # no filter key without a filter
     full = dataclasses.replace(shard, shard=None, dataset=dataclasses.replace(ds, filter={"kept_fakes": 1}))
     assert full.to_dict()["shard"] is None and full.to_dict()["dataset"]["filter"] == {"kept_fakes": 1}
-    assert list(full.to_dict())[-1] == "dataset" and full["made"] == 1
+    assert list(full.to_dict())[-1] == "dataset" and full.made == 1
