@@ -118,7 +118,7 @@ class MissingFrame:
 
     def to_dict(self) -> dict:
         """JSON-ready."""
-        return {"frame": self.frame, "reason": self.reason}
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -166,12 +166,8 @@ class Verdict:
     label_before_caveats: str
 
     def to_dict(self) -> dict:
-        """JSON-ready."""
-        return {"label": self.label, "probability_fake": self.probability_fake, "threshold": self.threshold,
-                "unsure_band": self.unsure_band, "method": self.method, "track": self.track,
-                "calibration": self.calibration.to_dict() if self.calibration else None,
-                "reliability": self.reliability, "caveats": self.caveats,
-                "label_before_caveats": self.label_before_caveats}
+        """JSON-ready (the calibration as ``Calibration.to_dict`` gives it)."""
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,9 +183,7 @@ class ModelVersions:
 
     def to_dict(self) -> dict:
         """JSON-ready."""
-        return {"detector": self.detector, "detector_sha256": self.detector_sha256,
-                "backbone": self.backbone, "input_size": self.input_size, "realism": self.realism,
-                "method": self.method}
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass
@@ -230,7 +224,7 @@ class ScanError:
 
     def to_dict(self) -> dict:
         """JSON-ready."""
-        return {"file": self.file, "error": self.error}
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass

@@ -265,10 +265,7 @@ class TrainingRun:
 
     def save(self, path: Path, with_optimizer: bool = True) -> None:
         """The model (and optimiser) at this point of the run."""
-        if with_optimizer:
-            save_detector(path, self.model, self.meta(), self.opt)
-        else:
-            save_detector(path, self.model, self.meta())
+        save_detector(path, self.model, self.meta(), self.opt if with_optimizer else None)
 
     def train_epoch(self, log: RunLog, max_steps: int | None) -> bool:
         """The rest of the current epoch's steps; True when ``max_steps`` stopped it early."""

@@ -281,7 +281,9 @@ class Rounds:
         from generator.corpus.reader import Corpus
 
         test_ids = set(_split_identities(self.round_dir(0) / "dataset", "test"))
-        sources = [v.source_path for v in Corpus.open(self.corpus).select(test_ids)]
+        # in folder-name order, as the build document listed them
+        held_out = sorted(Corpus.open(self.corpus).select(test_ids), key=lambda v: v.dir)
+        sources = [v.source_path for v in held_out]
         sources = sources[: self.config.quality_videos]
         qcfg = QualityConfig(shots=(8,), finetune_steps=0, seed=self.config.build.seed)
         res = {}

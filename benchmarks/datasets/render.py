@@ -105,11 +105,9 @@ class ClipMaker:
         from generator.io.video import read_image
 
         outside, inside = [], []
-        for vdir, v in sorted(self.videos.items()):
-            if v.identity != identity:
-                continue
+        for v in self.corpus.of(identity):
             for k, i in enumerate(v.frame_indices):
-                in_clip = vdir == exclude.video and 0 <= i - exclude.start < self.config.clip_frames
+                in_clip = v.dir == exclude.video and 0 <= i - exclude.start < self.config.clip_frames
                 (inside if in_clip else outside).append((v, int(i), v.points[k]))
         pool = outside if len(outside) >= shots else outside + inside
         if shot_seed is None:

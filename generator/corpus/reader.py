@@ -110,13 +110,6 @@ class Corpus:
         """The videos of one identity."""
         return [v for v in self.videos if v.identity == identity]
 
-    def video(self, dir: str) -> VideoEntry:
-        """The video at ``<identity>/<video_id>``; BadInputError if the corpus lacks it."""
-        for v in self.videos:
-            if v.dir == dir:
-                return v
-        raise BadInputError(f"{self.root}: the corpus has no video {dir}")
-
     def select(self, identities: list[str] | None) -> list[VideoEntry]:
         """The videos of ``identities`` (all of them for None)."""
         return list(self.videos) if identities is None else [v for v in self.videos

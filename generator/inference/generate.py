@@ -147,11 +147,6 @@ def resolve_person(checkpoint: str | Path | None, person: str | Path | None, sou
 
 
 
-def _as_dict(result) -> dict:
-    """A result dataclass as a JSON-ready dict, keys in field order (the ``--json`` documents)."""
-    return {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
-
-
 @dataclasses.dataclass
 class GenerateResult:
     """What one ``generate`` made and measured; ``to_dict()`` is ``sfumato generate --json``."""
@@ -177,7 +172,7 @@ class GenerateResult:
 
     def to_dict(self) -> dict:
         """The JSON-ready summary."""
-        return _as_dict(self)
+        return dataclasses.asdict(self)  # keys in field order: the --json documents
 
 
 @dataclasses.dataclass
@@ -190,7 +185,7 @@ class SkippedOutput:
 
     def to_dict(self) -> dict:
         """The JSON-ready entry."""
-        return _as_dict(self)
+        return dataclasses.asdict(self)  # keys in field order: the --json documents
 
 
 @dataclasses.dataclass
@@ -202,7 +197,7 @@ class BatchFailure:
 
     def to_dict(self) -> dict:
         """The JSON-ready entry."""
-        return _as_dict(self)
+        return dataclasses.asdict(self)  # keys in field order: the --json documents
 
 
 @dataclasses.dataclass

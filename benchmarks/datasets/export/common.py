@@ -25,8 +25,10 @@ def unique_names(keys: list[str], names: list[str]) -> dict[str, str]:
 
 
 def json_bytes(obj: object, indent: int | None = 1) -> bytes:
+    """``obj`` as JSON text with a final newline, keys in their own order."""
     return (json.dumps(obj, indent=indent, sort_keys=False) + "\n").encode()
 
 
 def unperturbed(perturbation: str | None) -> bool:
+    """True for a row that is no perturbed copy (older metadata leaves the field empty)."""
     return perturbation in ("none", "", None)
