@@ -188,6 +188,61 @@ def robustness(settings: Settings, dataset, detectors, split, frames, out, as_js
     click.echo(f"written to {out}/robustness.json and robustness.png")
 
 
+@detect.command("lomo")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", default="sfumato-output/lomo", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--made-fakes", type=click.Path(exists=True, dir_okay=False),
+              help="made.jsonl of `sfumato detect clip-fakes`: its sfumato fakes join as a method, the other "
+                   "kinds as training-only fakes.")
+@click.option("--detector", type=click.Path(exists=True, dir_okay=False),
+              help="Frame classifier for the frames stream (default: the bundled one).")
+@click.option("--fit", type=click.Path(dir_okay=False),
+              help="Also write the stream bundle scan loads (--streams FILE), fitted on every clip and "
+                   "calibrated on every real identity out of fold.")
+@click.option("--fpr", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True, help="Stated false-positive rate of the threshold.")
+@click.option("--folds", type=click.IntRange(min=2), default=5, show_default=True, help="Identity folds.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_settings
+def lomo(settings: Settings, data_dir, out, made_fakes, detector, fit, fpr, folds, bootstrap, as_json):
+    """Leave-one-method-out over DATA_DIR's fakes (index.csv, e.g. ../shared/data), identity-grouped out
+    of fold: per method and family AUC with 95% intervals, false-positive rate per condition bucket,
+    ROC and FPR plots (lomo.json, lomo.md, *.png). Model choices are fixed in code; this only measures."""
+    from detector.protocol import LomoConfig, run_protocol
+
+    res = run_protocol(data_dir, out, made_fakes, detector, fit,
+                       LomoConfig(folds=folds, fpr=fpr, bootstrap=bootstrap),
+                       settings.progress and not as_json)
+    if as_json:
+        emit_json(res.to_dict())
+        return
+    for name, r in res.results.items():
+        click.echo(f"{name}: mean AUC {r.mean_auc:.3f} (lowest {r.min_auc:.3f}), real clips called fake "
+                   f"{r.fpr_nested:.1%} (nested out of fold, {r.real_clips} clips)")
+    click.echo(f"written to {out}/lomo.md, lomo.json, roc_by_family.png, fpr_by_bucket.png"
+               + (f"; bundle {res.bundle}" if res.bundle else ""))
+
+
+@detect.command("clip-fakes")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", default="sfumato-output/clip-fakes", show_default=True,
+              type=click.Path(file_okay=False))
+@click.option("--kind", "kinds", multiple=True, help="Kinds to make (repeatable; default: all): still_rigid, "
+              "still_face, duplicated, interpolated, sfumato.")
+@click.option("--seconds", type=click.FloatRange(min=0.5), default=4.0, show_default=True)
+@pass_settings
+def clip_fakes(settings: Settings, data_dir, out, kinds, seconds):
+    """Fakes made from DATA_DIR's real clips alone (index.csv) for the clip-dynamics stream: a still
+    moved with the head, a still face over a frozen frame, repeated or blended frames, and sfumato's
+    own animated still. Resumable; logs made.jsonl for `sfumato detect lomo --made-fakes`."""
+    from detector.data.clipfakes import KINDS, make_all_clip_fakes
+
+    res = make_all_clip_fakes(data_dir, out, tuple(kinds) or KINDS, seconds, settings.progress)
+    click.echo(f"{res.made} fakes from {res.clips} real clips ({res.failed} clips failed); log {res.log}")
+
+
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--detector", type=click.Path(exists=True, dir_okay=False),
@@ -207,16 +262,23 @@ def robustness(settings: Settings, dataset, detectors, split, frames, out, as_js
 @click.option("--unreliable", type=click.Choice(["unsure", "keep"]), default="unsure", show_default=True,
               help="A fake/real verdict on a face under 64 px, a face in under half the frames or a heavily "
                    "compressed video: report it as unsure (with the label it would have had) or keep it.")
+@click.option("--streams", default="auto", show_default=True,
+              help="Evidence streams per window, stacked: auto (the bundle shipped for the bundled "
+                   "detector), "
+                   "off (the frame classifier alone), or a bundle file from `sfumato detect lomo --fit`.")
+@click.option("--window", "window_seconds", type=click.FloatRange(min=0.5), default=4.0, show_default=True,
+              help="Window length in seconds: the whole file is scored window by window.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_settings
 def scan(settings: Settings, paths, detector, generator, report, out, frames, threshold, unsure_band, faces,
-         unreliable, as_json):
+         unreliable, streams, window_seconds, as_json):
     """Evidence about suspicious videos or pictures: per-frame fake probability and realism score, a
     calibrated verdict, the C2PA state. Exit status: 0 real, 20 fake, 21 unsure, 22 no face, 1 error."""
     from detector.scan import ScanConfig, ScanError, Scanner, exit_status, scan_paths
 
     scanner = Scanner(detector, generator, ScanConfig(frames, threshold, unsure_band, faces=faces,
-                                                     unreliable=unreliable))
+                                                     unreliable=unreliable, streams=streams,
+                                                     window_seconds=window_seconds))
     res = scan_paths(list(paths), scanner, report, out, settings.progress and not as_json)
     if as_json:
         emit_json(res.results[0].to_dict() if len(res.results) == 1 and len(paths) == 1 else res.to_dict())
@@ -227,8 +289,12 @@ def scan(settings: Settings, paths, detector, generator, report, out, frames, th
                 continue
             v, face = r.verdict, r.verdict_face
             p = "-" if v.probability_fake is None else f"{v.probability_fake:.3f}"
-            click.echo(f"{r.file}: {v.label} (p(fake) {p}, {v.method}); manifest "
+            where = f", window {v.window['start']:g}-{v.window['end']:g} s" if v.window else ""
+            click.echo(f"{r.file}: {v.label} (p(fake) {p}, {v.method}{where}); manifest "
                        f"{r.manifest.get('state')}; face in {sum(face.face_found)}/{len(face.frames)} frames")
+            for e in r.evidence:
+                ep = "-" if e.probability_fake is None else f"{e.probability_fake:.3f}"
+                click.echo(f"  [{e.stream} {ep}] {e.explanation}")
             for note in r.notes:
                 click.echo(f"  {note}")
         if report:

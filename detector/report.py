@@ -1,5 +1,6 @@
-"""The scan report: a self-contained HTML page per file (verdict, reliability notes, C2PA panel, the most
-suspicious frames with Grad-CAM heatmaps, a timeline of p(fake) and r), and the CSV of a folder scan."""
+"""The scan report: a self-contained HTML page per file (verdict, reliability notes, the evidence streams
+per window where scan stacked them, C2PA panel, the most suspicious frames with Grad-CAM heatmaps, a timeline
+of p(fake) and r), and the CSV of a folder scan."""
 
 from __future__ import annotations
 
@@ -13,14 +14,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from detector.scan import FaceTrack, ScanError, ScanResult
+    from detector.evidence.clip import WindowEvidence
+    from detector.results import FaceTrack, ScanError, ScanResult
+
+STREAM_WORDS = {"frames": "face-crop classifier",
+                "dynamics": "clip dynamics (background, noise, mouth, frame repeats)",
+                "provenance": "C2PA provenance"}
 
 
 def results_csv(results: list[ScanResult | ScanError]) -> str:
     """One row per scanned file: verdict, p(fake), manifest state, frames with a face, or the error."""
     import csv
 
-    from detector.scan import ScanError
+    from detector.results import ScanError
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -63,11 +69,116 @@ def _timeline(face: FaceTrack) -> str:
         if not found:
             ax.axvspan(i - 0.5, i + 0.5, color="grey", alpha=0.3)
     fig.legend(loc="upper right", fontsize=8)
+    return _figure_uri(fig)
+
+
+def _figure_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _p(value: float | None) -> str:
+    return "no score" if value is None else f"{value:.3f}"
+
+
+def _stream_p(w: WindowEvidence, name: str) -> float | None:
+    return next((s.probability for s in w.scores if s.stream == name), None)
+
+
+def _stream_names(result: ScanResult) -> list[str]:
+    names = [s.stream for s in result.evidence] + [s.stream for w in result.windows for s in w.scores]
+    return list(dict.fromkeys(names))
+
+
+def _seconds(start: float, end: float) -> str:
+    return f"{start:.1f}-{end:.1f} s"
+
+
+def evidence_section(result: ScanResult) -> str:
+    """The evidence streams: per stream its most suspicious window and explanation, and where the verdict
+    came from (window, condition buckets, calibration); empty when scan scored no windows."""
+    if not result.windows:
+        return ""
+    e, v = html.escape, result.verdict
+    by_index = {w.index: w for w in result.windows}
+    rows = ""
+    for s in result.evidence:
+        w = by_index.get(s.window)
+        rows += (f"<tr><th>{e(s.stream)}<br><small>{e(STREAM_WORDS.get(s.stream, ''))}</small></th>"
+                 f"<td>{_p(s.probability_fake)}</td><td>{_seconds(w.start, w.end) if w else '-'}</td>"
+                 f"<td>{'yes' if s.in_verdict else 'no (shown only)'}</td><td>{e(s.explanation)}</td></tr>")
+    where = ""
+    if v.window:
+        where = f"Most suspicious stretch: {_seconds(v.window['start'], v.window['end'])}. "
+    if v.buckets:
+        named = {"face": "face size", "bits": "compression (bits per pixel)", "length": "length"}
+        kinds = ", ".join(f"{e(named.get(k, k))} {e(str(b))}" for k, b in v.buckets.items())
+        where += (f"Its threshold was checked on real clips of the same conditions: {kinds} (fake from "
+                  f"p(fake) {v.threshold + v.unsure_band:.3f}). ")
+    cal = v.calibration
+    where += (f"Calibration: a false-positive rate of {cal.fpr:.0%} on {cal.real_videos} real videos "
+              f"({e(cal.set_on)}; measured there: {cal.measured_fpr:.1%})." if cal else
+              "Calibration: none (the threshold is not calibrated for a false-positive rate).")
+    return (f'\n<h2>Evidence</h2><p>{where}</p><table><tr><th>stream</th><th>p(fake) in its most '
+            f'suspicious window</th><th>window</th><th>in the verdict</th><th>what it saw</th></tr>{rows}'
+            f'</table>\n<h2>Windows</h2><img src="{_window_timeline(result)}" style="max-width:100%">'
+            f'{_coverage_words(result)}{_window_table(result)}')
+
+
+def _window_timeline(result: ScanResult) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    v = result.verdict
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    if v.window:
+        ax.axvspan(v.window["start"], v.window["end"], color="gold", alpha=0.3, label="verdict's window")
+    fused = [w for w in result.windows if w.probability_fake is not None]
+    ax.hlines([w.probability_fake for w in fused], [w.start for w in fused], [w.end for w in fused],
+              color="black", lw=4, label="fused p(fake)")
+    mid = [(w.start + w.end) / 2 for w in result.windows]
+    for name in _stream_names(result):
+        p = [np.nan if (q := _stream_p(w, name)) is None else q for w in result.windows]
+        if np.isfinite(p).any():
+            ax.plot(mid, p, "o-", lw=1, ms=4, label=f"{name} p(fake)")
+    ax.axhline(v.threshold, color="grey", ls="--", lw=1, label="threshold")
+    ax.axhline(v.threshold + v.unsure_band, color="tab:red", ls=":", lw=1, label="fake from")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("p(fake)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    return _figure_uri(fig)
+
+
+def _coverage_words(result: ScanResult) -> str:
+    c = result.coverage
+    if c is None or c.complete:
+        return ""
+    return (f"<p>These {c.windows} windows were spread over a long file ({c.seconds:.0f} s), with gaps "
+            "between them: not every stretch was scored.</p>")
+
+
+def _window_table(result: ScanResult) -> str:
+    e, v = html.escape, result.verdict
+    names = _stream_names(result)
+    head = "".join(f"<th>{e(n)} p(fake)</th>" for n in names)
+    rows = ""
+    for w in result.windows:
+        top = v.window is not None and v.window.get("index") == w.index
+        cells = "".join(f"<td>{_p(_stream_p(w, n))}</td>" for n in names)
+        mark = ' style="background:#fff3c4" title="the verdict\'s window"' if top else ""
+        rows += (f"<tr{mark}><td>{w.index}</td>"
+                 f"<td>{_seconds(w.start, w.end)}</td><td>{len(w.frames)}</td><td>{w.face_found}</td>"
+                 f"<td>{_p(w.probability_fake)}</td>{cells}</tr>")
+    return (f"<table><tr><th>window</th><th>seconds</th><th>frames read</th><th>frames with face</th>"
+            f"<th>fused p(fake)</th>{head}</tr>{rows}</table>")
 
 
 def _row(key: str, value) -> str:
@@ -119,6 +230,7 @@ def html_report(result: ScanResult) -> str:
     models = "".join(_row(k, val) for k, val in result.models.to_dict().items())
     notes = "".join(f"<li>{e(n)}</li>" for n in result.notes)
     title = e(Path(result.file).name)
+    evidence = evidence_section(result)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>sfumato scan: {title}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto;color:#222}}
 .verdict{{font-size:1.6em;color:white;background:{colour};padding:.4em .8em;border-radius:6px;
@@ -128,7 +240,7 @@ figure{{display:inline-block;margin:4px;text-align:center;font-size:.8em}}</styl
 <h1>sfumato scan</h1><p><code>{e(result.file)}</code><br>sha256 <code>{e(result.sha256)}</code></p>
 <div class="verdict">{e(v.label)}: p(fake) = {prob}</div>
 <p>Verdict from the {e(v.method)} probability: fake at or above {v.threshold + v.unsure_band:.4f},
-unsure from {v.threshold - v.unsure_band:.4f}, real below.{calibrated}</p><ul>{notes}</ul>
+unsure from {v.threshold - v.unsure_band:.4f}, real below.{calibrated}</p><ul>{notes}</ul>{evidence}
 <h2>Faces</h2>{thumbs or '<p>No face found.</p>'}{heat}
 <h2>Timeline</h2><img src="{_timeline(face)}" style="max-width:100%">
 {f'<h3>Frames without a face</h3><ul>{missing}</ul>' if missing else ''}

@@ -19,17 +19,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from generator.errors import BadInputError, MissingWeightsError
+from detector.data.windows import WindowConfig
+from detector.evidence.clip import Coverage, fuse_windows, measure_windows, summarise_streams
+from detector.results import (  # noqa: F401  (scan's public names, as before the move)
+    EXIT_CODES,
+    FAKE,
+    NO_FACE,
+    REAL,
+    UNSURE,
+    Caveat,
+    FaceTrack,
+    MissingFrame,
+    ModelVersions,
+    ScanError,
+    ScanResult,
+    ScanRun,
+    ScanSummary,
+    Verdict,
+)
+from detector.stacked import StackedCall, resolve_bundle, stacked_call, stream_set
+from generator.errors import BadInputError, MissingWeightsError, VideoReadError
 from generator.io.files import sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
     from detector.data.samples import FaceSamples
-    from detector.evidence.calibration import Calibration
-    from generator.io.video import MediaInfo
 
 BUNDLED_DETECTOR = Path(__file__).resolve().parent / "weights" / "sfumato_detector.safetensors"
-FAKE, REAL, UNSURE, NO_FACE = "fake", "real", "unsure", "no face"
-EXIT_CODES = {REAL: 0, FAKE: 20, UNSURE: 21, NO_FACE: 22}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,10 +62,16 @@ class ScanConfig:
     # "unsure": a fake/real verdict under a caveat that undermines it (tiny face, face in few frames,
     # heavy compression) is reported as unsure, with the label it would have had; "keep": left as is
     unreliable: str = "unsure"
+    # evidence streams per window, stacked (detector/stacked.py): "auto" the shipped bundle where it
+    # was fitted on this detector's frame classifier, "off" the frame classifier alone, or a bundle file
+    streams: str = "auto"
+    window_seconds: float = 4.0  # windows along the whole file; the verdict names the most suspicious
 
     def __post_init__(self):
         if self.unreliable not in ("unsure", "keep"):
             raise BadInputError(f"unreliable is unsure or keep, not {self.unreliable!r}")
+        if self.window_seconds <= 0:
+            raise BadInputError(f"window_seconds must be positive, not {self.window_seconds}")
 
 
 LOW_FACE_PX = 64  # faces smaller than this (landmark box, frame pixels) are mostly upscaled pixels
@@ -59,16 +80,6 @@ LOW_FACE_PX = 64  # faces smaller than this (landmark box, frame pixels) are mos
 # dataset's 62 real clips hold 0.005-0.026 (median 0.0125) at H.264 CRF 40 and 0.033-0.17 at CRF 23; the
 # 85 downloaded clips of ../shared/data 0.028 and up. So only the harder half of c40 is flagged.
 LOW_BITS_PER_PIXEL = 0.015
-
-
-@dataclasses.dataclass(frozen=True)
-class Caveat:
-    """A reason for less confidence; ``undermines``: under it the detector's measured errors are too
-    frequent for a fake or real verdict to stand (it becomes unsure unless ScanConfig says keep)."""
-
-    kind: str  # small_face | sparse_face | compression | still | short | more_faces
-    text: str
-    undermines: bool = False
 
 
 def reliability(samples, info, tracks_followed: int) -> list[Caveat]:
@@ -109,151 +120,20 @@ def verdict(p: float, config: ScanConfig) -> str:
     return FAKE if p >= config.threshold else REAL
 
 
-@dataclasses.dataclass(frozen=True)
-class MissingFrame:
-    """A sampled frame of a face track without that face, and why."""
+class _Stages:
+    """Seconds per named stage of one scan (what ``bench scan`` reports)."""
 
-    frame: int
-    reason: str
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
 
-    def to_dict(self) -> dict:
-        """JSON-ready."""
-        return dataclasses.asdict(self)
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + now - self._t
+        self._t = now
 
-
-@dataclasses.dataclass
-class FaceTrack:
-    """One followed face: its probability of fake and label, and its per-frame evidence.
-
-    The per-frame lists hold the JSON view of ``Evidence`` (rounded, None where unknown): the report
-    formats these very values, so the page and the JSON agree to the digit."""
-
-    track: int
-    probability_fake: float | None  # None: the face was found in no sampled frame
-    label: str
-    frames: list[int]
-    face_found: list[bool]
-    fake_probability: list[float | None]
-    realism: list[float | None]
-    features: dict[str, float | None]
-    frames_without_face: list[MissingFrame]
-    # in memory only (the HTML report's thumbnails and heatmaps), never in the JSON
-    samples: FaceSamples | None = dataclasses.field(default=None, repr=False)
-    heatmaps: dict[int, np.ndarray] | None = dataclasses.field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        """JSON-ready, in the documented key order (without the in-memory samples and heatmaps)."""
-        return {"track": self.track, "probability_fake": self.probability_fake, "label": self.label,
-                "frames": self.frames, "face_found": self.face_found,
-                "fake_probability": self.fake_probability, "realism": self.realism,
-                "features": self.features,
-                "frames_without_face": [m.to_dict() for m in self.frames_without_face]}
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """The file's verdict: its most suspicious face's label after the caveats, and how it was reached."""
-
-    label: str
-    probability_fake: float | None
-    threshold: float
-    unsure_band: float
-    method: str  # fused | backbone
-    track: int  # the face the verdict is about
-    calibration: Calibration | None  # None: the threshold is not calibrated for a false-positive rate
-    reliability: str  # low | normal
-    caveats: list[str]
-    label_before_caveats: str
-
-    def to_dict(self) -> dict:
-        """JSON-ready (the calibration as ``Calibration.to_dict`` gives it)."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelVersions:
-    """Which models gave the evidence."""
-
-    detector: str
-    detector_sha256: str
-    backbone: str
-    input_size: int
-    realism: dict | None  # the realism scorer's checkpoint facts; None when the verdict does not read r
-    method: str  # fused | backbone
-
-    def to_dict(self) -> dict:
-        """JSON-ready."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class ScanResult:
-    """The evidence about one scanned file (see the module docstring)."""
-
-    file: str
-    sha256: str
-    media: MediaInfo
-    verdict: Verdict
-    # the provenance check's own report (``Verification.to_dict()``), or {"state": "Unreadable",
-    # "message": ...} when it failed: kept as that dict, which the provenance package defines
-    manifest: dict
-    notes: list[str]
-    faces: list[FaceTrack]
-    models: ModelVersions
-    seconds: float
-
-    @property
-    def verdict_face(self) -> FaceTrack:
-        """The face the verdict is about."""
-        return self.faces[self.verdict.track]
-
-    def to_dict(self) -> dict:
-        """JSON-ready (what ``sfumato scan --json`` prints for one file)."""
-        return {"file": self.file, "sha256": self.sha256, "media": self.media.to_dict(),
-                "verdict": self.verdict.to_dict(), "manifest": self.manifest, "notes": self.notes,
-                "faces": [f.to_dict() for f in self.faces], "models": self.models.to_dict(),
-                "seconds": self.seconds}
-
-
-@dataclasses.dataclass(frozen=True)
-class ScanError:
-    """A file of a scan that gave no result, and why."""
-
-    file: str
-    error: str
-
-    def to_dict(self) -> dict:
-        """JSON-ready."""
-        return dataclasses.asdict(self)
-
-
-@dataclasses.dataclass
-class ScanSummary:
-    """Counts over the files of one scan."""
-
-    files: int
-    verdicts: dict[str, int]  # per label of EXIT_CODES
-    errors: int
-    out: str | None = None  # the folder the results went to (folder scans)
-
-    def to_dict(self) -> dict:
-        """JSON-ready (``out`` only where results were written)."""
-        out = {"files": self.files, "verdicts": self.verdicts, "errors": self.errors}
-        if self.out is not None:
-            out["out"] = self.out
-        return out
-
-
-@dataclasses.dataclass
-class ScanRun:
-    """What ``scan_paths`` found: per file a result or an error, and the summary."""
-
-    results: list[ScanResult | ScanError]
-    summary: ScanSummary
-
-    def to_dict(self) -> dict:
-        """JSON-ready (what ``sfumato scan --json`` prints for several files or a folder)."""
-        return {"results": [r.to_dict() for r in self.results], "summary": self.summary.to_dict()}
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 class Scanner:
@@ -289,9 +169,16 @@ class Scanner:
         uses_r = self.fusion is not None and any(f.startswith("realism") for f in self.fusion.features)
         self.realism = load_realism(self.meta, generator) if uses_r else None
         self.backend = create_backend("dlib")
-        self.versions = ModelVersions(str(path), sha256_file(path), self.meta["backbone"],
-                                      self.meta["input_size"], self.realism.info if self.realism else None,
-                                      "fused" if uses_r else "backbone")
+        sha = sha256_file(path)
+        self.bundle, bundle_path = resolve_bundle(config.streams, sha)
+        self.streams = stream_set(self.bundle) if self.bundle else []
+        bundle_info = None
+        if self.bundle:
+            bundle_info = {"file": bundle_path, "sha256": sha256_file(bundle_path),
+                           "streams": self.bundle.stack.streams, "fitted_on": self.bundle.fitted_on}
+        method = "stacked" if self.bundle else "fused" if uses_r else "backbone"
+        self.versions = ModelVersions(str(path), sha, self.meta["backbone"], self.meta["input_size"],
+                                      self.realism.info if self.realism else None, method, bundle_info)
 
     def scan(self, path: str | os.PathLike) -> ScanResult:
         """The evidence about one file (see the module docstring)."""
@@ -300,12 +187,14 @@ class Scanner:
         from generator.provenance.verify import verify_file
 
         t0 = time.perf_counter()
+        clock = _Stages()
         path = Path(path)
         info = probe(path)  # a clear error for missing, empty or undecodable files
         try:
             manifest = verify_file(path).to_dict()
         except Exception as exc:  # provenance must not stop the pixel evidence; say what happened
             manifest = {"state": "Unreadable", "message": str(exc)}
+        clock.lap("provenance")
         from generator.faces.crop import DETECTOR_CROP
 
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
@@ -314,16 +203,43 @@ class Scanner:
         frames = self.config.frames if info.kind == "video" else 1
         per_face = sample_face_tracks(path, frames, self.backend, crop,
                                       self.realism.size if self.realism else None, faces=self.config.faces)
+        clock.lap("decode_and_faces")
         for k, samples in enumerate(per_face):
             if k and not samples.found.any():
                 break  # no k-th face anywhere: no more tracks
             tracks.append(self.face_track(k, samples))
+        clock.lap("backbone_and_realism")
+        windows, coverage, problem = self.windows(path, manifest)
+        clock.lap("windows_and_streams")
         scored = [t for t in tracks if t.probability_fake is not None]
         # The file is as suspicious as its most suspicious face.
         top = max(scored, key=lambda t: t.probability_fake) if scored else tracks[0]
-        verdict_, notes = self.judge(top, reliability(top.samples, info, len(tracks)), manifest)
+        call = stacked_call(windows, self.bundle, info) if self.bundle else None
+        verdict_, notes = self.judge(top, reliability(top.samples, info, len(tracks)), manifest, call)
+        if problem:
+            notes.append(problem)
+        if coverage is not None and not coverage.complete:
+            notes.append(f"a long file: {coverage.windows} windows of {self.config.window_seconds:g} s "
+                         f"spread evenly over its {coverage.seconds:.0f} s were scored, not every stretch")
+        evidence_ = summarise_streams(windows, self.bundle.stack.streams) if windows else []
+        clock.lap("fusion_and_verdict")
         return ScanResult(str(path), sha256_file(path), info, verdict_, manifest, notes, tracks,
-                          self.versions, round(time.perf_counter() - t0, 3))
+                          self.versions, round(time.perf_counter() - t0, 3), windows, coverage, evidence_,
+                          clock.rounded())
+
+    def windows(self, path: Path, manifest: dict) -> tuple[list, Coverage | None, str | None]:
+        """Every window of the file through the bundle's streams, fused (nothing without a bundle)."""
+        if self.bundle is None:
+            return [], None, None
+        config = WindowConfig(seconds=self.config.window_seconds)
+        try:
+            windows, coverage = measure_windows(path, self.streams, self.backend, self.model, manifest,
+                                                config)
+        except (BadInputError, VideoReadError) as exc:  # the frame evidence above still stands
+            return [], None, (f"the clip's windows could not be read ({exc}): verdict from the face "
+                              "crops alone")
+        fuse_windows(windows, self.bundle.stack)
+        return windows, coverage, None
 
     def face_track(self, k: int, samples: FaceSamples) -> FaceTrack:
         """Track ``k``'s evidence, probability of fake and label (before the caveats)."""
@@ -341,11 +257,24 @@ class Scanner:
                          view["face_found"], view["fake_probability"], view["realism"], view["features"],
                          missing, samples)
 
-    def judge(self, top: FaceTrack, found: list[Caveat], manifest: dict) -> tuple[Verdict, list[str]]:
-        """The file's verdict from its most suspicious face under the caveats, and the notes to show."""
+    def judge(self, top: FaceTrack, found: list[Caveat], manifest: dict, call: StackedCall | None = None
+              ) -> tuple[Verdict, list[str]]:
+        """The file's verdict from its most suspicious face (or, stacked, its most suspicious window)
+        under the caveats, and the notes to show."""
         p, label = top.probability_fake, top.label
+        threshold, band = self.config.threshold, self.config.unsure_band
         caveats = [c.text for c in found]
         notes = list(caveats)
+        if call is not None:
+            p = call.probability_fake
+            if self.calibrated:  # explicit --threshold / --unsure-band win over the bundle's
+                threshold, band = call.threshold, call.fake_from - call.threshold
+            label = UNSURE if abs(p - threshold) < band else FAKE if p >= threshold else REAL
+            for b in call.widened:
+                notes.append(f"real clips with {b.condition} {b.bucket} were called fake "
+                             f"{b.measured_fpr:.0%} of "
+                             f"the time at the stated rate's threshold (out of fold, {b.real_clips} clips): "
+                             f"here fake only from p {b.fake_from:.3f}, unsure below it")
         raw_label = label
         if label in (FAKE, REAL) and self.config.unreliable == "unsure" and any(c.undermines for c in found):
             label = UNSURE
@@ -358,11 +287,16 @@ class Scanner:
         if (manifest.get("generation") or {}).get("generator") == "sfumato":
             notes.append("the file's valid manifest says sfumato generated it")
         cal = self.calibration if self.calibrated else None
+        if call is not None and self.calibrated:
+            cal = self.bundle.calibration
         if cal is None:
             notes.append("the threshold is not calibrated for a false-positive rate (this detector "
                          "records none, or --threshold / --unsure-band were given)")
-        return Verdict(label, p, self.config.threshold, self.config.unsure_band, self.versions.method,
-                       top.track, cal, "low" if caveats else "normal", caveats, raw_label), notes
+        window = None if call is None else {"index": call.window.index, "start": call.window.start,
+                                            "end": call.window.end}
+        return Verdict(label, p, threshold, band, self.versions.method, top.track, cal,
+                       "low" if caveats else "normal", caveats, raw_label, window,
+                       None if call is None else call.buckets), notes
 
 
 def explain(result: ScanResult, scanner: Scanner) -> ScanResult:
