@@ -66,6 +66,7 @@ class ScanConfig:
     # was fitted on this detector's frame classifier, "off" the frame classifier alone, or a bundle file
     streams: str = "auto"
     window_seconds: float = 4.0  # windows along the whole file; the verdict names the most suspicious
+    max_windows: int = 150  # a longer file (10 min at 4 s) is scored on this many windows spread over it
 
     def __post_init__(self):
         if self.unreliable not in ("unsure", "keep"):
@@ -231,7 +232,7 @@ class Scanner:
         """Every window of the file through the bundle's streams, fused (nothing without a bundle)."""
         if self.bundle is None:
             return [], None, None
-        config = WindowConfig(seconds=self.config.window_seconds)
+        config = WindowConfig(seconds=self.config.window_seconds, max_windows=self.config.max_windows)
         try:
             windows, coverage = measure_windows(path, self.streams, self.backend, self.model, manifest,
                                                 config)
