@@ -185,3 +185,24 @@ def test_streams_registry_and_provenance_rule():
     assert absent.logit is None and "no evidence either way" in absent.explanation
     tampered = prov.evaluate(WindowContext(None, {"state": "Invalid"}))
     assert tampered.logit is None and "altered after signing" in tampered.explanation
+
+
+def test_dynamics_explanation_states_what_was_measured_and_which_way_it_pushed():
+    from detector.evidence.dynamics import DynamicsFacts
+    from detector.evidence.fusion import FusionModel
+    from detector.evidence.streams import create_stream
+
+    coef = [0.0] * len(FEATURES)
+    coef[list(FEATURES).index("bg_frozen_share")] = -2.0  # learnt: frozen backgrounds are common when real
+    model = FusionModel(list(FEATURES), [0.5] * len(FEATURES), [0.25] * len(FEATURES), coef, 0.0)
+    stream = create_stream("dynamics", model)
+    facts = DynamicsFacts(20, 16, True, 13, 13, 3.4, 0.04, 200.0)
+    features = {f: 0.5 for f in FEATURES} | {"bg_frozen_share": 1.0}
+    text = stream.explain(features, facts, stream.score(features))
+    assert "the background was frozen in 13 of the 13 pairs where the head moved" in text
+    assert "the background was frozen while the head moved (towards real)" in text
+    assert stream.score(features) < 0
+    low = stream.explain(features | {"bg_frozen_share": 0.0}, facts, None)
+    assert "the background kept changing while the head moved (towards fake)" in low
+    tight = DynamicsFacts(20, 16, False, 0, 13, 3.4, float("nan"), 200.0)
+    assert "no background visible around the 200 px face" in stream.explain(features, tight, None)
