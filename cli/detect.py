@@ -251,7 +251,9 @@ def clip_fakes(settings: Settings, data_dir, out, kinds, seconds):
               help="Generator checkpoint the detector's realism evidence needs (default: bundled).")
 @click.option("--report", type=click.Path(dir_okay=False), help="Write a self-contained HTML report.")
 @click.option("-o", "--out", type=click.Path(file_okay=False), help="Folder results (default scan-results).")
-@click.option("--frames", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--frames", type=click.IntRange(min=1),
+              help="Evenly spaced frames for the per-frame view (default: 32 when the frame classifier "
+                   "alone decides, 8 when the windows' evidence streams do).")
 @click.option("--threshold", type=click.FloatRange(0, 1),
               help="Verdict threshold (default: the detector's, calibrated for a stated false-positive "
                    "rate on real validation clips; 0.5 for a detector without one).")

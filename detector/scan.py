@@ -45,13 +45,16 @@ if TYPE_CHECKING:
     from detector.data.samples import FaceSamples
 
 BUNDLED_DETECTOR = Path(__file__).resolve().parent / "weights" / "sfumato_detector.safetensors"
+DEEPFAKEBENCH_FRAMES, STACKED_FRAMES = 32, 8  # ScanConfig.frames when left None
 
 
 @dataclasses.dataclass(frozen=True)
 class ScanConfig:
     """How to scan."""
 
-    frames: int = 32  # evenly spaced frames per video
+    # evenly spaced frames per video for the per-frame view (thumbnails, Grad-CAM, reliability);
+    # None: 32 (DeepfakeBench's protocol) when they carry the verdict, 8 when a stream bundle's windows do
+    frames: int | None = None
     # on the probability of fake; None: the detector's calibration (a stated false-positive rate on
     # real validation clips, detector/evidence/calibration.py), else 0.5 with a band of 0.15
     threshold: float | None = None
@@ -178,6 +181,7 @@ class Scanner:
             bundle_info = {"file": bundle_path, "sha256": sha256_file(bundle_path),
                            "streams": self.bundle.stack.streams, "fitted_on": self.bundle.fitted_on}
         method = "stacked" if self.bundle else "fused" if uses_r else "backbone"
+        self.frames = config.frames or (STACKED_FRAMES if self.bundle else DEEPFAKEBENCH_FRAMES)
         self.versions = ModelVersions(str(path), sha, self.meta["backbone"], self.meta["input_size"],
                                       self.realism.info if self.realism else None, method, bundle_info)
 
@@ -201,7 +205,7 @@ class Scanner:
         crop = dataclasses.replace(DETECTOR_CROP, size=int(self.meta["input_size"]))
         tracks = []
         # All face tracks in one decode of the file (the detector runs once per frame for all of them).
-        frames = self.config.frames if info.kind == "video" else 1
+        frames = self.frames if info.kind == "video" else 1
         per_face = sample_face_tracks(path, frames, self.backend, crop,
                                       self.realism.size if self.realism else None, faces=self.config.faces)
         clock.lap("decode_and_faces")

@@ -41,7 +41,8 @@ def make_720p_clip(source: str | os.PathLike, out: str | os.PathLike, seconds: f
 
 
 def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | os.PathLike | None = None,
-                   source: str | os.PathLike | None = None, repeats: int = 3, frames: int = 32) -> dict:
+                   source: str | os.PathLike | None = None, repeats: int = 3, frames: int | None = None
+                   ) -> dict:
     """Best-of-``repeats`` scan time of a 10 s 720p clip, with per-stage seconds."""
     from detector.scan import ScanConfig, Scanner
     from generator.io.samples import write_astronaut_clip
@@ -60,6 +61,6 @@ def run_scan_speed(detector: str | os.PathLike | None = None, generator: str | o
     wall, result = best
     stages = dict(result.stage_seconds)
     stages["other"] = round(max(wall - sum(stages.values()), 0.0), 3)
-    return {"clip": "10 s, 1280x720, 25 fps", "frames_sampled": frames, "seconds": round(wall, 3),
+    return {"clip": "10 s, 1280x720, 25 fps", "frames_sampled": scanner.frames, "seconds": round(wall, 3),
             "stage_seconds": stages, "windows": len(result.windows),
             "verdict": result.verdict.to_dict(), "models": result.models.to_dict(), "target_seconds": 1.5}
