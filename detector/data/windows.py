@@ -106,7 +106,10 @@ def iter_windows(path: str | os.PathLike | MediaReader, backend,
         plan = window_plan_of(info, config)
         for k, (s, e) in enumerate(plan.ranges):
             runs = [[0]] if info.kind != "video" else burst_indices(s, e, config)
-            yield _read_window(opened, backend, k, s, e, plan.fps, runs, config, face_index)
+            window = _read_window(opened, backend, k, s, e, plan.fps, runs, config, face_index)
+            if window is None:
+                return  # nothing decodes from here on (a truncated file): the windows so far stand
+            yield window
     finally:
         if opened is not path:
             opened.close()
@@ -120,14 +123,14 @@ def window_plan_of(info, config: WindowConfig = WindowConfig()) -> WindowPlan:
 
 
 def _read_window(reader: MediaReader, backend, k: int, s: int, e: int, fps: float, runs: list[list[int]],
-                 config: WindowConfig, face_index: int) -> Window:
+                 config: WindowConfig, face_index: int) -> Window | None:
     flat = [i for run in runs for i in run]
     # The first frame of every burst is detected; the rest are tracked from their neighbour.
     tracker = TrackerConfig(detect_every=config.burst_frames, face_index=face_index)
     track = track_faces(reader, backend, tracker, indices=flat, keep_frames=True)[0]
     got = [(j, f) for j, f in enumerate(track.frames) if f is not None]
     if not got:
-        raise BadInputError(f"{reader.path}: frames {flat[0]}-{flat[-1]} could not be decoded")
+        return None
     keep = np.asarray([j for j, _ in got])
     h, w = got[0][1].shape[:2]
     scale = min(1.0, config.max_side / max(h, w))

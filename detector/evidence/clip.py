@@ -70,7 +70,9 @@ def measure_windows(path: str | os.PathLike | MediaReader, streams: list[Stream]
                                       int(found.sum()), face_px,
                                       [s.evaluate(ctx) for s in streams]))
         seconds = reader.info.duration if reader.info.kind == "video" else 0.0
-        return out, Coverage(len(out), round(float(seconds), 3), plan.complete)
+        # complete: every frame lies in a scored window (a truncated file's unreadable tail does not)
+        complete = plan.complete and len(out) == len(plan.ranges)
+        return out, Coverage(len(out), round(float(seconds), 3), complete)
     finally:
         if reader is not path:
             reader.close()

@@ -250,3 +250,17 @@ def test_iter_windows_on_a_still_image_is_one_window_of_one_frame(dlib_backend):
     # One frame has no dynamics: every statistic is NaN, nothing raises.
     feats, facts = window_features(w)
     assert all(np.isnan(v) for v in feats.values()) and facts.frames == 1 and facts.pairs == 0
+
+
+def test_a_truncated_file_gives_the_windows_it_can_read(tmp_path, dlib_backend):
+    from detector.evidence.clip import measure_windows
+    from detector.evidence.streams import create_stream
+    from tests.conftest import encode, numbered_frames
+
+    full = encode(tmp_path / "full.mkv", numbered_frames(150, 128, 128), fmt="matroska")
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.5)])
+    windows, coverage = measure_windows(cut, [create_stream("dynamics")], dlib_backend,
+                                        config=WindowConfig(seconds=1.0))
+    assert 0 < coverage.windows == len(windows) < 6  # 150 frames would be 6 windows of 1 s
+    assert all(w.frames for w in windows) and windows[-1].end <= 6.0
