@@ -303,11 +303,22 @@ def generate_speed(driver, presets, frames, threads, precision, as_json):
 @click.option("--source", type=click.Path(exists=True, dir_okay=False),
               help="Video to make the 720p clip from (default: the astronaut sample).")
 @click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--long-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Instead: scan a file this many minutes long after a warm-up, and report the time, "
+                   "windows and how much peak memory grew (flat: close to 0).")
 @click.option("--json", "as_json", is_flag=True)
-def scan_speed(detector, generator, source, repeats, as_json):
+def scan_speed(detector, generator, source, repeats, long_minutes, as_json):
     """Seconds to scan a 10 s 720p clip (target 1.5 s on a 2-core CPU), per stage as the scan times them."""
-    from benchmarks.speed.scan import run_scan_speed
+    from benchmarks.speed.scan import run_long_scan, run_scan_speed
 
+    if long_minutes:
+        r = run_long_scan(long_minutes, detector, source)
+        if as_json:
+            emit_json(r)
+        else:
+            click.echo(f"scan of a {r['clip']} file: {r['seconds']} s, {r['windows']} windows; peak memory "
+                       f"{r['peak_rss_mib_after_warm_up']} -> {r['peak_rss_mib_after_long_scan']} MiB")
+        return
     r = run_scan_speed(detector, generator, source, repeats)
     if as_json:
         emit_json(r)
