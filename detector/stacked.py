@@ -11,7 +11,7 @@ import numpy as np
 
 from detector.evidence.clip import WindowEvidence
 from detector.evidence.stack import BucketCheck, StreamBundle, bucket_of
-from detector.evidence.streams import Stream, create_stream
+from detector.evidence.streams import Stream, create_stream, stream_names
 from generator.errors import BadInputError
 
 BUNDLED_STREAMS = Path(__file__).resolve().parent / "weights" / "sfumato_streams.json"
@@ -40,8 +40,9 @@ def resolve_bundle(spec: str, detector_sha256: str) -> tuple[StreamBundle | None
 
 
 def stream_set(bundle: StreamBundle) -> list[Stream]:
-    """The bundle's streams with their fitted models, and provenance (always reported)."""
-    names = list(bundle.stack.streams) + [n for n in ("provenance",) if n not in bundle.stack.streams]
+    """Every registered stream with the bundle's fitted model where it has one: the fused ones first,
+    then those shown to the analyst but left out of the verdict (the protocol found no gain)."""
+    names = list(bundle.stack.streams) + [n for n in stream_names() if n not in bundle.stack.streams]
     return [create_stream(n, bundle.stack.models.get(n)) for n in names]
 
 

@@ -155,6 +155,25 @@ class Stack:
 STREAMS_ON = ("all", "made")  # what learned streams fit on: every clip, or real clips and made fakes only
 
 
+def _fit_on(table: WindowTable, streams_on: str) -> np.ndarray:
+    """The windows learned streams fit on (see ``fit_stack``)."""
+    if streams_on not in STREAMS_ON:
+        raise BadInputError(f"streams_on is one of {', '.join(STREAMS_ON)}, not {streams_on!r}")
+    if streams_on == "made":
+        return (table.label == 0) | (table.aid if table.aid is not None else False)
+    return np.ones(len(table.x), bool)
+
+
+def fit_stream_model(table: WindowTable, name: str, streams_on: str = "all") -> FusionModel:
+    """One learned stream's logistic regression on its own features (every clip weighs the same)."""
+    from detector.evidence.streams import create_stream
+
+    stream = create_stream(name)
+    own, w = _fit_on(table, streams_on), table.weights()
+    x = stream_columns(table, name, stream.feature_names)
+    return fit_logistic(x[own], table.label[own], w[own], [*stream.feature_names], STREAM_C)
+
+
 def fit_stack(table: WindowTable, streams: list[str], inner_folds: int = 3, seed: int = 0,
               streams_on: str = "all") -> Stack:
     """Fit the learned streams and the stacking regression on their out-of-fold logits (module docstring).
@@ -164,31 +183,23 @@ def fit_stack(table: WindowTable, streams: list[str], inner_folds: int = 3, seed
     on every clip."""
     from detector.evidence.streams import create_stream
 
-    if streams_on not in STREAMS_ON:
-        raise BadInputError(f"streams_on is one of {', '.join(STREAMS_ON)}, not {streams_on!r}")
-    w = table.weights()
-    own = np.ones(len(table.x), bool)
-    if streams_on == "made":
-        own = (table.label == 0) | (table.aid if table.aid is not None else False)
+    _fit_on(table, streams_on)  # a clear error for an unknown choice, before any fitting
     models, oof = {}, {}
     for name in streams:
-        stream = create_stream(name)
-        if not stream.learned:
+        if not create_stream(name).learned:
             oof[name] = table.column(f"{name}:logit")
             continue
-        x = stream_columns(table, name, stream.feature_names)
-        names = [*stream.feature_names]
-        models[name] = fit_logistic(x[own], table.label[own], w[own], names, STREAM_C)
-        got = np.full(len(x), np.nan)
+        models[name] = fit_stream_model(table, name, streams_on)
+        got = np.full(len(table.x), np.nan)
         for test in group_folds(table.group, inner_folds, seed):
-            fit_on = ~test & own
-            if len(set(table.label[fit_on].tolist())) < 2:
+            train = table.take(~test)
+            if len(set(train.label[_fit_on(train, streams_on)].tolist())) < 2:
                 continue
-            m = fit_logistic(x[fit_on], table.label[fit_on], w[fit_on], names, STREAM_C)
-            got[test] = _logit(m, x[test])
+            m = fit_stream_model(train, name, streams_on)
+            got[test] = _logit(m, stream_columns(table, name, tuple(m.features))[test])
         oof[name] = got
     stacked = np.stack([oof[s] for s in streams], axis=1)
-    fusion = fit_logistic(stacked, table.label, w, [f"{s}:logit" for s in streams], STACK_C)
+    fusion = fit_logistic(stacked, table.label, table.weights(), [f"{s}:logit" for s in streams], STACK_C)
     return Stack(list(streams), models, fusion)
 
 

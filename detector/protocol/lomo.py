@@ -25,8 +25,10 @@ from detector.evidence.stack import (
     calibrate_buckets,
     clip_scores,
     fit_stack,
+    fit_stream_model,
     group_folds,
 )
+from detector.evidence.streams import create_stream, stream_names
 from detector.protocol.table import AID, EVAL, ClipRow
 from generator.errors import BadInputError
 
@@ -221,8 +223,11 @@ def _nested_fpr(rows: list[ClipRow], real_idx: list[int], oof: dict[int, float],
 def fit_bundle(rows: list[ClipRow], config: LomoConfig = LomoConfig()) -> StreamBundle:
     """The shipped bundle: the stack fitted on every clip, calibrated on every real identity's
     out-of-fold score, with its bucket checks."""
-    stack = fit_stack(window_table(rows), list(config.streams), seed=config.seed,
-                      streams_on=config.streams_on)
+    table = window_table(rows)
+    stack = fit_stack(table, list(config.streams), seed=config.seed, streams_on=config.streams_on)
+    for name in stream_names():  # streams left out of the fusion are still shown, with their own score
+        if name not in stack.models and create_stream(name).learned and name not in stack.streams:
+            stack.models[name] = fit_stream_model(table, name, config.streams_on)
     oof, _ = out_of_fold(rows, config)
     real_idx = [i for i, r in enumerate(rows) if r.spec.label == 0 and r.spec.role != AID]
     scores = np.asarray([oof[i] for i in real_idx])

@@ -167,6 +167,13 @@ def test_fit_bundle_is_calibrated_on_every_real_identity():
     assert bundle.calibration.real_videos == 30 and "30 identities" in bundle.calibration.set_on
     assert bundle.calibration.measured_fpr <= 0.05
     assert bundle.fitted_on["streams"] == ["frames", "dynamics"]
+    frames_only = fit_bundle(rows, LomoConfig(streams=("frames",), bootstrap=0))
+    assert frames_only.stack.streams == ["frames"]
+    assert "dynamics" in frames_only.stack.models  # left out of the verdict, still scored for the analyst
+    from detector.stacked import stream_set
+
+    shown = stream_set(frames_only)
+    assert [s.name for s in shown] == ["frames", "dynamics", "provenance"] and shown[1].model is not None
 
 
 def test_streams_registry_and_provenance_rule():
