@@ -110,3 +110,33 @@ def run_long_scan(minutes: float = 10.0, detector: str | os.PathLike | None = No
             "peak_rss_mib_after_warm_up": round(before), "peak_rss_mib_after_long_scan": round(after),
             "peak_growth_mib": round(after - before), "stage_seconds": result.stage_seconds,
             "verdict": result.verdict.label}
+
+
+def run_folder_scan(files: int = 200, detector: str | os.PathLike | None = None,
+                    source: str | os.PathLike | None = None) -> dict:
+    """Scan a folder of ``files`` short clips in one warm process: seconds per file, and the peak memory
+    after the first tenth against after all of them (flat: the growth stays small)."""
+    import resource
+    import shutil
+
+    from detector.scan import ScanConfig, Scanner, scan_paths
+    from generator.io.samples import write_astronaut_clip
+
+    scanner = Scanner(detector, config=ScanConfig())
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(source) if source else write_astronaut_clip(Path(tmp) / "astronaut.mp4", n_frames=50)
+        first, rest = Path(tmp) / "first", Path(tmp) / "rest"
+        first.mkdir()
+        rest.mkdir()
+        tenth = max(1, files // 10)
+        for i in range(files):
+            shutil.copy(src, (first if i < tenth else rest) / f"clip_{i:04d}{src.suffix}")
+        t = time.perf_counter()
+        scan_paths([first], scanner, out_dir=Path(tmp) / "out1")
+        early = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        run = scan_paths([rest], scanner, out_dir=Path(tmp) / "out2")
+        wall = time.perf_counter() - t
+        late = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"files": files, "seconds": round(wall, 1), "seconds_per_file": round(wall / files, 3),
+            "errors": run.summary.errors, "peak_rss_mib_after_first_tenth": round(early),
+            "peak_rss_mib_after_all": round(late), "peak_growth_mib": round(late - early)}
