@@ -4,7 +4,8 @@ Fitting (``fit_stack``), on windows of clips labelled real / fake:
 1. each learned stream's logistic regression on its own features (each clip weighs the same, however
    many windows it has; classes weigh the same);
 2. the streams' out-of-fold logits (identity-grouped folds, so no window is scored by a model that saw
-   its person), stacked by a second logistic regression: the fused probability of fake per window.
+   its person), stacked by a second logistic regression on real clips and other tools' fakes (made
+   fakes train only the streams): the fused probability of fake per window.
 A file's probability is its most suspicious window's, so a fake stretch inside a long real video shows.
 
 Calibration (``calibrate_buckets``): the threshold for a stated false-positive rate on out-of-fold real
@@ -199,7 +200,11 @@ def fit_stack(table: WindowTable, streams: list[str], inner_folds: int = 3, seed
             got[test] = _logit(m, stream_columns(table, name, tuple(m.features))[test])
         oof[name] = got
     stacked = np.stack([oof[s] for s in streams], axis=1)
-    fusion = fit_logistic(stacked, table.label, table.weights(), [f"{s}:logit" for s in streams], STACK_C)
+    # Made fakes train the streams built to see their trace, not the weights between streams: the
+    # frame classifier rightly calls a real clip's own still frame real, and would be weighed down.
+    tool = ~table.aid if table.aid is not None else np.ones(len(table.x), bool)
+    fusion = fit_logistic(stacked[tool], table.label[tool], table.take(tool).weights(),
+                          [f"{s}:logit" for s in streams], STACK_C)
     return Stack(list(streams), models, fusion)
 
 
