@@ -162,39 +162,9 @@ def window_features(window: Window) -> tuple[dict[str, float], DynamicsFacts]:
     background = ~person
     bg_visible = int(background.sum()) >= MIN_REGION
     greys = [_grey(f) for f in window.frames]
-    highs = [_highpass(g) for g in greys]
     pairs = _pairs(window)
-    rows: dict[str, list[float]] = {k: [] for k in (
-        "bg_diff", "head", "bg_corr", "face_corr", "face_noise", "bg_noise", "face_sharp", "bg_sharp",
-        "mouth_sharp", "rest_sharp", "mouth_diff", "rest_diff", "seam", "global_diff", "mouth_step")}
-    colour = []
-    for j, p in enumerate(pts):
-        if found[j]:
-            colour.append(_colour_contrast(window.frames[j], p, shape))
-    for a, b in pairs:
-        pa, pb = pts[a], pts[b]
-        face = _hull_mask(pa, shape, 0.9)
-        mouth = _box_mask(pa[48:68], shape, 1.3)
-        rest = face & ~mouth
-        diff = np.abs(greys[b] - greys[a])
-        rows["global_diff"].append(float(diff.mean()))
-        rows["head"].append(float(np.linalg.norm(pb - pa, axis=1).mean()) / max(face_size, EPS))
-        rows["mouth_step"].append(abs(_mouth_gap(pb) - _mouth_gap(pa)) / max(face_size, EPS))
-        if bg_visible:
-            rows["bg_diff"].append(float(diff[background].mean()))
-            rows["bg_corr"].append(_corr(highs[a][background], highs[b][background]))
-            rows["bg_noise"].append(_mad(highs[a][background]))
-            rows["bg_sharp"].append(_lap_energy(greys[a], background))
-        if face.sum() >= MIN_REGION // 4:
-            aligned = _highpass(_align(greys[b], pb, pa))
-            rows["face_corr"].append(_corr(highs[a][face], aligned[face]))
-            rows["face_noise"].append(_mad(highs[a][face]))
-            rows["face_sharp"].append(_lap_energy(greys[a], face))
-            rows["mouth_sharp"].append(_lap_energy(greys[a], mouth & face))
-            rows["rest_sharp"].append(_lap_energy(greys[a], rest))
-            rows["mouth_diff"].append(float(diff[mouth].mean()) if mouth.any() else nan)
-            rows["rest_diff"].append(float(diff[rest].mean()) if rest.any() else nan)
-            rows["seam"].append(_seam_contrast(greys[a], pa, shape))
+    rows = _pair_rows(window, greys, pairs, background if bg_visible else None, face_size)
+    colour = [_colour_contrast(window.frames[j], p, shape) for j, p in enumerate(pts) if found[j]]
     med = {k: _nanmedian(v) for k, v in rows.items()}
     head, bg = np.asarray(rows["head"]), np.asarray(rows["bg_diff"])
     moving = head > MOVING_HEAD
@@ -220,6 +190,43 @@ def window_features(window: Window) -> tuple[dict[str, float], DynamicsFacts]:
                           med["head"] * face_size / window.scale if pairs else nan, med["bg_diff"],
                           face_size / window.scale)
     return out, facts
+
+
+def _pair_rows(window: Window, greys: list[np.ndarray], pairs: list[tuple[int, int]],
+               background: np.ndarray | None, face_size: float) -> dict[str, list[float]]:
+    """Per pair of neighbouring frames: change, noise, sharpness and motion of each region
+    (``background`` None: not visible, no background rows)."""
+    nan = float("nan")
+    pts, shape = window.points, window.frames.shape[1:3]
+    highs = [_highpass(g) for g in greys]
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "bg_diff", "head", "bg_corr", "face_corr", "face_noise", "bg_noise", "face_sharp", "bg_sharp",
+        "mouth_sharp", "rest_sharp", "mouth_diff", "rest_diff", "seam", "global_diff", "mouth_step")}
+    for a, b in pairs:
+        pa, pb = pts[a], pts[b]
+        face = _hull_mask(pa, shape, 0.9)
+        mouth = _box_mask(pa[48:68], shape, 1.3)
+        rest = face & ~mouth
+        diff = np.abs(greys[b] - greys[a])
+        rows["global_diff"].append(float(diff.mean()))
+        rows["head"].append(float(np.linalg.norm(pb - pa, axis=1).mean()) / max(face_size, EPS))
+        rows["mouth_step"].append(abs(_mouth_gap(pb) - _mouth_gap(pa)) / max(face_size, EPS))
+        if background is not None:
+            rows["bg_diff"].append(float(diff[background].mean()))
+            rows["bg_corr"].append(_corr(highs[a][background], highs[b][background]))
+            rows["bg_noise"].append(_mad(highs[a][background]))
+            rows["bg_sharp"].append(_lap_energy(greys[a], background))
+        if face.sum() >= MIN_REGION // 4:
+            aligned = _highpass(_align(greys[b], pb, pa))  # the head's motion undone: noise vs texture
+            rows["face_corr"].append(_corr(highs[a][face], aligned[face]))
+            rows["face_noise"].append(_mad(highs[a][face]))
+            rows["face_sharp"].append(_lap_energy(greys[a], face))
+            rows["mouth_sharp"].append(_lap_energy(greys[a], mouth & face))
+            rows["rest_sharp"].append(_lap_energy(greys[a], rest))
+            rows["mouth_diff"].append(float(diff[mouth].mean()) if mouth.any() else nan)
+            rows["rest_diff"].append(float(diff[rest].mean()) if rest.any() else nan)
+            rows["seam"].append(_seam_contrast(greys[a], pa, shape))
+    return rows
 
 
 def _mouth_gap(p: np.ndarray) -> float:

@@ -37,13 +37,35 @@ def test_bundled_detector_records_its_recipe_and_generator_hash(bundled):
 
 def test_scan_with_no_options_uses_the_bundled_models(bundled, astronaut_clip):
     from detector.scan import ScanConfig, Scanner
+    from detector.stacked import BUNDLED_STREAMS
 
     _, meta = bundled
     uses_r = any(f.startswith("realism") for f in meta["fusion"]["features"])
     r = Scanner(config=ScanConfig(frames=4)).scan(astronaut_clip)
-    assert r.models.method == ("fused" if uses_r else "backbone") and r.manifest["state"] == "Absent"
+    stacked = BUNDLED_STREAMS.is_file()
+    assert r.models.method == ("stacked" if stacked else "fused" if uses_r else "backbone")
+    assert r.manifest["state"] == "Absent"
     assert r.verdict.calibration is not None  # the shipped threshold is calibrated
     assert r.verdict.label in ("fake", "real", "unsure") and len(r.faces[0].frames) == 4
+    if stacked:  # every registered stream is reported for the window the verdict names
+        assert r.verdict.window is not None and r.coverage.complete
+        assert {e.stream for e in r.evidence} == {"frames", "dynamics", "provenance"}
+
+
+def test_the_shipped_stream_bundle_records_how_it_was_made(bundled):
+    from detector.evidence.stack import StreamBundle
+    from detector.stacked import BUNDLED_STREAMS
+    from generator.io.files import sha256_file
+
+    if not BUNDLED_STREAMS.is_file():
+        pytest.skip("no stream bundle is installed")
+    b = StreamBundle.load(BUNDLED_STREAMS)
+    assert b.fitted_on["detector_sha256"] == sha256_file(BUNDLED_DETECTOR)  # fitted on this classifier
+    assert b.calibration.fpr == 0.05 and b.calibration.measured_fpr <= 0.05
+    assert b.calibration.real_videos == 91 and "91 identities" in b.calibration.set_on  # every real person
+    assert b.fitted_on["lomo"]["variant"] and b.fitted_on["lomo"]["rule"].startswith("highest mean LOMO AUC")
+    assert {c.condition for c in b.buckets} == {"face", "bits", "length"}
+    assert "dynamics" in b.stack.models  # scored for the analyst even where it is not fused
 
 
 def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path, monkeypatch):
