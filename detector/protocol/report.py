@@ -28,8 +28,9 @@ def lomo_markdown(results: dict[str, LomoResult], baselines: dict[str, dict[str,
                 f"the shipped threshold, nested out of fold: **{res.fpr_nested:.1%}**.", "",
                 "| method | family | fakes | AUC | 95% CI | TPR at threshold |", "|---|---|---|---|---|---|"]
         out += [_row(r) for r in res.methods]
-        out += ["", "| family | | fakes | AUC | 95% CI | TPR at threshold |", "|---|---|---|---|---|---|"]
-        out += [_row(r) for r in res.families]
+        out += ["", "| family | fakes | AUC | 95% CI | TPR at threshold |", "|---|---|---|---|---|"]
+        out += [f"| {r.name} | {r.fakes} | {r.auc:.3f} | {r.low:.2f}-{r.high:.2f} | {r.tpr:.2f} |"
+                for r in res.families]
         out += ["", "| condition | bucket | real clips | FPR (nested) |", "|---|---|---|---|"]
         out += [f"| {b.condition} | {b.bucket} | {b.real_clips} | {b.fpr:.1%} |" for b in res.fpr_buckets]
         out.append("")

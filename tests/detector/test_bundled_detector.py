@@ -86,3 +86,12 @@ def test_scan_scores_a_clip_sfumato_generated_above_a_real_one(bundled, tmp_path
     assert fake["verdict"]["track"] == 0 and fake["faces"][0]["label"] == fake["verdict"]["label"]
     assert fake["verdict"]["probability_fake"] > real["verdict"]["probability_fake"]
     assert fake["verdict"]["label"] == "fake" and real["verdict"]["label"] == "real"
+    # the pixels alone, without the manifest that declares it generated
+    from generator.provenance import SigningOptions
+
+    bare = generate(tmp_path / "bare.mp4", [mona], config=GenerateConfig(seconds=1.0),
+                    signing=SigningOptions(enabled=False)).output
+    unsigned = scanner.scan(bare)
+    assert unsigned.manifest["state"] == "Absent"
+    assert unsigned.verdict.probability_fake > real["verdict"]["probability_fake"]
+    assert unsigned.verdict.label == "fake"
