@@ -220,7 +220,8 @@ def lomo(settings: Settings, data_dir, out, made_fakes, detector, fit, fpr, fold
         return
     for name, r in res.results.items():
         click.echo(f"{name}: mean AUC {r.mean_auc:.3f} (lowest {r.min_auc:.3f}), real clips called fake "
-                   f"{r.fpr_nested:.1%} (nested out of fold, {r.real_clips} clips)")
+                   f"{r.fpr_nested:.1%}, {r.fpr_nested_widened:.1%} with widened buckets (nested out of "
+                   f"fold, {r.real_clips} clips)")
     click.echo(f"written to {out}/lomo.md, lomo.json, roc_by_family.png, fpr_by_bucket.png"
                + (f"; bundle {res.bundle}" if res.bundle else ""))
 

@@ -57,6 +57,7 @@ class ProtocolResult:
                 "mean_auc": {k: round(r.mean_auc, 4) for k, r in self.results.items()},
                 "min_auc": {k: round(r.min_auc, 4) for k, r in self.results.items()},
                 "fpr_nested": {k: round(r.fpr_nested, 4) for k, r in self.results.items()},
+                "fpr_nested_widened": {k: round(r.fpr_nested_widened, 4) for k, r in self.results.items()},
                 "in_domain": self.in_domain}
 
 
@@ -94,6 +95,7 @@ def run_protocol(data_dir: str | os.PathLike, out: str | os.PathLike,
         bundle.fitted_on["lomo"] = {"variant": chosen, "mean_auc": results[chosen].mean_auc,
                                     "min_auc": results[chosen].min_auc,
                                     "fpr_nested": results[chosen].fpr_nested,
+                                    "fpr_nested_widened": results[chosen].fpr_nested_widened,
                                     "rule": "highest mean LOMO AUC of the variants " + ", ".join(VARIANTS)}
         bundle.save(fit)
         bundle_path = str(fit)

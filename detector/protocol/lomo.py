@@ -103,7 +103,8 @@ class BucketRate:
     condition: str
     bucket: str
     real_clips: int
-    fpr: float
+    fpr: float  # "fake" at the global point
+    fpr_widened: float  # "fake" at the point scan uses: raised in buckets that missed the rate
 
 
 @dataclasses.dataclass
@@ -118,6 +119,7 @@ class LomoResult:
     real_clips: int
     real_identities: int
     fpr_nested: float  # real clips called fake, threshold set without their fold
+    fpr_nested_widened: float  # the same with the widened points of buckets that missed the rate
     fpr_buckets: list[BucketRate]
     folds_checked: bool  # every fit excluded its held-out method and fold (asserted while running)
     real_scores: dict[str, float]  # path -> out-of-fold score (all methods in training)
@@ -192,32 +194,39 @@ def run_lomo(rows: list[ClipRow], config: LomoConfig = LomoConfig(), progress: b
         lo, hi = bootstrap_interval(real, fakes, config.bootstrap, config.seed)
         families.append(MethodResult(fam, fam, len(fakes), auc(real, fakes), lo, hi,
                                      float(np.mean(fakes >= cal.fake_from))))
-    nested, buckets = _nested_fpr(rows, real_idx, oof, folds, config)
+    nested, nested_widened, buckets = _nested_fpr(rows, real_idx, oof, folds, config)
     aucs = [r.auc for r in results if np.isfinite(r.auc)]
     return LomoResult(list(config.streams), results, families, float(np.mean(aucs)), float(np.min(aucs)),
-                      len(real_idx), len({spec[i].identity for i in real_idx}), nested, buckets, True,
+                      len(real_idx), len({spec[i].identity for i in real_idx}), nested, nested_widened,
+                      buckets, True,
                       {spec[i].path: float(oof[i]) for i in real_idx},
                       {spec[i].path: float(v) for i, v in fake_scores.items()})
 
 
 def _nested_fpr(rows: list[ClipRow], real_idx: list[int], oof: dict[int, float], folds: list[np.ndarray],
-                config: LomoConfig) -> tuple[float, list[BucketRate]]:
-    called = {}
+                config: LomoConfig) -> tuple[float, float, list[BucketRate]]:
+    """Real clips called fake with the calibration set on the other folds: at its global point, and at
+    the point scan uses for the clip's buckets (``StreamBundle.fake_from``)."""
+    cond = {i: bucket_of(rows[i].face_px, rows[i].bits_per_pixel, rows[i].seconds) for i in real_idx}
+    called, widened = {}, {}
     for test in folds:
         inside = [i for i in real_idx if test[i]]
-        outside = np.asarray([oof[i] for i in real_idx if not test[i]])
-        if not inside or not len(outside):
+        outside = [i for i in real_idx if not test[i]]
+        if not inside or not outside:
             continue
-        point = calibrate(outside, config.fpr, config.band).fake_from
-        called.update({i: oof[i] >= point for i in inside})
-    cond = {i: bucket_of(rows[i].face_px, rows[i].bits_per_pixel, rows[i].seconds) for i in called}
+        cal, checks = calibrate_buckets(np.asarray([oof[i] for i in outside]), [cond[i] for i in outside],
+                                        config.fpr, config.band, "")
+        bundle = StreamBundle(None, cal, checks, {})
+        called.update({i: oof[i] >= cal.fake_from for i in inside})
+        widened.update({i: oof[i] >= bundle.fake_from(cond[i])[0] for i in inside})
     rates = []
     for condition in ("face", "bits", "length"):
-        for bucket in sorted({c[condition] for c in cond.values()}):
+        for bucket in sorted({cond[i][condition] for i in called}):
             members = [i for i in called if cond[i][condition] == bucket]
-            rate = float(np.mean([called[i] for i in members]))
-            rates.append(BucketRate(condition, bucket, len(members), rate))
-    return float(np.mean(list(called.values()))), rates
+            rates.append(BucketRate(condition, bucket, len(members),
+                                    float(np.mean([called[i] for i in members])),
+                                    float(np.mean([widened[i] for i in members]))))
+    return float(np.mean(list(called.values()))), float(np.mean(list(widened.values()))), rates
 
 
 def fit_bundle(rows: list[ClipRow], config: LomoConfig = LomoConfig()) -> StreamBundle:

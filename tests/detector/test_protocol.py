@@ -130,6 +130,8 @@ def test_lomo_tables_rank_the_easy_method_above_the_impossible_one():
     assert {f.name for f in res.families} == {"one-image-animation", "face-swap"}
     assert res.real_clips == 30 and res.real_identities == 30 and len(res.real_scores) == 30
     assert 0 <= res.fpr_nested <= 0.25
+    assert res.fpr_nested_widened <= res.fpr_nested  # widened buckets only ever raise the "fake" point
+    assert all(b.fpr_widened <= b.fpr for b in res.fpr_buckets)
     assert {b.condition for b in res.fpr_buckets} == {"face", "bits", "length"}
     assert sum(b.real_clips for b in res.fpr_buckets if b.condition == "face") == 30
     assert res.to_dict()["methods"][0]["name"] == "alpha"
