@@ -31,7 +31,7 @@ def lomo_markdown(results: dict[str, LomoResult], baselines: dict[str, dict[str,
         out += ["", "| family | fakes | AUC | 95% CI | TPR at threshold |", "|---|---|---|---|---|"]
         out += [f"| {r.name} | {r.fakes} | {r.auc:.3f} | {r.low:.2f}-{r.high:.2f} | {r.tpr:.2f} |"
                 for r in res.families]
-        out += [f"With the widened points scan uses in buckets that missed the rate: "
+        out += ["", f"With the widened points scan uses in buckets that missed the rate: "
                 f"**{res.fpr_nested_widened:.1%}**.", "",
                 "| condition | bucket | real clips | FPR (nested) | FPR, widened buckets |",
                 "|---|---|---|---|---|"]
