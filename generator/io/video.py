@@ -123,6 +123,7 @@ class MediaReader:
         self.path = check_readable_file(path)
         self.truncated = False
         self.warning: str | None = None
+        self._cursor: tuple[Iterator[av.VideoFrame], int] | None = None  # read_at's decoder and position
         self._image: np.ndarray | None = None
         self._container = None
         if is_image_path(self.path):
@@ -252,6 +253,7 @@ class MediaReader:
         if self._image is not None:
             yield 0, self._image
             return
+        self._cursor = None  # the seek below ends any decoder read_at left running
         self._container.seek(0)
         for n, frame in enumerate(self._decode_from_here()):
             yield self._frame_index(frame, n), self._to_rgb(frame)
@@ -279,12 +281,13 @@ class MediaReader:
                     break
             return out
         min_skip = SEEK_MIN_SKIP if strategy == "auto" else 1
-        pos = -1  # index of the last decoded frame
-        decoder: Iterator[av.VideoFrame] | None = None
+        # The decoder left by the previous call goes on forward from where it stopped, so reading a
+        # file piece by piece (scan's windows) decodes it once instead of from a keyframe each time.
+        decoder, pos = self._cursor or (None, -1)  # pos: index of the last decoded frame
         for target in wanted:
             key = int(self._key_idx[np.searchsorted(self._key_idx, target, side="right") - 1]) \
                 if len(self._key_idx) else 0
-            if decoder is None or key - pos > min_skip:
+            if decoder is None or target <= pos or key - pos > min_skip:
                 self._container.seek(int(self._pts[key]), stream=self._stream, backward=True)
                 decoder = self._decode_from_here()
                 pos = -1
@@ -296,7 +299,9 @@ class MediaReader:
                 if idx >= target:
                     break
             else:
+                decoder = None
                 break  # stream ended (or truncated) before the target
+        self._cursor = (decoder, pos) if decoder is not None else None
         return out
 
     def sample(self, n: int, strategy: str = "auto") -> tuple[list[int], list[np.ndarray]]:

@@ -267,3 +267,19 @@ def test_reproducible_writer_errors_leave_nothing(tmp_path):
             w.write(numbered_frames(1)[0])
             raise RuntimeError("stop")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_at_goes_on_forward_across_calls_and_seeks_back_when_asked(tmp_path):
+    frames = numbered_frames(60, 64, 96)
+    path = encode(tmp_path / "long_gop.mp4", frames, gop=60)  # one keyframe: every seek decodes from 0
+    with MediaReader(path) as reader:
+        everything = dict(reader.frames())
+        first = reader.read_at([5, 6])
+        assert reader._cursor[1] == 6  # the decoder stays where it stopped ...
+        later = reader.read_at([30, 31])
+        assert reader._cursor[1] == 31  # ... and went on from there, not from the keyframe
+        back = reader.read_at([2, 6])  # behind the decoder: a seek, the same pixels
+    for got in (first, later, back):
+        for i, rgb in got.items():
+            assert np.array_equal(rgb, everything[i])
+    assert sorted(first) == [5, 6] and sorted(later) == [30, 31] and sorted(back) == [2, 6]
