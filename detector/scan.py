@@ -335,7 +335,11 @@ def scan_paths(paths: list[str | os.PathLike], scanner: Scanner, report: str | o
     results: list[ScanResult | ScanError] = []
     for f in tqdm(files, desc="scan", unit="file", disable=not progress):
         try:
-            results.append(scanner.scan(f.path))
+            result = scanner.scan(f.path)
+            if report is None:  # the face crops serve only a report's thumbnails: memory stays flat
+                for face in result.faces:
+                    face.samples = None
+            results.append(result)
         except Exception as exc:  # one bad file must not stop a folder scan; it is reported
             results.append(ScanError(str(f.path), f"{type(exc).__name__}: {exc}"))
     results += [ScanError(p, "not a picture or video") for p in problems]
