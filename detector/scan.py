@@ -6,6 +6,11 @@ calibrated probability with the threshold and the "unsure" band used; frames wit
 as such; the C2PA state (Trusted / Valid / Invalid with codes / Absent) and sfumato's generation
 assertion when present (a tampered manifest is itself evidence); the model versions. As JSON, and as a
 self-contained HTML report (``detector.report``: thumbnails, heatmaps, a timeline, the manifest panel).
+
+With a stream bundle (``detector.stacked``; the shipped one applies to the bundled detector) the whole
+file is also read in windows, every evidence stream scores and explains each window, and the verdict
+is the stacked probability of the most suspicious window, calibrated on every real identity, with the
+unsure band widened in condition buckets where the stated rate was missed.
 """
 
 from __future__ import annotations
