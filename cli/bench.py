@@ -314,21 +314,19 @@ def scan_speed(detector, generator, source, repeats, long_minutes, folder_files,
     """Seconds to scan a 10 s 720p clip (target 1.5 s on a 2-core CPU), per stage as the scan times them."""
     from benchmarks.speed.scan import run_folder_scan, run_long_scan, run_scan_speed
 
-    if folder_files:
-        r = run_folder_scan(folder_files, detector, source)
+    if folder_files or long_minutes:
+        if folder_files:
+            r = run_folder_scan(folder_files, detector, source)
+            line = (f"{r['files']} files in {r['seconds']} s ({r['seconds_per_file']} s each); peak memory "
+                    f"{r['peak_rss_mib_after_first_tenth']} -> {r['peak_rss_mib_after_all']} MiB")
+        else:
+            r = run_long_scan(long_minutes, detector, source)
+            line = (f"scan of a {r['clip']} file: {r['seconds']} s, {r['windows']} windows; peak memory "
+                    f"{r['peak_rss_mib_after_warm_up']} -> {r['peak_rss_mib_after_long_scan']} MiB")
         if as_json:
             emit_json(r)
         else:
-            click.echo(f"{r['files']} files in {r['seconds']} s ({r['seconds_per_file']} s each); peak "
-                       f"memory {r['peak_rss_mib_after_first_tenth']} -> {r['peak_rss_mib_after_all']} MiB")
-        return
-    if long_minutes:
-        r = run_long_scan(long_minutes, detector, source)
-        if as_json:
-            emit_json(r)
-        else:
-            click.echo(f"scan of a {r['clip']} file: {r['seconds']} s, {r['windows']} windows; peak memory "
-                       f"{r['peak_rss_mib_after_warm_up']} -> {r['peak_rss_mib_after_long_scan']} MiB")
+            click.echo(line)
         return
     r = run_scan_speed(detector, generator, source, repeats)
     if as_json:
