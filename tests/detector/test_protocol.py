@@ -209,9 +209,9 @@ def test_dynamics_explanation_states_what_was_measured_and_which_way_it_pushed()
     features = {f: 0.5 for f in FEATURES} | {"bg_frozen_share": 1.0}
     text = stream.explain(features, facts, stream.score(features))
     assert "the background was frozen in 13 of the 13 pairs where the head moved" in text
-    assert "the background was frozen while the head moved (towards real)" in text
+    assert "the background stayed frozen while the head moved more often than usual (towards real)" in text
     assert stream.score(features) < 0
     low = stream.explain(features | {"bg_frozen_share": 0.0}, facts, None)
-    assert "the background kept changing while the head moved (towards fake)" in low
+    assert "frozen while the head moved less often than usual (towards fake)" in low
     tight = DynamicsFacts(20, 16, False, 0, 13, 3.4, float("nan"), 200.0)
     assert "no background visible around the 200 px face" in stream.explain(features, tight, None)
