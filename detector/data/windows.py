@@ -57,6 +57,13 @@ class Window:
         """(N,) bool: the face was found in the frame."""
         return np.isfinite(self.points[:, 0, 0])
 
+    @property
+    def face_size(self) -> float:
+        """Median side of the landmark box over the frames with the face, in these frames' pixels
+        (NaN: no face)."""
+        sizes = [float(max(p.max(axis=0) - p.min(axis=0))) for p in self.points[self.found]]
+        return float(np.median(sizes)) if sizes else float("nan")
+
 
 @dataclasses.dataclass(frozen=True)
 class WindowPlan:

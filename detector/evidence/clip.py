@@ -63,11 +63,8 @@ def measure_windows(path: str | os.PathLike | MediaReader, streams: list[Stream]
         out = []
         for w in iter_windows(reader, backend, config, face_index):
             ctx = WindowContext(w, manifest, detector)
-            found = w.found
-            sizes = [float(max(p.max(axis=0) - p.min(axis=0))) for p in w.points[found]]
-            face_px = float(np.median(sizes)) / w.scale if sizes else np.nan
             out.append(WindowEvidence(w.index, w.start, w.end, [int(i) for i in w.frame_indices],
-                                      int(found.sum()), face_px,
+                                      int(w.found.sum()), w.face_size / w.scale,
                                       [s.evaluate(ctx) for s in streams]))
         seconds = reader.info.duration if reader.info.kind == "video" else 0.0
         # complete: every frame lies in a scored window (a truncated file's unreadable tail does not)
@@ -85,10 +82,9 @@ def fuse_windows(windows: list[WindowEvidence], stack) -> None:
 
     if not windows:
         return
-    rows = [w.features() for w in windows]
-    columns = sorted({k for r in rows for k in r})
-    table = WindowTable(columns, np.asarray([[r.get(c, np.nan) for c in columns] for r in rows], float),
-                        np.arange(len(rows)), np.zeros(len(rows), int), np.zeros(len(rows)))
+    n = len(windows)
+    table = WindowTable.from_features([w.features() for w in windows], np.arange(n), np.zeros(n, int),
+                                      np.zeros(n))
     fused = stack.predict(table)
     for w, p in zip(windows, fused):
         declared = [s.probability for s in w.scores if s.stream == "provenance" and s.logit is not None]

@@ -154,8 +154,7 @@ def window_features(window: Window) -> tuple[dict[str, float], DynamicsFacts]:
     pts = window.points
     if found.sum() < 2:
         return out, DynamicsFacts(len(found), 0, False, 0, 0, nan, nan, nan)
-    sizes = np.array([float(max(p.max(axis=0) - p.min(axis=0))) for p in pts[found]])
-    face_size = float(np.median(sizes))
+    face_size = window.face_size
     person = np.zeros(shape, bool)
     for p in pts[found]:
         person |= _person_mask(p, shape)

@@ -81,6 +81,16 @@ class WindowTable:
     group: np.ndarray  # (W,) identity
     aid: np.ndarray | None = None  # (W,) bool: a made training fake (``detector.data.clipfakes``)
 
+    @classmethod
+    def from_features(cls, windows: list[dict[str, float]], clip, label, group, aid=None) -> WindowTable:
+        """Windows given as ``stream:feature`` dicts, with their clip, label, group (and aid) per window;
+        a column a window lacks is NaN."""
+        columns = sorted({k for w in windows for k in w})
+        x = np.asarray([[w.get(c, np.nan) for c in columns] for w in windows], float)
+        x = x.reshape(len(windows), len(columns))  # (0, F) too, when there are no windows
+        return cls(columns, x, np.asarray(clip), np.asarray(label), np.asarray(group),
+                   None if aid is None else np.asarray(aid, bool))
+
     def column(self, name: str) -> np.ndarray:
         """One column (NaN when the table lacks it)."""
         if name not in self.columns:

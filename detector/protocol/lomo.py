@@ -48,19 +48,13 @@ class LomoConfig:
 
 def window_table(rows: list[ClipRow]) -> WindowTable:
     """The clips' windows as one table (clip number = position in ``rows``)."""
-    columns = sorted({k for r in rows for w in r.windows for k in w})
-    x, clip, label, group, aid = [], [], [], [], []
-    for i, r in enumerate(rows):
-        for w in r.windows:
-            x.append([w.get(c, np.nan) for c in columns])
-            clip.append(i)
-            label.append(r.spec.label)
-            group.append(r.spec.identity)
-            aid.append(r.spec.role == AID)
-    if not x:
+    per_window = [(i, r, w) for i, r in enumerate(rows) for w in r.windows]
+    if not per_window:
         raise BadInputError("no measured windows (every clip failed or had no frames)")
-    return WindowTable(columns, np.asarray(x, float), np.asarray(clip), np.asarray(label), np.asarray(group),
-                       np.asarray(aid, bool))
+    return WindowTable.from_features([w for _, _, w in per_window], [i for i, _, _ in per_window],
+                                     [r.spec.label for _, r, _ in per_window],
+                                     [r.spec.identity for _, r, _ in per_window],
+                                     [r.spec.role == AID for _, r, _ in per_window])
 
 
 def auc(real: np.ndarray, fake: np.ndarray) -> float:
